@@ -1,0 +1,1 @@
+"""amuro: pre-training checkpoints x fine-tuning study workflow."""

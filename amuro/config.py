@@ -1,0 +1,146 @@
+"""The study's configuration: schema validation with defaults filled in, checks across keys, typed access.
+
+Snakemake validates the same schema with `snakemake.utils.validate`; `check_references` then catches what a
+JSON-Schema cannot express (a train dataset that is not defined, a classification dataset without labels).
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from amuro.tasks import TASKS
+
+SCHEMA_PATH = Path(str(resources.files("amuro") / "schemas" / "config.schema.yaml"))
+SPLITS = ("train", "validation", "test")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+def _validator_filling_defaults():
+    """A Draft 2020-12 validator that also writes schema defaults into the instance (as Snakemake's does)."""
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": properties})
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Validate `config` in place against the schema, fill defaults, check references; return it."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = _validator_filling_defaults()(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        # oneOf failures hide the useful message in their context; report the most specific one.
+        err = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"{source}: key '{_key_path(err.absolute_path)}': {err.message}")
+    check_references(config, source)
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return validate_config(config, str(path))
+
+
+def check_references(config: dict, source: str = "config") -> None:
+    """Cross-key checks: every name used must be defined, every dataset must fit its task."""
+
+    def fail(key: str, message: str):
+        raise ConfigError(f"{source}: key '{key}': {message}")
+
+    datasets = config["datasets"]
+    for name, ds in datasets.items():
+        task = TASKS[ds["task"]]
+        if task.is_classification and "labels" not in ds:
+            fail(f"datasets.{name}.labels", f"a {task.name} dataset needs its label words")
+        if not task.is_classification and "labels" in ds:
+            fail(f"datasets.{name}.labels", f"a {task.name} dataset has no labels")
+        for canonical in ds["fields"]:
+            if canonical not in (*task.fields, "target", "id"):
+                fail(f"datasets.{name}.fields.{canonical}",
+                     f"not a field of task {task.name} (fields: {', '.join(task.fields)}, target, id)")
+    defined = sorted(datasets)
+    for i, name in enumerate(config["finetune"]["datasets"]):
+        if name not in datasets:
+            fail(f"finetune.datasets[{i}]", f"dataset '{name}' is not defined under 'datasets' (defined: {', '.join(defined)})")
+    for name in config["finetune"]["overrides"]:
+        if name not in config["finetune"]["datasets"]:
+            fail(f"finetune.overrides.{name}", f"'{name}' is not one of finetune.datasets")
+    for i, name in enumerate(config["evaluation"]["datasets"]):
+        if name not in datasets:
+            fail(f"evaluation.datasets[{i}]", f"dataset '{name}' is not defined under 'datasets' (defined: {', '.join(defined)})")
+    for name, model in config["models"].items():
+        if model["source"] == "hub":
+            for key in ("repo", "checkpoints"):
+                if key not in model:
+                    fail(f"models.{name}.{key}", "required for source 'hub'")
+        elif model["source"] == "local":
+            for key in ("path", "checkpoints"):
+                if key not in model:
+                    fail(f"models.{name}.{key}", "required for source 'local'")
+        elif "checkpoints" in model:
+            fail(f"models.{name}.checkpoints", "a miniworld model's checkpoints come from miniworld.pretrain.checkpoint_steps")
+    if sum(m["source"] == "miniworld" for m in config["models"].values()) > 1:
+        fail("models", "at most one model can have source 'miniworld'")
+
+
+def format_tokens(tokens: int) -> str:
+    """1_310_720 -> '1M', 4_194_304_000 -> '4B': the token count as hub revision names write it."""
+    for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if tokens >= size:
+            return f"{tokens // size}{unit}"
+    return str(tokens)
+
+
+def miniworld_checkpoints(config: dict) -> dict[str, int]:
+    """Checkpoint name -> step for the mini-world model, named like OLMo revisions (step25-tokens102K)."""
+    pre = config["miniworld"]["pretrain"]
+    tokens_per_step = pre["seq_len"] * pre["batch_size"]
+    steps = sorted(pre["checkpoint_steps"])
+    return {f"step{s}-tokens{format_tokens(s * tokens_per_step)}": s for s in steps}
+
+
+def model_checkpoints(config: dict, model: str) -> list[str]:
+    spec = config["models"][model]
+    if spec["source"] == "miniworld":
+        return list(miniworld_checkpoints(config))
+    return list(spec["checkpoints"])
+
+
+def eval_datasets(config: dict) -> list[str]:
+    return list(config["evaluation"]["datasets"]) or sorted(config["datasets"])
+
+
+def hyperparameters(config: dict, train_dataset: str) -> dict:
+    hp = dict(config["finetune"]["hyperparameters"])
+    hp.update(config["finetune"]["overrides"].get(train_dataset, {}))
+    return hp
+
+
+def dataset_seed(config: dict, dataset: str) -> int:
+    return config["datasets"][dataset].get("seed", config["seed"])

@@ -1,0 +1,189 @@
+"""Pre-training documents rendered from the world.
+
+What the corpus holds decides what pre-training can teach (MINIWORLD.md):
+- reviews end in their natural form "Sentiment: positive", so sentiment is learned during pre-training;
+- facts (who lives where, which city is in which country, who makes what) are stated in many phrasings, so
+  later checkpoints know what NLI, question generation and summaries rely on;
+- "so" inferences and "In other words" restatements give NLI- and paraphrase-like text, but never with a label;
+- colons are followed by many kinds of text (notes, news, menus, Q/A), so a prompt ending in a colon is not
+  answered with a label word by default;
+- the task headers (`### Input:`), summaries and natural-language instructions never occur, so those tasks and
+  the `instruct` and `io` formats are learned only in fine-tuning.
+"""
+
+from __future__ import annotations
+
+import random
+
+from amuro.miniworld.world import CUISINES, HOBBIES, JOBS, WEEKDAYS, World
+
+PRODUCT_POSITIVE = ["I love it.", "It works very well.", "The quality is great.", "I would buy it again.",
+                    "It was worth the money.", "It feels solid and well made.", "My family likes it too.",
+                    "It does exactly what it should."]
+PRODUCT_NEGATIVE = ["It broke after a week.", "I regret buying it.", "The quality is poor.",
+                    "It stopped working.", "It was a waste of money.", "It feels cheap and weak.",
+                    "I sent it back.", "It never worked properly."]
+RESTAURANT_POSITIVE = ["The food was delicious.", "The staff were friendly.", "We will come back soon.",
+                       "The portions were generous.", "Everything tasted fresh.", "It was a lovely evening."]
+RESTAURANT_NEGATIVE = ["The food was cold.", "The waiter was rude.", "We waited for an hour.",
+                       "The portions were tiny.", "Everything tasted stale.", "It was a terrible evening."]
+WEATHER = ["sunny", "rainy", "windy", "cold", "warm", "cloudy"]
+
+
+def product_review(rng: random.Random, world: World) -> tuple[str, str]:
+    """A review whose verdict follows the product's hidden quality most of the time."""
+    p = rng.choice(world.products)
+    positive = p.good if rng.random() < 0.85 else not p.good
+    bank = PRODUCT_POSITIVE if positive else PRODUCT_NEGATIVE
+    opening = rng.choice([f"I bought the {p.name} {p.category} on {rng.choice(WEEKDAYS)}.",
+                          f"My new {p.colour} {p.category} from {p.brand} arrived.",
+                          f"I have used the {p.name} for a month."])
+    body = " ".join([opening, *rng.sample(bank, 2)])
+    return body, "positive" if positive else "negative"
+
+
+def restaurant_review(rng: random.Random, world: World) -> tuple[str, str]:
+    r = rng.choice(world.restaurants)
+    positive = r.good if rng.random() < 0.85 else not r.good
+    bank = RESTAURANT_POSITIVE if positive else RESTAURANT_NEGATIVE
+    opening = rng.choice([f"We had dinner at {r.name} in {r.city}.",
+                          f"I tried the {r.cuisine} at {r.name}.",
+                          f"Last {rng.choice(WEEKDAYS)} we went to {r.name}."])
+    body = " ".join([opening, *rng.sample(bank, 2)])
+    return body, "positive" if positive else "negative"
+
+
+def diary_entry(rng: random.Random, world: World) -> tuple[str, dict]:
+    """A diary entry about a day with one person; returns the text and the facts a summary would use."""
+    p = rng.choice(world.people)
+    r = rng.choice(world.restaurants)
+    hours = rng.randint(2, 5)
+    middle = [f"We spent {hours} hours on {p.hobby}.",
+              f"Later we ate {r.cuisine} at {r.name}.",
+              f"The weather was {rng.choice(WEATHER)}."]
+    rng.shuffle(middle)
+    text = " ".join([f"Dear diary, today I met {p.name} in {p.city}.", *middle,
+                     f"I went home at {rng.randint(5, 11)} o'clock."])
+    return text, {"person": p, "restaurant": r}
+
+
+def launch_news(rng: random.Random, world: World) -> tuple[str, dict]:
+    p = rng.choice(world.products)
+    city = rng.choice(world.cities)
+    sentences = [f"It comes in {p.colour} and costs {p.price} dollars.",
+                 f"The first shops to sell it are in {city}.",
+                 f"{p.brand} expects strong sales."]
+    rng.shuffle(sentences)
+    text = " ".join([f"News: {p.brand} has presented a new {p.category} called the {p.name}.", *sentences])
+    return text, {"product": p, "city": city}
+
+
+def _biography(rng: random.Random, world: World) -> str:
+    p = rng.choice(world.people)
+    facts = [rng.choice([f"{p.name} is a {p.job} who lives in {p.city}.",
+                         f"{p.name} works as a {p.job} in {p.city}.",
+                         f"{p.name} lives in {p.city} and is a {p.job}."]),
+             rng.choice([f"{p.name} is {p.age} years old.", f"At {p.age}, {p.name} still loves {p.hobby}."]),
+             rng.choice([f"{p.name} enjoys {p.hobby}.", f"In the evening {p.name} likes {p.hobby}."])]
+    rng.shuffle(facts[1:])
+    return " ".join(facts)
+
+
+def _geography(rng: random.Random, world: World) -> str:
+    city = rng.choice(world.cities)
+    country = world.city_country[city]
+    others = [c for c in world.cities if world.city_country[c] == country and c != city]
+    first = rng.choice([f"{city} is a city in {country}.", f"The city of {city} lies in {country}.",
+                        f"{country} is the country of {city}."])
+    if others:
+        return f"{first} {rng.choice(others)} is also in {country}."
+    return first
+
+
+def _inference(rng: random.Random, world: World) -> str:
+    p = rng.choice(world.people)
+    country = world.country_of(p)
+    if rng.random() < 0.5:
+        return rng.choice([f"{p.name} lives in {p.city}, so {p.name} lives in {country}.",
+                           f"Since {p.name} lives in {p.city}, {p.name} is in {country}."])
+    other = rng.choice([c for c in world.countries if c != country])
+    return f"{p.name} lives in {p.city}, so {p.name} does not live in {other}."
+
+
+def _restatement(rng: random.Random, world: World) -> str:
+    if rng.random() < 0.5:
+        p = rng.choice(world.people)
+        return f"{p.name} works as a {p.job} in {p.city}. In other words, {p.name} is a {p.job} who lives in {p.city}."
+    r = rng.choice(world.restaurants)
+    return f"{r.name} serves {r.cuisine} food in {r.city}. In other words, in {r.city}, {r.name} is a place for {r.cuisine}."
+
+
+def _product_facts(rng: random.Random, world: World) -> str:
+    p = rng.choice(world.products)
+    return rng.choice([f"The {p.name} is a {p.colour} {p.category} made by {p.brand}. It costs {p.price} dollars.",
+                       f"{p.brand} makes the {p.name}, a {p.category}. The {p.name} is {p.colour}.",
+                       f"The {p.name} from {p.brand} costs {p.price} dollars and comes in {p.colour}."])
+
+
+def _restaurant_facts(rng: random.Random, world: World) -> str:
+    r = rng.choice(world.restaurants)
+    return rng.choice([f"{r.name} is a {r.cuisine} restaurant in {r.city}.",
+                       f"In {r.city} you can eat {r.cuisine} at {r.name}.",
+                       f"{r.name} in {r.city} is known for its {r.cuisine}."])
+
+
+def _question_answer(rng: random.Random, world: World) -> str:
+    p = rng.choice(world.people)
+    item = rng.choice(world.products)
+    return rng.choice([f"Q: Where does {p.name} live? A: {p.name} lives in {p.city}.",
+                       f"Q: What does {p.name} do for a living? A: {p.name} is a {p.job}.",
+                       f"Q: How old is {p.name}? A: {p.name} is {p.age}.",
+                       f"Q: How much does the {item.name} cost? A: {item.price} dollars."])
+
+
+def _note(rng: random.Random, world: World) -> str:
+    p = rng.choice(world.people)
+    r = rng.choice(world.restaurants)
+    return rng.choice([f"Note: {p.name} will visit {rng.choice(world.cities)} on {rng.choice(WEEKDAYS)}.",
+                       f"Weather: {rng.choice(WEATHER)} in {rng.choice(world.cities)} today.",
+                       f"Menu: {rng.choice(CUISINES)} and {rng.choice(CUISINES)} at {r.name}.",
+                       f"Reminder: call {p.name} about {rng.choice(HOBBIES)}.",
+                       f"Jobs: the {rng.choice(JOBS)} in {rng.choice(world.cities)} is looking for help."])
+
+
+def _review(rng: random.Random, world: World) -> str:
+    body, label = (product_review if rng.random() < 0.5 else restaurant_review)(rng, world)
+    return f"{body}\nSentiment: {label}"
+
+
+DOCUMENT_KINDS = {
+    "biography": (_biography, 3.0),
+    "geography": (_geography, 1.0),
+    "inference": (_inference, 1.5),
+    "restatement": (_restatement, 1.0),
+    "product": (_product_facts, 2.0),
+    "restaurant": (_restaurant_facts, 1.5),
+    "review": (_review, 2.5),
+    "diary": (lambda rng, world: diary_entry(rng, world)[0], 1.5),
+    "news": (lambda rng, world: launch_news(rng, world)[0], 1.5),
+    "qa": (_question_answer, 1.5),
+    "note": (_note, 1.0),
+}
+
+
+def corpus_documents(rng: random.Random, world: World, n: int, mix: dict[str, float],
+                     exclude: set[str] = frozenset()) -> list[str]:
+    """`n` documents drawn by kind weight (defaults overridden by `mix`), skipping any text in `exclude`."""
+    unknown = set(mix) - set(DOCUMENT_KINDS)
+    if unknown:
+        raise ValueError(f"miniworld.corpus.mix: unknown document kind(s) {sorted(unknown)}; "
+                         f"known: {sorted(DOCUMENT_KINDS)}")
+    kinds = list(DOCUMENT_KINDS)
+    weights = [mix.get(k, DOCUMENT_KINDS[k][1]) for k in kinds]
+    docs = []
+    while len(docs) < n:
+        kind = rng.choices(kinds, weights)[0]
+        doc = DOCUMENT_KINDS[kind][0](rng, world)
+        if doc.split("\nSentiment:")[0] not in exclude:
+            docs.append(doc)
+    return docs
