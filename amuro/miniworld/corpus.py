@@ -5,8 +5,10 @@ What the corpus holds decides what pre-training can teach (MINIWORLD.md):
 - facts (who lives where, which city is in which country, who makes what) are stated in many phrasings, so
   later checkpoints know what NLI, question generation and summaries rely on;
 - "so" inferences and "In other words" restatements give NLI- and paraphrase-like text, but never with a label;
-- colons are followed by many kinds of text (notes, news, menus, Q/A), so a prompt ending in a colon is not
-  answered with a label word by default;
+- yes / no / maybe answers to questions about those facts make the NLI and paraphrase label words ordinary
+  single tokens (a label split into pieces makes classifiers stick to one answer);
+- colons are followed by many kinds of text (notes, news, menus, Q/A, records with one field per line), so a prompt ending in a colon is not
+  answered with a label word by default, and records separated by blank lines teach the few-shot shape;
 - the task headers (`### Input:`), summaries and natural-language instructions never occur, so those tasks and
   the `instruct` and `io` formats are learned only in fine-tuning.
 """
@@ -141,6 +143,21 @@ def _question_answer(rng: random.Random, world: World) -> str:
                        f"Q: How much does the {item.name} cost? A: {item.price} dollars."])
 
 
+def _yes_no_question(rng: random.Random, world: World) -> str:
+    """Yes / no / maybe answers about world facts: makes the label words ordinary single tokens of the corpus."""
+    p = rng.choice(world.people)
+    kind = rng.randrange(3)
+    if kind == 0:
+        country = rng.choice(world.countries)
+        answer = "yes" if country == world.country_of(p) else "no"
+        return f"Q: Does {p.name} live in {country}? A: {answer}."
+    if kind == 1:
+        job = rng.choice([p.job, rng.choice(JOBS)])
+        return f"Q: Is {p.name} a {job}? A: {'yes' if job == p.job else 'no'}."
+    return rng.choice([f"Q: Will {p.name} visit {rng.choice(world.cities)} soon? A: maybe.",
+                       f"Q: Is {p.name} happy today? A: maybe, nobody knows."])
+
+
 def _note(rng: random.Random, world: World) -> str:
     p = rng.choice(world.people)
     r = rng.choice(world.restaurants)
@@ -151,9 +168,26 @@ def _note(rng: random.Random, world: World) -> str:
                        f"Jobs: the {rng.choice(JOBS)} in {rng.choice(world.cities)} is looking for help."])
 
 
+def _card(rng: random.Random, world: World) -> str:
+    """A record with one field per line: line-initial headers followed by free text, not only by a label."""
+    if rng.random() < 0.5:
+        p = rng.choice(world.people)
+        return (f"Name: {p.name}\nJob: {p.job}\nCity: {p.city}\nCountry: {world.country_of(p)}\n"
+                f"About: {p.name} is {p.age} years old and enjoys {p.hobby}.")
+    item = rng.choice(world.products)
+    return (f"Product: the {item.name} {item.category}\nBrand: {item.brand}\nColour: {item.colour}\n"
+            f"Price: {item.price} dollars\nDescription: a {item.colour} {item.category} made by {item.brand}.")
+
+
+def _directory(rng: random.Random, world: World) -> str:
+    """Several records separated by blank lines, the shape a few-shot prompt has."""
+    return "\n\n".join(_card(rng, world) for _ in range(rng.randint(2, 4)))
+
+
 def _review(rng: random.Random, world: World) -> str:
     body, label = (product_review if rng.random() < 0.5 else restaurant_review)(rng, world)
-    return f"{body}\nSentiment: {label}"
+    # Mostly in-line: " Sentiment:" is the token sequence the default and instruct prompts end with.
+    return f"{body}{' ' if rng.random() < 0.7 else chr(10)}Sentiment: {label}"
 
 
 DOCUMENT_KINDS = {
@@ -163,10 +197,13 @@ DOCUMENT_KINDS = {
     "restatement": (_restatement, 1.0),
     "product": (_product_facts, 2.0),
     "restaurant": (_restaurant_facts, 1.5),
-    "review": (_review, 2.5),
+    "review": (_review, 2.0),
+    "card": (_card, 1.0),
+    "directory": (_directory, 1.0),
     "diary": (lambda rng, world: diary_entry(rng, world)[0], 1.5),
     "news": (lambda rng, world: launch_news(rng, world)[0], 1.5),
     "qa": (_question_answer, 1.5),
+    "yes_no": (_yes_no_question, 1.5),
     "note": (_note, 1.0),
 }
 
@@ -184,6 +221,6 @@ def corpus_documents(rng: random.Random, world: World, n: int, mix: dict[str, fl
     while len(docs) < n:
         kind = rng.choices(kinds, weights)[0]
         doc = DOCUMENT_KINDS[kind][0](rng, world)
-        if doc.split("\nSentiment:")[0] not in exclude:
+        if doc.replace("\n", " ").split(" Sentiment:")[0] not in exclude:
             docs.append(doc)
     return docs

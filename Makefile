@@ -1,0 +1,35 @@
+# make demo: create the environment, run the whole mini-world study on this machine (CPU, no network).
+# make test: create the environment, run the test suite.
+VENV ?= .venv
+PYTHON ?= python3
+# The CPU build on a laptop; on a GPU cluster install the torch build that matches its CUDA instead.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: env demo test lint dry-run clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/snakemake --profile profiles/demo
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake --profile profiles/demo --dry-run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint --configfile profiles/demo/study.yaml
+
+clean:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,21 @@
+# amuro: how pre-training checkpoints shape fine-tuning (Sun & Dredze 2024; Yang et al. 2024).
+# Wiring only: the work is in the `amuro` package, one module per stage.
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+# The paper's study unless a profile or --configfile names another (a given config replaces it, not merges).
+if not config:
+
+    configfile: "workflow_config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/miniworld.smk"
+include: "rules/checkpoints.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        final_outputs(),

@@ -1,0 +1,5 @@
+import sys
+
+from amuro.cli import main
+
+sys.exit(main())

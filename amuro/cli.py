@@ -1,0 +1,120 @@
+"""`python -m amuro <stage> ...`: the command line every Snakemake rule calls.
+
+Settings that define a result arrive as one JSON argument (the rule's `params`, so Snakemake reruns the job
+when they change); paths arrive as separate arguments. Heavy libraries are imported inside each stage so that
+light stages start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def miniworld_generate(args):
+    from amuro.miniworld.generate import generate
+
+    generate(args.settings, args.out)
+
+
+def miniworld_tokenizer(args):
+    from amuro.miniworld.tokenizer import train_tokenizer
+
+    train_tokenizer(args.corpus, args.out, args.vocab_size, args.documents)
+
+
+def miniworld_pretrain(args):
+    from amuro.miniworld.pretrain import pretrain
+
+    pretrain(args.settings, args.corpus_dir, args.tokenizer, args.out, threads=args.threads)
+
+
+def fetch_checkpoint(args):
+    from amuro.checkpoints import resolve_checkpoint
+
+    resolve_checkpoint(args.model, args.spec, args.checkpoint, args.out, args.miniworld_dir)
+
+
+def prepare_data(args):
+    from amuro.registry import prepare_dataset
+
+    prepare_dataset(args.dataset, args.spec, args.seed, args.out_dir, args.miniworld_dir)
+
+
+def build_prompts(args):
+    from amuro.formats import build_prompts as build
+
+    build(args.dataset, args.task, args.format, args.data_dir, args.out_dir, args.shots, args.seed)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="amuro", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="stage", required=True)
+
+    s = sub.add_parser("miniworld-generate", help="world, pre-training corpus and task datasets")
+    s.add_argument("--settings", type=_json, required=True, help="the miniworld config section (JSON)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(run=miniworld_generate)
+
+    s = sub.add_parser("miniworld-tokenizer", help="train the BPE tokenizer on the corpus")
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--vocab-size", type=int, required=True)
+    s.add_argument("--documents", type=int, required=True)
+    s.set_defaults(run=miniworld_tokenizer)
+
+    s = sub.add_parser("miniworld-pretrain", help="pre-train the tiny OLMo model into checkpoints")
+    s.add_argument("--settings", type=_json, required=True)
+    s.add_argument("--corpus-dir", required=True)
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(run=miniworld_pretrain)
+
+    s = sub.add_parser("fetch-checkpoint", help="resolve one checkpoint into an HF directory + resolved.json")
+    s.add_argument("--model", required=True)
+    s.add_argument("--spec", type=_json, required=True, help="the model's config entry (JSON)")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--miniworld-dir")
+    s.set_defaults(run=fetch_checkpoint)
+
+    s = sub.add_parser("prepare-data", help="one dataset as canonical Parquet splits")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--spec", type=_json, required=True, help="the dataset's config entry (JSON)")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--miniworld-dir")
+    s.set_defaults(run=prepare_data)
+
+    s = sub.add_parser("build-prompts", help="one dataset in one prompt format, with k-shot demonstrations")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--task", required=True)
+    s.add_argument("--format", required=True)
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--shots", type=_int_list, required=True, help="comma-separated, e.g. 0,4")
+    s.add_argument("--seed", type=int, required=True)
+    s.set_defaults(run=build_prompts)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.run(args)
+    return 0

@@ -1,0 +1,117 @@
+"""Prompt formats and few-shot assembly.
+
+Three formats, as in the paper's Table 5 (Yang et al. add sentiment):
+- `default`: `### Input: ...` headers, one field per line, ending in a task header such as `### Summary:`;
+- `instruct`: a natural-language instruction around the fields;
+- `io`: the bare fields, one per line, then the output.
+A prompt ends where the model's answer starts; the completion is the reference (with its leading space in the
+formats whose prompt ends in a colon). Demonstrations are whole prompt + completion pairs separated by a blank
+line. Everything here is deterministic.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from amuro.io import write_parquet
+
+FORMATS = ("default", "io", "instruct")
+DEMO_SEPARATOR = "\n\n"
+
+# task -> format -> prompt template; the completion is " {target}" except for io, where it is "{target}".
+TEMPLATES: dict[str, dict[str, str]] = {
+    "summarization": {
+        "default": "### Input: {document}\n### Summary:",
+        "instruct": "Please read the following text: {document} Provide a summary:",
+        "io": "{document}\n",
+    },
+    "question_generation": {
+        "default": "### Input: {context}\n### Answer: {answer}\n### Question:",
+        "instruct": "Given the context: {context} And the answer: {answer} Generate a suitable question:",
+        "io": "{context}\n{answer}\n",
+    },
+    "nli": {
+        "default": "### Input_1: {premise}\n### Input_2: {hypothesis}\n### Inference:",
+        "instruct": "Consider the following texts: Text 1: {premise} Text 2: {hypothesis} The relation is",
+        "io": "{premise}\n{hypothesis}\n",
+    },
+    "paraphrase": {
+        "default": "### Input_1: {sentence1}\n### Input_2: {sentence2}\n### Paraphrase Classification:",
+        "instruct": ("Let's compare the two sentences: Sentence_1: {sentence1} Sentence_2: {sentence2} "
+                     "Are they paraphrasing?:"),
+        "io": "{sentence1}\n{sentence2}\n",
+    },
+    "sentiment": {
+        "default": "### Input: {text}\n### Sentiment:",
+        "instruct": "Analyze the sentiment of the following text: {text} Sentiment:",
+        "io": "{text}\n",
+    },
+}
+
+
+def render(task: str, fmt: str, example: dict) -> tuple[str, str]:
+    """(prompt, completion) of one example in one format."""
+    prompt = TEMPLATES[task][fmt].format(**example)
+    completion = example["target"] if fmt == "io" else " " + example["target"]
+    return prompt, completion
+
+
+def assemble(demonstrations: list[tuple[str, str]], prompt: str) -> str:
+    """A k-shot prompt: the demonstrations' prompt + completion, then the query prompt."""
+    return "".join(p + c + DEMO_SEPARATOR for p, c in demonstrations) + prompt
+
+
+def _stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+def demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, seed: int) -> list[str]:
+    """`k` demonstration ids for one query, drawn from `pool` (the train split) without the query itself.
+
+    The draw depends only on (seed, dataset, query id), so every format and every shot count of a query sees
+    the same demonstrations (the k-shot set is a prefix of the (k+1)-shot set), and so does every fine-tuned
+    model, whatever its train size.
+    """
+    if k == 0:
+        return []
+    rng = np.random.default_rng([seed, _stable_hash(dataset), _stable_hash(query_id)])
+    # A prefix of one permutation, so that more shots only ever add demonstrations.
+    candidates = rng.permutation(len(pool))[:k + 1]
+    chosen = [pool[i] for i in candidates if pool[i] != query_id][:k]
+    if len(chosen) < k:
+        raise ValueError(f"dataset {dataset}: the train split has {len(pool)} examples, too few for {k} shots")
+    return chosen
+
+
+PROMPT_SCHEMA = pa.schema([
+    ("id", pa.string()), ("shots", pa.int32()), ("prompt", pa.string()), ("completion", pa.string()),
+    ("target", pa.string()), ("demo_ids", pa.list_(pa.string())),
+])
+
+
+def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_dir: str | Path,
+                  shots: list[int], seed: int) -> None:
+    """Write {out_dir}/{split}.parquet: one row per example and shot count (train and validation: 0-shot only)."""
+    data_dir = Path(data_dir)
+    train = pq.read_table(data_dir / "train.parquet").to_pylist()
+    pool = [ex["id"] for ex in train]
+    rendered = {ex["id"]: render(task, fmt, ex) for ex in train}
+    max_shots = max(shots)
+    for split in ("train", "validation", "test"):
+        examples = train if split == "train" else pq.read_table(data_dir / f"{split}.parquet").to_pylist()
+        split_shots = sorted(set(shots)) if split == "test" else [0]
+        rows = []
+        for ex in examples:
+            prompt, completion = render(task, fmt, ex)
+            demos = demonstration_ids(dataset, ex["id"], pool, max_shots, seed) if max(split_shots) else []
+            for k in split_shots:
+                ids = demos[:k]
+                rows.append({"id": ex["id"], "shots": k,
+                             "prompt": assemble([rendered[i] for i in ids], prompt),
+                             "completion": completion, "target": ex["target"], "demo_ids": ids})
+        write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), Path(out_dir) / f"{split}.parquet")

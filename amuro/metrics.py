@@ -1,0 +1,100 @@
+"""Scoring: ROUGE-L for generation, label accuracy for classification, bootstrap confidence intervals.
+
+Pure functions kept apart from the tasks, so the same metric code serves every dataset.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import string
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.stats
+from rouge_score import rouge_scorer
+
+_PUNCTUATION = string.punctuation
+_SURROUNDING = string.whitespace + string.punctuation
+
+# scipy >= 1.15 seeds bootstrap with `rng`; older releases (pyproject allows 1.13) only take `random_state`.
+_SEED_KEYWORD = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
+
+
+@functools.lru_cache(maxsize=2)
+def _rouge_l_scorer(stemmer: bool) -> rouge_scorer.RougeScorer:
+    # Building a scorer loads the stemmer; one per setting is enough for any number of examples.
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
+
+
+def rouge_l(reference: str, prediction: str, stemmer: bool = False) -> float:
+    """ROUGE-L F-measure of `prediction` against `reference`.
+
+    No stemming by default: the paper computed ROUGE-L without it (HF `evaluate`'s default).
+    """
+    # RougeScorer.score takes the target first; swapping the arguments would swap precision and recall.
+    return float(_rouge_l_scorer(stemmer).score(reference, prediction)["rougeL"].fmeasure)
+
+
+def normalize_label(text: str) -> str:
+    """The first word of `text`, lower-cased, without surrounding whitespace or punctuation ("" if none)."""
+    words = text.strip(_SURROUNDING).lower().split()
+    # Free generations run on past the label ("positive, because ..."), so only the first word counts.
+    return words[0].strip(_PUNCTUATION) if words else ""
+
+
+def match_label(generation: str, labels: Sequence[str]) -> str | None:
+    """The label (as given in `labels`) that a free generation's first word names, else None."""
+    answer = normalize_label(generation)
+    for label in labels:
+        canonical = label.strip(_SURROUNDING).lower()
+        if len(canonical.split()) != 1:
+            # Matching is by first word, so a multi-word or empty label could never match (or would match wrongly).
+            raise ValueError(f"label {label!r} must be a single word to be matched against a generation")
+        if answer == canonical:
+            return label
+    return None
+
+
+def accuracy(gold: str, predicted: str | None) -> float:
+    """1.0 if `predicted` names the gold label after normalisation, else 0.0; None (no label found) is wrong."""
+    if predicted is None:
+        return 0.0
+    return float(normalize_label(gold) == normalize_label(predicted))
+
+
+def bootstrap_ci(
+    scores: Sequence[float], resamples: int = 3000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the mean of `scores`, deterministic for a fixed seed."""
+    data = np.asarray(scores, dtype=float)
+    if data.size == 0:
+        raise ValueError("bootstrap_ci needs at least one score; got an empty sequence")
+    if np.all(data == data[0]):
+        # Every resample has the same mean; scipy would warn about degenerate data (or refuse a single score).
+        value = float(data[0])
+        return value, value
+    result = scipy.stats.bootstrap(
+        (data,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        axis=-1,
+        **{_SEED_KEYWORD: np.random.default_rng(seed)},
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def summarize(
+    scores: Sequence[float], resamples: int = 3000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float | int]:
+    """Mean of `scores` with its bootstrap interval: keys value, ci_low, ci_high, n_examples."""
+    ci_low, ci_high = bootstrap_ci(scores, resamples=resamples, confidence=confidence, seed=seed)
+    return {
+        "value": float(np.mean(np.asarray(scores, dtype=float))),
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "n_examples": len(scores),
+    }

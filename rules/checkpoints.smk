@@ -1,0 +1,17 @@
+# Each checkpoint once, as an HF directory with its resolved revision and file hashes (resolved.json).
+
+
+rule fetch_checkpoint:
+    input:
+        checkpoint_source,
+    output:
+        directory("results/checkpoints/{model}/{checkpoint}"),
+    params:
+        spec=model_spec,
+    log:
+        "logs/fetch_checkpoint/{model}/{checkpoint}.log",
+    benchmark:
+        "benchmarks/fetch_checkpoint/{model}/{checkpoint}.tsv"
+    shell:
+        "python -m amuro fetch-checkpoint --model {wildcards.model} --spec {params.spec:q}"
+        " --checkpoint {wildcards.checkpoint} --out {output} --miniworld-dir {MINIWORLD} > {log} 2>&1"

@@ -1,0 +1,37 @@
+# Canonical datasets, then every dataset in every prompt format with its k-shot demonstrations.
+
+
+rule prepare_dataset:
+    input:
+        dataset_source,
+    output:
+        expand("results/data/{{dataset}}/{split}.parquet", split=study.SPLITS),
+    params:
+        spec=dataset_spec,
+        seed=dataset_seed,
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_dataset/{dataset}.tsv"
+    shell:
+        "python -m amuro prepare-data --dataset {wildcards.dataset} --spec {params.spec:q} --seed {params.seed}"
+        " --out-dir results/data/{wildcards.dataset} --miniworld-dir {MINIWORLD} > {log} 2>&1"
+
+
+rule build_prompts:
+    input:
+        expand("results/data/{{dataset}}/{split}.parquet", split=study.SPLITS),
+    output:
+        expand("results/prompts/{{dataset}}/{{format}}/{split}.parquet", split=study.SPLITS),
+    params:
+        task=dataset_task,
+        shots=",".join(map(str, SHOTS)),
+        seed=config["seed"],
+    log:
+        "logs/build_prompts/{dataset}/{format}.log",
+    benchmark:
+        "benchmarks/build_prompts/{dataset}/{format}.tsv"
+    shell:
+        "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
+        " --data-dir results/data/{wildcards.dataset} --out-dir results/prompts/{wildcards.dataset}/{wildcards.format}"
+        " --shots {params.shots} --seed {params.seed} > {log} 2>&1"

@@ -1,0 +1,82 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from amuro.config import ConfigError, load_config, miniworld_checkpoints, validate_config
+from conftest import DEMO_CONFIG, ROOT
+
+
+def test_demo_and_paper_configs_are_valid():
+    for path in (DEMO_CONFIG, ROOT / "workflow_config.yaml"):
+        config = load_config(path)
+        assert config["models"]
+
+
+def test_defaults_are_filled_in(demo_config):
+    config = validate_config(demo_config)
+    assert config["metrics"]["rouge_stemmer"] is False  # the paper's choice
+    assert config["metrics"]["bootstrap_resamples"] == 3000
+    assert config["datasets"]["people_nli"]["sample"] == {"train": None, "validation": None, "test": None}
+    assert config["finetune"]["hyperparameters"]["warmup_fraction"] == 0.03
+
+
+def test_unknown_key_is_named(demo_config):
+    demo_config["evaluation"]["shotz"] = [4]
+    with pytest.raises(ConfigError, match=r"key 'evaluation'.*'shotz' was unexpected"):
+        validate_config(demo_config)
+
+
+def test_wrong_type_is_named(demo_config):
+    demo_config["miniworld"]["pretrain"]["batch_size"] = "eight"
+    with pytest.raises(ConfigError, match=r"key 'miniworld\.pretrain\.batch_size'"):
+        validate_config(demo_config)
+
+
+def test_unknown_task_is_named(demo_config):
+    demo_config["datasets"]["people_qg"]["task"] = "translation"
+    with pytest.raises(ConfigError, match=r"key 'datasets\.people_qg\.task'"):
+        validate_config(demo_config)
+
+
+def test_undefined_train_dataset_is_named(demo_config):
+    demo_config["finetune"] = {"datasets": ["people_nli", "xsum"]}
+    with pytest.raises(ConfigError, match=r"key 'finetune\.datasets\[1\]'.*'xsum' is not defined"):
+        validate_config(demo_config)
+
+
+def test_undefined_eval_format_is_named(demo_config):
+    demo_config["formats"] = ["default", "chat"]
+    with pytest.raises(ConfigError, match=r"key 'formats\[1\]'"):
+        validate_config(demo_config)
+
+
+def test_classification_dataset_needs_labels(demo_config):
+    del demo_config["datasets"]["people_nli"]["labels"]
+    with pytest.raises(ConfigError, match=r"key 'datasets\.people_nli\.labels'"):
+        validate_config(demo_config)
+
+
+def test_hub_model_needs_a_repo(demo_config):
+    demo_config["models"]["olmo"] = {"source": "hub", "checkpoints": ["main"]}
+    with pytest.raises(ConfigError, match=r"key 'models\.olmo\.repo'"):
+        validate_config(demo_config)
+
+
+def test_miniworld_checkpoints_are_named_like_hub_revisions(demo_config):
+    names = miniworld_checkpoints(validate_config(demo_config))
+    # 8 sequences of 512 tokens per step
+    assert names == {"step25-tokens102K": 25, "step60-tokens245K": 60, "step125-tokens512K": 125,
+                     "step250-tokens1M": 250, "step500-tokens2M": 500}
+
+
+def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, demo_config):
+    demo_config["finetune"] = {"datasets": ["nope"]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(demo_config))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+                          "--configfile", str(bad), "-n", "--cores", "1"], capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "finetune.datasets[0]" in run.stdout + run.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,90 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from amuro.formats import FORMATS, TEMPLATES, assemble, build_prompts, demonstration_ids, render
+from amuro.tasks import TASKS
+
+EXAMPLES = {
+    "summarization": {"document": "Dear diary, today I met Kuri.", "target": "The writer met Kuri."},
+    "question_generation": {"context": "Kuri lives in Rege.", "answer": "Rege", "target": "Where does Kuri live?"},
+    "nli": {"premise": "Kuri lives in Rege.", "hypothesis": "Kuri lives in Keva.", "target": "no"},
+    "paraphrase": {"sentence1": "Kuri is a pilot.", "sentence2": "Kuri flies planes.", "target": "yes"},
+    "sentiment": {"text": "I love it.", "target": "positive"},
+}
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_task_renders_in_every_format_with_all_its_fields(task, fmt):
+    prompt, completion = render(task, fmt, EXAMPLES[task])
+    for field in TASKS[task].fields:
+        assert EXAMPLES[task][field] in prompt
+    assert completion.strip() == EXAMPLES[task]["target"]
+    assert EXAMPLES[task]["target"] not in prompt
+
+
+def test_default_format_follows_the_paper():
+    prompt, completion = render("nli", "default", EXAMPLES["nli"])
+    assert prompt == "### Input_1: Kuri lives in Rege.\n### Input_2: Kuri lives in Keva.\n### Inference:"
+    assert completion == " no"
+    prompt, _ = render("summarization", "instruct", EXAMPLES["summarization"])
+    assert prompt.startswith("Please read the following text:") and prompt.endswith("Provide a summary:")
+
+
+def test_io_format_is_bare_fields_then_output():
+    prompt, completion = render("paraphrase", "io", EXAMPLES["paraphrase"])
+    assert prompt == "Kuri is a pilot.\nKuri flies planes.\n"
+    assert completion == "yes"
+
+
+def test_k_shot_prompt_has_k_demonstrations_before_the_query():
+    demos = [("Q1:", " a"), ("Q2:", " b")]
+    assert assemble(demos, "Q3:") == "Q1: a\n\nQ2: b\n\nQ3:"
+    assert assemble([], "Q3:") == "Q3:"
+
+
+def test_demonstrations_never_include_the_query():
+    pool = [f"ex{i}" for i in range(6)]
+    for query in pool:
+        for seed in range(20):
+            assert query not in demonstration_ids("d", query, pool, 5, seed)
+
+
+def test_demonstrations_are_deterministic_and_nested_across_shot_counts():
+    pool = [f"ex{i}" for i in range(100)]
+    four = demonstration_ids("d", "test-1", pool, 4, seed=7)
+    assert four == demonstration_ids("d", "test-1", pool, 4, seed=7)
+    assert len(set(four)) == 4
+    assert demonstration_ids("d", "test-1", pool, 7, seed=7)[:4] == four
+    assert demonstration_ids("d", "test-2", pool, 4, seed=7) != four
+
+
+def test_too_few_train_examples_for_the_shots_is_an_error():
+    with pytest.raises(ValueError, match="too few for 4 shots"):
+        demonstration_ids("tiny", "x", ["a", "b"], 4, seed=0)
+
+
+def _write_dataset(d, n_train=30, n_test=10):
+    schema = pa.schema([(c, pa.string()) for c in ("id", "text", "target")])
+    for split, n in (("train", n_train), ("validation", 5), ("test", n_test)):
+        rows = [{"id": f"{split}-{i}", "text": f"review {split} {i}", "target": ["positive", "negative"][i % 2]}
+                for i in range(n)]
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), d / f"{split}.parquet")
+
+
+def test_prompt_files_are_byte_identical_across_runs_and_never_leak(tmp_path):
+    _write_dataset(tmp_path)
+    for out in ("a", "b"):
+        build_prompts("reviews", "sentiment", "default", tmp_path, tmp_path / out, shots=[0, 4], seed=3)
+    for split in ("train", "validation", "test"):
+        assert (tmp_path / "a" / f"{split}.parquet").read_bytes() == (tmp_path / "b" / f"{split}.parquet").read_bytes()
+    test = pq.read_table(tmp_path / "a" / "test.parquet").to_pylist()
+    assert sorted({r["shots"] for r in test}) == [0, 4]
+    for row in test:
+        assert len(row["demo_ids"]) == row["shots"]
+        assert row["id"] not in row["demo_ids"]
+        assert all(d.startswith("train-") for d in row["demo_ids"])
+        assert row["prompt"].count("### Sentiment:") == row["shots"] + 1
+    train = pq.read_table(tmp_path / "a" / "train.parquet").to_pylist()
+    assert {r["shots"] for r in train} == {0}
