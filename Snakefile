@@ -7,7 +7,7 @@ min_version("9.19")
 # The paper's study unless a profile or --configfile names another (a given config replaces it, not merges).
 if not config:
 
-    configfile: "workflow_config.yaml"
+    configfile: f"{workflow.basedir}/workflow_config.yaml"
 
 
 include: "rules/common.smk"
