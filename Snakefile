@@ -14,6 +14,8 @@ include: "rules/common.smk"
 include: "rules/miniworld.smk"
 include: "rules/checkpoints.smk"
 include: "rules/data.smk"
+include: "rules/finetune.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -60,6 +60,25 @@ def build_prompts(args):
     build(args.dataset, args.task, args.format, args.data_dir, args.out_dir, args.shots, args.seed)
 
 
+def build_fticl_prompts(args):
+    from amuro.formats import build_fticl_prompts as build
+
+    build(args.dataset, args.task, args.data_dir, args.out, args.shots, args.seed)
+
+
+def finetune(args):
+    from amuro.finetune import FinetuneSettings, finetune as run
+
+    run(args.base, args.train, args.out, FinetuneSettings.from_dict(args.settings), args.scratch, args.threads)
+
+
+def evaluate(args):
+    from amuro.evaluate import EvalRequest, EvalSettings, evaluate as run
+
+    run(args.model_dir, [EvalRequest.from_dict(r) for r in args.plan], EvalSettings(**args.settings), args.meta,
+        threads=args.threads)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amuro", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="stage", required=True)
@@ -109,6 +128,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--shots", type=_int_list, required=True, help="comma-separated, e.g. 0,4")
     s.add_argument("--seed", type=int, required=True)
     s.set_defaults(run=build_prompts)
+
+    s = sub.add_parser("build-fticl-prompts", help="the FTICL train split: fixed demonstrations before every example")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--task", required=True)
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--shots", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.set_defaults(run=build_fticl_prompts)
+
+    s = sub.add_parser("finetune", help="fine-tune one cell (Trainer + DeepSpeed)")
+    s.add_argument("--base", required=True, help="the pre-trained checkpoint directory")
+    s.add_argument("--train", required=True, help="the train prompt file")
+    s.add_argument("--out", required=True)
+    s.add_argument("--settings", type=_json, required=True, help="hyper-parameters and train size (JSON)")
+    s.add_argument("--scratch", required=True, help="Trainer checkpoints for resuming; removed on success")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(run=finetune)
+
+    s = sub.add_parser("evaluate", help="evaluate one model on all of its eval sets")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("--plan", type=_json, required=True, help="list of eval requests (JSON)")
+    s.add_argument("--settings", type=_json, required=True, help="scoring settings (JSON)")
+    s.add_argument("--meta", type=_json, required=True, help="what identifies the model (JSON)")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(run=evaluate)
     return p
 
 

@@ -115,3 +115,21 @@ def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_d
                              "prompt": assemble([rendered[i] for i in ids], prompt),
                              "completion": completion, "target": ex["target"], "demo_ids": ids})
         write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), Path(out_dir) / f"{split}.parquet")
+
+
+def build_fticl_prompts(dataset: str, task: str, data_dir: str | Path, out_file: str | Path, shots: int,
+                        seed: int) -> None:
+    """The FTICL train split (Yang et al.): the same `shots` demonstrations, drawn once from the train split,
+    before every other training example, in the default format."""
+    train = pq.read_table(Path(data_dir) / "train.parquet").to_pylist()
+    pool = [ex["id"] for ex in train]
+    fixed = set(demonstration_ids(dataset, "fticl", pool, shots, seed))
+    demos = [render(task, "default", ex) for ex in train if ex["id"] in fixed]
+    rows = []
+    for ex in train:
+        if ex["id"] in fixed:
+            continue
+        prompt, completion = render(task, "default", ex)
+        rows.append({"id": ex["id"], "shots": shots, "prompt": assemble(demos, prompt), "completion": completion,
+                     "target": ex["target"], "demo_ids": sorted(fixed)})
+    write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), out_file)

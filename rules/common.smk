@@ -13,6 +13,10 @@ DATASETS = sorted(config["datasets"])
 FORMATS = config["formats"]
 # Every shot count any model is evaluated with; prompt files hold them all.
 SHOTS = sorted(set(config["evaluation"]["base_shots"]) | set(config["evaluation"]["finetuned_shots"]))
+EVAL_DATASETS = study.eval_datasets(config)
+TRAIN_DATASETS = config["finetune"]["datasets"]
+TRAIN_FORMATS = config["finetune"]["formats"]
+TRAIN_SIZES = [str(size) for size in config["finetune"]["sizes"]]
 
 
 wildcard_constraints:
@@ -20,6 +24,8 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     format="|".join(FORMATS),
     checkpoint=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    train_format="default|io|instruct|fticl",
+    size=r"all|\d+",
 
 
 def as_json(obj):
@@ -44,8 +50,60 @@ def prompt_files():
     )
 
 
+def cells():
+    """Every fine-tuning run: (model, checkpoint, train dataset, train format, train size)."""
+    return [
+        (m, c, d, f, s)
+        for m in MODELS
+        for c in study.model_checkpoints(config, m)
+        for d in TRAIN_DATASETS
+        for f in TRAIN_FORMATS
+        for s in TRAIN_SIZES
+    ]
+
+
+def cell_name(dataset, train_format, size):
+    """How a fine-tuned model is named in prediction paths (a pre-trained checkpoint is "base")."""
+    return f"{dataset}-{train_format}-{size}"
+
+
+def base_prediction_files(model="{{model}}", ckpt="{{checkpoint}}"):
+    return expand(
+        f"results/predictions/{model}/{ckpt}/base/{{eval}}/{{format}}/{{shots}}shot.parquet",
+        eval=EVAL_DATASETS,
+        format=FORMATS,
+        shots=config["evaluation"]["base_shots"],
+    )
+
+
+def finetuned_prediction_files(
+    model="{{model}}",
+    ckpt="{{checkpoint}}",
+    dataset="{{dataset}}",
+    train_format="{{train_format}}",
+    size="{{size}}",
+):
+    cell = cell_name(dataset, train_format, size)
+    return expand(
+        f"results/predictions/{model}/{ckpt}/{cell}/{{eval}}/{{format}}/{{shots}}shot.parquet",
+        eval=EVAL_DATASETS,
+        format=FORMATS,
+        shots=config["evaluation"]["finetuned_shots"],
+    )
+
+
+def all_predictions():
+    files = []
+    for m in MODELS:
+        for c in study.model_checkpoints(config, m):
+            files += base_prediction_files(m, c)
+    for m, c, d, f, s in cells():
+        files += finetuned_prediction_files(m, c, d, f, s)
+    return files
+
+
 def final_outputs():
-    return model_checkpoint_dirs() + prompt_files()
+    return model_checkpoint_dirs() + prompt_files() + all_predictions()
 
 
 def uses_miniworld():
@@ -89,3 +147,74 @@ def dataset_seed(wildcards):
 
 def dataset_task(wildcards):
     return config["datasets"][wildcards.dataset]["task"]
+
+
+def train_prompts(wildcards):
+    return f"results/prompts/{wildcards.dataset}/{wildcards.train_format}/train.parquet"
+
+
+def finetune_settings(wildcards):
+    settings = study.hyperparameters(config, wildcards.dataset)
+    settings["size"] = None if wildcards.size == "all" else int(wildcards.size)
+    return as_json(settings)
+
+
+def fticl_shots(wildcards):
+    return study.hyperparameters(config, wildcards.dataset)["fticl_shots"]
+
+
+def eval_prompt_files(wildcards):
+    return expand("results/prompts/{eval}/{format}/test.parquet", eval=EVAL_DATASETS, format=FORMATS)
+
+
+def _eval_plan(outputs, shots):
+    plan = []
+    for path in outputs:
+        # results/predictions/{model}/{checkpoint}/{train}/{eval}/{format}/{shots}shot.parquet
+        eval_dataset, fmt, shot_file = path.split("/")[-3:]
+        spec = config["datasets"][eval_dataset]
+        plan.append(
+            {
+                "dataset": eval_dataset,
+                "task": spec["task"],
+                "format": fmt,
+                "shots": int(shot_file.removesuffix("shot.parquet")),
+                "prompts": f"results/prompts/{eval_dataset}/{fmt}/test.parquet",
+                "output": path,
+                "labels": spec.get("labels"),
+            }
+        )
+    return as_json(plan)
+
+
+def base_eval_plan(wildcards, output):
+    return _eval_plan(output, config["evaluation"]["base_shots"])
+
+
+def finetuned_eval_plan(wildcards, output):
+    return _eval_plan(output, config["evaluation"]["finetuned_shots"])
+
+
+def eval_settings():
+    evaluation = config["evaluation"]
+    return as_json(
+        {
+            "classification": evaluation["classification"],
+            "max_new_tokens_generation": evaluation["max_new_tokens"]["generation"],
+            "max_new_tokens_classification": evaluation["max_new_tokens"]["classification"],
+            "batch_size": evaluation["batch_size"],
+            "rouge_stemmer": config["metrics"]["rouge_stemmer"],
+        }
+    )
+
+
+def base_meta(wildcards):
+    return as_json({"model": wildcards.model, "checkpoint": wildcards.checkpoint, "train": "base",
+                    "train_dataset": None, "train_format": None, "train_size": None})
+
+
+def finetuned_meta(wildcards):
+    return as_json({"model": wildcards.model, "checkpoint": wildcards.checkpoint,
+                    "train": cell_name(wildcards.dataset, wildcards.train_format, wildcards.size),
+                    "train_dataset": wildcards.dataset, "train_format": wildcards.train_format,
+                    "train_size": wildcards.size})

@@ -88,3 +88,19 @@ def test_prompt_files_are_byte_identical_across_runs_and_never_leak(tmp_path):
         assert row["prompt"].count("### Sentiment:") == row["shots"] + 1
     train = pq.read_table(tmp_path / "a" / "train.parquet").to_pylist()
     assert {r["shots"] for r in train} == {0}
+
+
+def test_fticl_prepends_the_same_fixed_demonstrations_to_every_training_example(tmp_path):
+    from amuro.formats import build_fticl_prompts
+
+    _write_dataset(tmp_path)
+    build_fticl_prompts("reviews", "sentiment", tmp_path, tmp_path / "fticl.parquet", shots=3, seed=3)
+    rows = pq.read_table(tmp_path / "fticl.parquet").to_pylist()
+    demo_sets = {tuple(r["demo_ids"]) for r in rows}
+    assert len(demo_sets) == 1 and len(next(iter(demo_sets))) == 3
+    demos = set(next(iter(demo_sets)))
+    assert len(rows) == 30 - 3 and not demos & {r["id"] for r in rows}
+    first_block = rows[0]["prompt"].rsplit("### Input:", 1)[0]
+    for r in rows:
+        assert r["prompt"].startswith(first_block)  # identical demonstrations, identical order
+        assert r["prompt"].count("### Sentiment:") == 4
