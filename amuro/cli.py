@@ -145,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--settings", type=_json, required=True, help="hyper-parameters and train size (JSON)")
     s.add_argument("--scratch", required=True, help="Trainer checkpoints for resuming; removed on success")
     s.add_argument("--threads", type=int, default=1)
+    # The `deepspeed` launcher appends --local_rank=N; the rank is read from the environment instead.
+    s.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     s.set_defaults(run=finetune)
 
     s = sub.add_parser("evaluate", help="evaluate one model on all of its eval sets")

@@ -1,0 +1,323 @@
+"""Supervised fine-tuning of one checkpoint on one task's train prompts, with the HF Trainer and DeepSpeed.
+
+The model learns to produce `completion` after `prompt`: the loss covers the completion and EOS only. Training runs
+in `scratch_dir` with a Trainer checkpoint every `save_steps` steps, so a killed job resumes where it stopped. The
+result (weights, tokenizer, `train_meta.json`, `train_log.parquet`; never optimizer states) appears in `out_dir`
+all at once, and only after the saved model has been reloaded and checked against the base model.
+
+Runs as a single CPU/GPU process without a launcher, or as N processes under the `deepspeed` launcher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import socket
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import deepspeed
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import transformers
+from datasets import Dataset
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq,
+                          PrinterCallback, Trainer, TrainerCallback, TrainingArguments)
+from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging as hf_logging
+
+from amuro.io import atomic_path, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+DEEPSPEED_CONFIGS = Path(__file__).parent / "deepspeed"
+IGNORE_INDEX = -100  # label value the loss skips
+
+
+class FinetuneError(RuntimeError):
+    pass
+
+
+@dataclass
+class FinetuneSettings:
+    learning_rate: float
+    epochs: float
+    batch_size: int  # effective batch = micro_batch_size x accumulation x world size
+    micro_batch_size: int
+    warmup_fraction: float  # of all optimizer steps, rounded up
+    scheduler: str  # a transformers lr_scheduler_type: linear, cosine, constant_with_warmup, ...
+    weight_decay: float
+    max_seq_len: int
+    seed: int
+    deepspeed: str  # zero2 | zero3: amuro/deepspeed/<name>.json
+    size: int | None = None  # training examples, sampled with `seed` in their original order; None = all
+    save_steps: int = 50  # Trainer checkpoint interval in scratch_dir, for resuming
+
+    def __post_init__(self):
+        if self.size == "all":
+            self.size = None
+        if self.deepspeed not in ("zero2", "zero3"):
+            raise ValueError(f"deepspeed must be zero2 or zero3, not {self.deepspeed!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1), not {self.warmup_fraction}")
+        for name in ("batch_size", "micro_batch_size", "max_seq_len", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be >= 1 or None, not {self.size}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneSettings":
+        """Settings from the config's hyper-parameters plus cell info; unknown keys (fticl_shots, ...) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+
+def completion_features(prompt_ids: list[int], completion_ids: list[int], eos_id: int,
+                        max_seq_len: int) -> tuple[dict, bool]:
+    """One training example: prompt + completion + EOS, with the loss on completion + EOS only.
+
+    Too long: the prompt is cut from the left so the completion survives; a completion longer than max_seq_len on
+    its own loses its end. Returns the features and whether anything was cut.
+    """
+    completion_ids = list(completion_ids) + [eos_id]
+    cut = len(prompt_ids) + len(completion_ids) > max_seq_len
+    if cut:
+        completion_ids = completion_ids[:max_seq_len]
+        keep = max_seq_len - len(completion_ids)
+        prompt_ids = prompt_ids[len(prompt_ids) - keep:] if keep else []
+    input_ids = list(prompt_ids) + completion_ids
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [1] * len(input_ids),
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids,
+    }, cut
+
+
+def sample_rows(n: int, size: int | None, seed: int) -> list[int]:
+    """`size` row indices drawn with `seed`, in their original order; all rows when size is None or >= n."""
+    if size is None or size >= n:
+        if size is not None and size > n:
+            log.warning("asked for %d training examples but the file has only %d: using all", size, n)
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), size))
+
+
+def load_examples(train_prompts: str | Path, tokenizer, settings: FinetuneSettings):
+    """The tokenized training set as a datasets.Dataset, and how many examples were cut to max_seq_len."""
+    table = pq.read_table(train_prompts, columns=["prompt", "completion"])
+    rows = sample_rows(table.num_rows, settings.size, settings.seed)
+    prompts = [table["prompt"][i].as_py() for i in rows]
+    completions = [table["completion"][i].as_py() for i in rows]
+    if tokenizer.eos_token_id is None:
+        raise FinetuneError("the tokenizer has no EOS token; fine-tuning appends one to every completion")
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
+
+    features, n_cut = [], 0
+    for p, c in zip(prompt_ids, completion_ids):
+        example, cut = completion_features(p, c, tokenizer.eos_token_id, settings.max_seq_len)
+        features.append(example)
+        n_cut += cut
+    if n_cut:
+        log.warning("%d of %d examples were longer than max_seq_len=%d and were cut",
+                    n_cut, len(features), settings.max_seq_len)
+    log.info("%d training examples from %s (%d cut)", len(features), train_prompts, n_cut)
+    return Dataset.from_list(features), n_cut
+
+
+# ---------------------------------------------------------------------------------------------------------- setup
+
+def ensure_process_group_env() -> int:
+    """DeepSpeed needs a process group; alone (no launcher) we form a world of one. Returns the world size."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(port))
+    return int(os.environ["WORLD_SIZE"])
+
+
+def accumulation_steps(settings: FinetuneSettings, world_size: int) -> int:
+    per_step = settings.micro_batch_size * world_size
+    if settings.batch_size % per_step:
+        raise FinetuneError(
+            f"batch_size {settings.batch_size} is not a multiple of micro_batch_size x world size "
+            f"({settings.micro_batch_size} x {world_size} = {per_step}); change one of them")
+    return settings.batch_size // per_step
+
+
+def prepare_scratch(scratch_dir: Path, fingerprint: dict) -> None:
+    """Clear what must not be resumed: a run with other settings or inputs, or a checkpoint cut off mid-save."""
+    marker = scratch_dir / "finetune_settings.json"
+    if marker.exists() and json.loads(marker.read_text()) != fingerprint:
+        log.warning("%s holds a run with other settings or inputs: starting afresh", scratch_dir)
+        shutil.rmtree(scratch_dir)
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        write_json(fingerprint, marker)
+    for checkpoint in scratch_dir.glob("checkpoint-*"):
+        if not (checkpoint / "trainer_state.json").exists():  # the Trainer writes it last
+            log.warning("removing %s: its save was cut off", checkpoint)
+            shutil.rmtree(checkpoint)
+
+
+class LogProgress(TrainerCallback):
+    """One readable log line per logging step (replaces the Trainer's printer of raw dicts)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            log.info("step %d/%d  epoch %.2f  loss %.4f  lr %.3g  tokens %d  tokens/s %.0f",
+                     state.global_step, state.max_steps, logs.get("epoch", math.nan), logs["loss"],
+                     logs.get("learning_rate", math.nan), logs.get("num_input_tokens_seen", 0),
+                     logs.get("train_tokens_per_second", math.nan))
+
+
+def train_log_table(log_history: list[dict]) -> pa.Table:
+    """The Trainer's log history (kept across resumes in its checkpoints) as one row per logged step."""
+    rows = [{"step": int(h["step"]), "epoch": float(h.get("epoch", math.nan)), "loss": float(h["loss"]),
+             "learning_rate": float(h.get("learning_rate", math.nan)),
+             "grad_norm": float(h.get("grad_norm", math.nan)),
+             "tokens": int(h.get("num_input_tokens_seen", 0)),
+             "tokens_per_s": float(h.get("train_tokens_per_second", math.nan))}
+            for h in log_history if "loss" in h]
+    schema = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("loss", pa.float64()),
+                        ("learning_rate", pa.float64()), ("grad_norm", pa.float64()), ("tokens", pa.int64()),
+                        ("tokens_per_s", pa.float64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def expected_parameters(base_dir: str | Path) -> int:
+    """Parameter count of the base model, from its config alone (built on the meta device: no memory, no time)."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_dir))
+    return model.num_parameters()
+
+
+def check_saved_model(model_dir: str | Path, expected: int) -> int:
+    """Reload a saved model; raise unless every weight loaded and the parameter count is `expected`."""
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(model_dir, output_loading_info=True)
+    except Exception as exc:
+        raise FinetuneError(f"the saved model in {model_dir} does not reload: {exc}") from exc
+    count = model.num_parameters()
+    problems = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
+    if count != expected or problems:
+        raise FinetuneError(
+            f"the saved model in {model_dir} is not a complete copy of the trained model: {count} parameters "
+            f"reloaded, the base model has {expected}; {problems or 'all weights present'}")
+    return count
+
+
+def versions() -> dict:
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "deepspeed": deepspeed.__version__}
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+
+def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Path, settings: FinetuneSettings,
+             scratch_dir: str | Path, threads: int = 1) -> None:
+    start = time.perf_counter()
+    # DeepSpeed calls collectives that torch 2.13 renamed, with a warning per call.
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
+    hf_logging.disable_progress_bar()  # weight loading/saving bars; progress is logged per step instead
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # else accelerate sets torch's threads to all physical cores
+    torch.set_num_threads(threads)
+    base_dir, out_dir, scratch_dir = Path(base_dir), Path(out_dir), Path(scratch_dir)
+    world_size = ensure_process_group_env()
+    main_process = int(os.environ["RANK"]) == 0
+    accumulation = accumulation_steps(settings, world_size)
+    expected = expected_parameters(base_dir)
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    train_set, n_cut = load_examples(train_prompts, tokenizer, settings)
+    # Training pads on the right; the saved tokenizer keeps its own padding side for whoever loads it.
+    pad_tokenizer = copy.deepcopy(tokenizer)
+    pad_tokenizer.padding_side = "right"
+
+    cuda = torch.cuda.is_available()
+    # Before the model is loaded: under ZeRO-3 the arguments make from_pretrained shard the weights as they load.
+    args = TrainingArguments(
+        output_dir=str(scratch_dir), num_train_epochs=settings.epochs, learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.micro_batch_size, gradient_accumulation_steps=accumulation,
+        warmup_steps=settings.warmup_fraction,  # a float below 1 is a fraction: ceil(fraction x optimizer steps)
+        lr_scheduler_type=settings.scheduler, weight_decay=settings.weight_decay, seed=settings.seed,
+        bf16=cuda, use_cpu=not cuda, deepspeed=str(DEEPSPEED_CONFIGS / f"{settings.deepspeed}.json"),
+        train_sampling_strategy="group_by_length", include_num_input_tokens_seen="non_padding",
+        logging_steps=5, logging_first_step=True, save_strategy="steps", save_steps=settings.save_steps,
+        save_total_limit=1, report_to="none", disable_tqdm=True, dataloader_drop_last=False,
+    )
+    fingerprint = {"settings": asdict(settings), "base_dir": str(base_dir), "train_prompts": str(train_prompts)}
+    with args.main_process_first(desc="inspect scratch dir"):
+        if main_process:
+            prepare_scratch(scratch_dir, fingerprint)
+        resume = get_last_checkpoint(scratch_dir)
+    resumed_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else None
+
+    # On GPUs accelerate starts DeepSpeed's communication; on CPUs it starts plain torch.distributed, and ZeRO-3's
+    # sharded loading would then see a world of one.
+    deepspeed.init_distributed(auto_mpi_discovery=False)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    if settings.max_seq_len > getattr(model.config, "max_position_embeddings", math.inf):
+        log.warning("max_seq_len %d exceeds the model's max_position_embeddings %d",
+                    settings.max_seq_len, model.config.max_position_embeddings)
+
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(pad_tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+        callbacks=[LogProgress()],
+    )
+    trainer.remove_callback(PrinterCallback)
+    log.info("fine-tuning %s: %d examples, %s epochs, batch %d = micro %d x accumulation %d x world %d, lr %g, %s",
+             base_dir, len(train_set), settings.epochs, settings.batch_size, settings.micro_batch_size,
+             accumulation, world_size, settings.learning_rate, settings.deepspeed)
+    if resume:
+        log.info("resuming from %s (step %d)", resume, resumed_step)
+    trainer.train(resume_from_checkpoint=resume)
+
+    # Every rank joins save_model (ZeRO-3 gathers the shards); only rank 0 writes, into a temporary sibling.
+    with atomic_path(out_dir, directory=True) if main_process else contextlib.nullcontext(out_dir) as tmp:
+        trainer.save_model(str(tmp))
+        if not main_process:
+            return
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; train_meta.json says it in words
+        unset_hf_deepspeed_config()  # reload as an ordinary model, not into ZeRO-3 shards
+        check_saved_model(tmp, expected)
+        write_parquet(train_log_table(trainer.state.log_history), tmp / "train_log.parquet")
+        resolved = base_dir / "resolved.json"
+        write_json({
+            "settings": asdict(settings),
+            "base_dir": str(base_dir),
+            "base_checkpoint": json.loads(resolved.read_text()) if resolved.exists() else None,
+            "train_prompts": str(train_prompts),
+            "examples": len(train_set),
+            "examples_cut": n_cut,
+            "parameters": expected,
+            "optimizer_steps": trainer.state.max_steps,
+            "warmup_steps": args.get_warmup_steps(trainer.state.max_steps),
+            "gradient_accumulation_steps": accumulation,
+            "optimizer": getattr(args.optim, "value", args.optim),
+            "world_size": world_size,
+            "tokens_seen": trainer.state.num_input_tokens_seen,
+            "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
+            "resumed_from_step": resumed_step,
+            "versions": versions(),
+            "device": "cuda" if cuda else "cpu",
+            "wall_time_s": round(time.perf_counter() - start, 2),
+        }, tmp / "train_meta.json")
+    shutil.rmtree(scratch_dir, ignore_errors=True)
+    log.info("fine-tuned model in %s (%.1f s)", out_dir, time.perf_counter() - start)
+

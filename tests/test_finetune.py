@@ -1,0 +1,251 @@
+"""Specifications for amuro.finetune: completion-only loss, truncation, the output directory, resume, the reload check.
+
+Fixtures are built here: a byte-level BPE tokenizer trained on a few sentences, a fresh 2-layer OlmoForCausalLM
+(hidden 32) and 40 prompt rows of an easy repeated task. The first DeepSpeed run on a machine JIT-builds its shared
+memory communication op (about a minute, cached in ~/.cache/torch_extensions); later runs take seconds.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoForCausalLM, Trainer
+
+from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, check_saved_model, completion_features,
+                            finetune, load_examples, sample_rows)
+from amuro.miniworld.tokenizer import train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+# Two facts to learn, repeated: after "sky" comes " blue", after "grass" comes " green".
+ROWS = [{"id": f"r{i}", "shots": 0,
+         "prompt": f"### Input: the colour of the {'sky' if i % 2 else 'grass'} is\n### Answer:",
+         "completion": " blue" if i % 2 else " green", "target": "blue" if i % 2 else "green", "demo_ids": []}
+        for i in range(40)]
+SETTINGS = dict(learning_rate=2e-2, epochs=5, batch_size=8, micro_batch_size=4, warmup_fraction=0.1,
+                scheduler="linear", weight_decay=0.0, max_seq_len=64, seed=7, deepspeed="zero2", save_steps=1000,
+                fticl_shots=3)
+PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory) -> Path:
+    """A tokenizer and a fresh tiny OLMo model in one HF directory, with a resolved.json like fetched checkpoints."""
+    root = tmp_path_factory.mktemp("base")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["prompt"] + r["completion"]}) + "\n" for r in ROWS[:2]) * 20)
+    model_dir = root / "step0"
+    train_tokenizer(corpus, model_dir, vocab_size=300, documents=40)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = OlmoConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
+    OlmoForCausalLM(config).save_pretrained(model_dir)
+    (model_dir / "resolved.json").write_text(json.dumps({"model": "tiny", "checkpoint": "step0", "step": 0}))
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def train_prompts(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("prompts") / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finetuned(base_dir, train_prompts, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ft") / "model"
+    finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict(SETTINGS), out.parent / "scratch")
+    return out
+
+
+def train_losses(model_dir: Path) -> list[float]:
+    return pq.read_table(model_dir / "train_log.parquet")["loss"].to_pylist()
+
+
+# Features
+
+
+def test_labels_ignore_exactly_the_prompt_tokens():
+    features, cut = completion_features([5, 6, 7], [8, 9], eos_id=2, max_seq_len=100)
+    assert features["input_ids"] == [5, 6, 7, 8, 9, 2]
+    assert features["labels"] == [IGNORE_INDEX] * 3 + [8, 9, 2]
+    assert features["attention_mask"] == [1] * 6
+    assert not cut
+
+
+def test_prompt_and_completion_are_tokenized_separately_without_special_tokens(base_dir, train_prompts):
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    dataset, _ = load_examples(train_prompts, tokenizer, FinetuneSettings.from_dict(SETTINGS))
+    prompt = tokenizer(ROWS[0]["prompt"], add_special_tokens=False)["input_ids"]
+    completion = tokenizer(ROWS[0]["completion"], add_special_tokens=False)["input_ids"]
+    assert dataset[0]["input_ids"] == prompt + completion + [tokenizer.eos_token_id]
+    assert dataset[0]["labels"] == [IGNORE_INDEX] * len(prompt) + completion + [tokenizer.eos_token_id]
+
+
+def test_truncation_cuts_the_prompt_from_the_left_and_keeps_the_completion():
+    features, cut = completion_features([1, 3, 4, 5, 6], [8, 9], eos_id=2, max_seq_len=4)
+    assert features["input_ids"] == [6, 8, 9, 2]
+    assert features["labels"] == [IGNORE_INDEX, 8, 9, 2]
+    assert cut
+
+
+def test_a_completion_longer_than_max_seq_len_loses_its_end():
+    features, cut = completion_features([1, 3], [10, 11, 12, 13, 14], eos_id=2, max_seq_len=4)
+    assert features["input_ids"] == features["labels"] == [10, 11, 12, 13]
+    assert cut
+
+
+def test_cut_examples_are_counted(base_dir, train_prompts):
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    settings = FinetuneSettings.from_dict({**SETTINGS, "max_seq_len": 4})
+    dataset, n_cut = load_examples(train_prompts, tokenizer, settings)
+    assert n_cut == len(ROWS)
+    assert max(len(ids) for ids in dataset["input_ids"]) == 4
+
+
+def test_sampled_rows_depend_on_the_seed_and_keep_their_order():
+    rows = sample_rows(100, 10, seed=1)
+    assert rows == sorted(rows) and len(set(rows)) == 10
+    assert rows == sample_rows(100, 10, seed=1) != sample_rows(100, 10, seed=2)
+    assert sample_rows(5, None, seed=1) == sample_rows(5, 50, seed=1) == [0, 1, 2, 3, 4]
+
+
+def test_settings_ignore_unknown_keys_and_read_size_all_as_every_example():
+    settings = FinetuneSettings.from_dict({**SETTINGS, "size": "all"})
+    assert settings.size is None and not hasattr(settings, "fticl_shots")
+
+
+def test_a_batch_size_that_micro_batches_cannot_fill_is_refused(base_dir, train_prompts, tmp_path):
+    settings = FinetuneSettings.from_dict({**SETTINGS, "batch_size": 6})
+    with pytest.raises(FinetuneError, match="not a multiple"):
+        finetune(base_dir, train_prompts, tmp_path / "out", settings, tmp_path / "scratch")
+
+
+# The fine-tuned model
+
+
+def test_output_holds_weights_tokenizer_meta_and_log_and_no_training_state(finetuned):
+    names = {p.name for p in finetuned.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "train_meta.json", "train_log.parquet"} <= names
+    assert not {n for n in names if "optimizer" in n or "scheduler" in n or n.startswith(("checkpoint", "global"))}
+    assert not finetuned.with_name("scratch").exists()
+
+
+def test_output_reloads_with_the_base_parameter_count(finetuned, base_dir):
+    assert (AutoModelForCausalLM.from_pretrained(finetuned).num_parameters()
+            == AutoModelForCausalLM.from_pretrained(base_dir).num_parameters())
+    assert AutoTokenizer.from_pretrained(finetuned).eos_token == AutoTokenizer.from_pretrained(base_dir).eos_token
+
+
+def test_meta_records_settings_base_checkpoint_and_data(finetuned):
+    meta = json.loads((finetuned / "train_meta.json").read_text())
+    assert meta["settings"]["learning_rate"] == SETTINGS["learning_rate"]
+    assert meta["base_checkpoint"]["checkpoint"] == "step0"
+    assert (meta["examples"], meta["examples_cut"], meta["world_size"]) == (40, 0, 1)
+    assert meta["gradient_accumulation_steps"] == 2
+    assert {"torch", "transformers", "deepspeed"} <= set(meta["versions"])
+    assert meta["wall_time_s"] > 0
+
+
+def test_log_has_a_row_per_logged_step_and_the_loss_goes_down(finetuned):
+    log = pq.read_table(finetuned / "train_log.parquet").to_pylist()
+    assert {"step", "loss", "learning_rate", "tokens", "tokens_per_s"} <= set(log[0])
+    assert [r["step"] for r in log] == sorted(r["step"] for r in log)
+    assert all(b["tokens"] > a["tokens"] for a, b in zip(log, log[1:]))
+    assert log[-1]["loss"] < 0.5 * log[0]["loss"]
+
+
+def test_the_same_seed_gives_the_same_losses(finetuned, base_dir, train_prompts, tmp_path):
+    again = tmp_path / "again"
+    finetune(base_dir, train_prompts, again, FinetuneSettings.from_dict(SETTINGS), tmp_path / "scratch")
+    assert train_losses(again) == train_losses(finetuned)
+
+
+def test_zero3_saves_the_whole_model_and_trains_like_zero2(finetuned, base_dir, train_prompts, tmp_path):
+    out = tmp_path / "zero3"
+    finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict({**SETTINGS, "deepspeed": "zero3"}),
+             tmp_path / "scratch")
+    assert check_saved_model(out, AutoModelForCausalLM.from_pretrained(base_dir).num_parameters())
+    assert train_losses(out) == pytest.approx(train_losses(finetuned), rel=1e-4)
+
+
+# The reload check
+
+
+def test_reload_check_rejects_a_model_with_fewer_layers(base_dir, tmp_path):
+    config = OlmoConfig.from_pretrained(base_dir)
+    config.num_hidden_layers = 1
+    OlmoForCausalLM(config).save_pretrained(tmp_path / "small")
+    expected = AutoModelForCausalLM.from_pretrained(base_dir).num_parameters()
+    with pytest.raises(FinetuneError, match="not a complete copy"):
+        check_saved_model(tmp_path / "small", expected)
+
+
+def test_wrong_saved_weights_fail_the_run_and_leave_no_output(base_dir, train_prompts, tmp_path, monkeypatch):
+    def save_a_smaller_model(self, output_dir=None, _internal_call=False):
+        config = OlmoConfig.from_pretrained(base_dir)
+        config.num_hidden_layers = 1
+        OlmoForCausalLM(config).save_pretrained(output_dir)
+
+    monkeypatch.setattr(Trainer, "save_model", save_a_smaller_model)
+    settings = FinetuneSettings.from_dict({**SETTINGS, "epochs": 1})
+    with pytest.raises(FinetuneError, match="not a complete copy"):
+        finetune(base_dir, train_prompts, tmp_path / "out", settings, tmp_path / "scratch")
+    assert not (tmp_path / "out").exists()
+
+
+# Resume
+
+
+FINETUNE_SCRIPT = """
+import json, logging, sys, time
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+import amuro.finetune as ft
+if sys.argv[5] == "slow":  # slow each step down so that the test can kill the run between two checkpoints
+    class Slow(ft.LogProgress):
+        def on_step_end(self, *args, **kwargs):
+            time.sleep(0.3)
+    ft.LogProgress = Slow
+ft.finetune(sys.argv[1], sys.argv[2], sys.argv[3], ft.FinetuneSettings.from_dict(json.loads(sys.argv[4])),
+            sys.argv[3] + ".scratch")
+"""
+
+
+def run_finetune(base_dir, train_prompts, out, settings, slow: bool) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV}  # a world of its own
+    return subprocess.Popen(
+        [sys.executable, "-c", FINETUNE_SCRIPT, str(base_dir), str(train_prompts), str(out), json.dumps(settings),
+         "slow" if slow else "fast"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(base_dir, train_prompts, tmp_path):
+    out = tmp_path / "model"
+    scratch = tmp_path / "model.scratch"
+    settings = {**SETTINGS, "save_steps": 2}  # 25 optimizer steps
+    first = run_finetune(base_dir, train_prompts, out, settings, slow=True)
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("checkpoint-*/trainer_state.json")):
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not out.exists()
+
+    second = run_finetune(base_dir, train_prompts, out, settings, slow=False)
+    log, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, log
+    resumed_step = json.loads((out / "train_meta.json").read_text())["resumed_from_step"]
+    assert resumed_step > 0
+    assert f"(step {resumed_step})" in log and "resuming from" in log
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+    steps = pq.read_table(out / "train_log.parquet")["step"].to_pylist()
+    assert steps[0] == 1 and steps[-1] == 25  # rows from before the kill survive in the Trainer's state
+    assert not scratch.exists()

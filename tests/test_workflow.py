@@ -1,0 +1,121 @@
+"""The workflow through Snakemake: the dry run's job list, and a whole tiny mini-world study end to end."""
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from amuro.config import load_config, model_checkpoints
+from conftest import DEMO_CONFIG, ROOT
+
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(workdir, configfile, *args, check=True):
+    # Rules call `python -m amuro`: the environment running the tests must come first on PATH, as `make` does.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                          "--configfile", str(configfile), "--cores", "2", *args], capture_output=True, text=True,
+                         env=env)
+    if check and run.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-5000:]}\n{run.stderr[-5000:]}")
+    return run
+
+
+def planned_jobs(workdir, configfile, *targets) -> Counter:
+    out = snakemake(workdir, configfile, *targets, "--dry-run", "--quiet", "rules").stdout
+    return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"})
+
+
+def expected_jobs(config) -> Counter:
+    checkpoints = sum(len(model_checkpoints(config, m)) for m in config["models"])
+    datasets, formats = len(config["datasets"]), len(config["formats"])
+    ft = config["finetune"]
+    cells = checkpoints * len(ft["datasets"]) * len(ft["formats"]) * len(ft["sizes"])
+    jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
+                   prepare_dataset=datasets, build_prompts=datasets * formats, evaluate_base=checkpoints,
+                   finetune=cells, evaluate_finetuned=cells, all=1)
+    if "fticl" in ft["formats"]:
+        jobs["build_fticl_prompts"] = len(ft["datasets"])
+    return +jobs
+
+
+@pytest.mark.parametrize("configfile", [DEMO_CONFIG, TINY])
+def test_dry_run_plans_exactly_the_jobs_the_config_implies(configfile, tmp_path):
+    assert planned_jobs(tmp_path, configfile) == expected_jobs(load_config(configfile))
+
+
+def test_one_prompt_file_needs_only_its_dataset(tmp_path):
+    jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/prompts/people_nli/io/test.parquet")
+    assert jobs == Counter(miniworld_generate=1, prepare_dataset=1, build_prompts=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The tiny study run once, end to end, through Snakemake."""
+    workdir = tmp_path_factory.mktemp("tiny_study")
+    snakemake(workdir, TINY)
+    return workdir
+
+
+def _mean_score(path: Path) -> float:
+    scores = pq.read_table(path).column("score").to_pylist()
+    return sum(scores) / len(scores)
+
+
+@pytest.mark.slow
+def test_checkpoints_are_ordinary_hf_directories(tiny_study):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for name in ("step20-tokens40K", "step150-tokens307K", "step400-tokens819K"):
+        path = tiny_study / "results" / "checkpoints" / "mini" / name
+        assert {"config.json", "model.safetensors", "tokenizer.json", "resolved.json"} <= {p.name for p in path.iterdir()}
+        assert AutoModelForCausalLM.from_pretrained(path).config.model_type == "olmo"
+        assert AutoTokenizer.from_pretrained(path).eos_token == "<|endoftext|>"
+
+
+@pytest.mark.slow
+def test_held_out_loss_falls_across_checkpoints(tiny_study):
+    losses = pq.read_table(tiny_study / "results" / "miniworld" / "pretrain" / "checkpoints.parquet")
+    losses = losses.column("heldout_loss").to_pylist()
+    assert losses == sorted(losses, reverse=True) and losses[0] - losses[-1] > 1.0
+
+
+@pytest.mark.slow
+def test_later_checkpoints_do_better_few_shot_on_the_task_pretraining_teaches(tiny_study):
+    def accuracy(ckpt):
+        return _mean_score(tiny_study / f"results/predictions/mini/{ckpt}/base/product_sentiment/default/2shot.parquet")
+
+    assert accuracy("step400-tokens819K") > accuracy("step20-tokens40K") + 0.15
+
+
+@pytest.mark.slow
+def test_fine_tuned_models_beat_their_base_checkpoint_in_domain(tiny_study):
+    last = "step400-tokens819K"
+    for dataset in ("people_nli", "diary_summary"):
+        base = max(_mean_score(tiny_study / f"results/predictions/mini/{last}/base/{dataset}/default/{k}shot.parquet")
+                   for k in (0, 2))
+        tuned = _mean_score(
+            tiny_study / f"results/predictions/mini/{last}/{dataset}-default-all/{dataset}/default/0shot.parquet")
+        assert tuned > base + 0.1, (dataset, base, tuned)
+
+
+@pytest.mark.slow
+def test_predictions_keep_every_example_and_its_settings(tiny_study):
+    table = pq.read_table(
+        tiny_study / "results/predictions/mini/step400-tokens819K/people_nli-default-all/product_sentiment/instruct/0shot.parquet")
+    assert table.num_rows == 60
+    row = table.to_pylist()[0]
+    assert row["train_dataset"] == "people_nli" and row["eval_dataset"] == "product_sentiment"
+    assert row["metric"] == "accuracy" and row["scoring"] == "loglik" and len(row["label_logprobs"]) == 2
+    assert row["prompt"].startswith("Analyze the sentiment")
+
+
+@pytest.mark.slow
+def test_a_finished_study_has_nothing_left_to_do(tiny_study):
+    assert "Nothing to be done" in snakemake(tiny_study, TINY, "--dry-run").stdout
