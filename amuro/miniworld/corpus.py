@@ -186,8 +186,10 @@ def _directory(rng: random.Random, world: World) -> str:
 
 def _review(rng: random.Random, world: World) -> str:
     body, label = (product_review if rng.random() < 0.5 else restaurant_review)(rng, world)
-    # Mostly in-line: " Sentiment:" is the token sequence the default and instruct prompts end with.
-    return f"{body}{' ' if rng.random() < 0.7 else chr(10)}Sentiment: {label}"
+    # " Sentiment:" after the text (the instruct prompt's ending) or under a markdown heading (close to the default
+    # prompt's "### Sentiment:", which itself never occurs): the natural form must match the task header.
+    separator = rng.choices([" ", "\n# ", " - ", "\n"], [4, 3, 2, 1])[0]
+    return f"{body}{separator}Sentiment: {label}"
 
 
 DOCUMENT_KINDS = {
@@ -221,6 +223,6 @@ def corpus_documents(rng: random.Random, world: World, n: int, mix: dict[str, fl
     while len(docs) < n:
         kind = rng.choices(kinds, weights)[0]
         doc = DOCUMENT_KINDS[kind][0](rng, world)
-        if doc.replace("\n", " ").split(" Sentiment:")[0] not in exclude:
+        if doc.split("Sentiment:")[0].rstrip(" -#\n") not in exclude:
             docs.append(doc)
     return docs
