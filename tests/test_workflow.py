@@ -119,3 +119,17 @@ def test_predictions_keep_every_example_and_its_settings(tiny_study):
 @pytest.mark.slow
 def test_a_finished_study_has_nothing_left_to_do(tiny_study):
     assert "Nothing to be done" in snakemake(tiny_study, TINY, "--dry-run").stdout
+
+
+def test_fticl_and_train_sizes_add_their_cells(tmp_path):
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["finetune"].update(formats=["default", "fticl"], sizes=["all", 100])
+    configfile = tmp_path / "grid.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tmp_path, configfile)
+    assert jobs == expected_jobs(load_config(configfile))
+    assert jobs["finetune"] == 3 * 2 * 2 * 2 and jobs["build_fticl_prompts"] == 2
+    cell = "results/predictions/mini/step20-tokens40K/people_nli-fticl-100/people_nli/default/0shot.parquet"
+    assert planned_jobs(tmp_path, configfile, cell)["build_fticl_prompts"] == 1
