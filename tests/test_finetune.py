@@ -34,6 +34,18 @@ SETTINGS = dict(learning_rate=2e-2, epochs=5, batch_size=8, micro_batch_size=4, 
 PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def restore_process_group_env():
+    """finetune() forms a world of one by setting these in os.environ; later subprocesses must not inherit them."""
+    saved = {k: os.environ.get(k) for k in PROCESS_GROUP_ENV}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory) -> Path:
     """A tokenizer and a fresh tiny OLMo model in one HF directory, with a resolved.json like fetched checkpoints."""

@@ -14,11 +14,13 @@ from amuro.config import load_config, model_checkpoints
 from conftest import DEMO_CONFIG, ROOT
 
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def snakemake(workdir, configfile, *args, check=True):
     # Rules call `python -m amuro`: the environment running the tests must come first on PATH, as `make` does.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV}  # each job forms its own world
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
                           "--configfile", str(configfile), "--cores", "2", *args], capture_output=True, text=True,
                          env=env)
