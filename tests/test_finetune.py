@@ -35,15 +35,13 @@ PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_
 
 
 @pytest.fixture(scope="module", autouse=True)
-def restore_process_group_env():
-    """finetune() forms a world of one by setting these in os.environ; later subprocesses must not inherit them."""
-    saved = {k: os.environ.get(k) for k in PROCESS_GROUP_ENV}
+def restore_environment():
+    """finetune() writes to os.environ (a world of one: RANK, MASTER_PORT...; transformers adds
+    ACCELERATE_USE_DEEPSPEED); later tests and their subprocesses must not inherit any of it."""
+    saved = dict(os.environ)
     yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_
 
 def snakemake(workdir, configfile, *args, check=True):
     # Rules call `python -m amuro`: the environment running the tests must come first on PATH, as `make` does.
-    env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV}  # each job forms its own world
+    # Each job forms its own world and decides itself whether it uses DeepSpeed.
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV and not k.startswith("ACCELERATE_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
                           "--configfile", str(configfile), "--cores", "2", *args], capture_output=True, text=True,
