@@ -49,13 +49,6 @@ class EvalSettings:
     batch_size: int = 16
     rouge_stemmer: bool = False
 
-    @classmethod
-    def from_config(cls, evaluation: dict, metrics_cfg: dict) -> "EvalSettings":
-        return cls(classification=evaluation["classification"],
-                   max_new_tokens_generation=evaluation["max_new_tokens"]["generation"],
-                   max_new_tokens_classification=evaluation["max_new_tokens"]["classification"],
-                   batch_size=evaluation["batch_size"], rouge_stemmer=metrics_cfg["rouge_stemmer"])
-
 
 class Scorer:
     """A causal LM and its tokenizer, with batched greedy generation and continuation log-likelihoods."""

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import socket
 import time
@@ -36,6 +35,7 @@ from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
+from amuro import registry
 from amuro.io import atomic_path, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,9 @@ def completion_features(prompt_ids: list[int], completion_ids: list[int], eos_id
 
 def sample_rows(n: int, size: int | None, seed: int) -> list[int]:
     """`size` row indices drawn with `seed`, in their original order; all rows when size is None or >= n."""
-    if size is None or size >= n:
-        if size is not None and size > n:
-            log.warning("asked for %d training examples but the file has only %d: using all", size, n)
-        return list(range(n))
-    return sorted(random.Random(seed).sample(range(n), size))
+    if size is not None and size > n:
+        log.warning("asked for %d training examples but the file has only %d: using all", size, n)
+    return registry.sample_rows(list(range(n)), size, seed)
 
 
 def load_examples(train_prompts: str | Path, tokenizer, settings: FinetuneSettings):
