@@ -8,10 +8,11 @@ rule fetch_checkpoint:
         directory("results/checkpoints/{model}/{checkpoint}"),
     params:
         spec=model_spec,
+        miniworld=MINIWORLD,
     log:
         "logs/fetch_checkpoint/{model}/{checkpoint}.log",
     benchmark:
         "benchmarks/fetch_checkpoint/{model}/{checkpoint}.tsv"
     shell:
         "python -m amuro fetch-checkpoint --model {wildcards.model} --spec {params.spec:q}"
-        " --checkpoint {wildcards.checkpoint} --out {output} --miniworld-dir {MINIWORLD} > {log} 2>&1"
+        " --checkpoint {wildcards.checkpoint} --out {output} --miniworld-dir {params.miniworld} > {log} 2>&1"

@@ -9,13 +9,14 @@ rule prepare_dataset:
     params:
         spec=dataset_spec,
         seed=dataset_seed,
+        miniworld=MINIWORLD,
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "benchmarks/prepare_dataset/{dataset}.tsv"
     shell:
         "python -m amuro prepare-data --dataset {wildcards.dataset} --spec {params.spec:q} --seed {params.seed}"
-        " --out-dir results/data/{wildcards.dataset} --miniworld-dir {MINIWORLD} > {log} 2>&1"
+        " --out-dir results/data/{wildcards.dataset} --miniworld-dir {params.miniworld} > {log} 2>&1"
 
 
 rule build_prompts:

@@ -13,7 +13,7 @@ rule miniworld_generate:
     benchmark:
         "benchmarks/miniworld_generate.tsv"
     shell:
-        "python -m amuro miniworld-generate --settings {params.settings:q} --out {MINIWORLD} > {log} 2>&1"
+        "python -m amuro miniworld-generate --settings {params.settings:q} --out $(dirname {output.world}) > {log} 2>&1"
 
 
 rule miniworld_tokenizer:
