@@ -1,4 +1,6 @@
 import json
+import os
+import sys
 
 from snakemake.utils import validate
 
@@ -6,6 +8,9 @@ from amuro import config as study
 
 validate(config, "../amuro/schemas/config.schema.yaml")
 study.check_references(config, "workflow config")
+
+# Jobs run `python -m amuro`: the environment running Snakemake comes first, activated or not.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 MINIWORLD = "results/miniworld"
 MODELS = sorted(config["models"])

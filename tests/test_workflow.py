@@ -18,10 +18,10 @@ PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_
 
 
 def snakemake(workdir, configfile, *args, check=True):
-    # Rules call `python -m amuro`: the environment running the tests must come first on PATH, as `make` does.
     # Each job forms its own world and decides itself whether it uses DeepSpeed.
     env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV and not k.startswith("ACCELERATE_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    # PATH as a user has it, without the venv: the workflow must find its own interpreter.
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
                           "--configfile", str(configfile), "--cores", "2", *args], capture_output=True, text=True,
                          env=env)
