@@ -1,0 +1,178 @@
+"""Transfer and forgetting matrices, and the selections every figure shares: pure functions of the results table.
+
+A fine-tuned model is always compared with its own pre-trained checkpoint, evaluated on the same set, in the same
+format and with the same number of shots. The interval of a difference combines the two intervals by the MOVER
+method (Zou & Donner 2008): it needs only the table, so it also works for imported numbers, and it treats the two
+scores as independent, which for the same test examples makes it conservative.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import polars as pl
+
+from amuro.results import SCHEMA
+
+CELL = ["model", "checkpoint", "step", "tokens", "train_dataset", "train_task", "train_format", "train_size"]
+EVAL = ["eval_dataset", "eval_task", "eval_format", "shots", "metric"]
+
+TRANSFER_SCHEMA: dict[str, pl.DataType] = {
+    **{c: SCHEMA[c] for c in CELL + EVAL[:4]},
+    "relation": pl.String,
+    "metric": pl.String,
+    "finetuned": pl.Float64,
+    "finetuned_ci_low": pl.Float64,
+    "finetuned_ci_high": pl.Float64,
+    "base": pl.Float64,
+    "base_ci_low": pl.Float64,
+    "base_ci_high": pl.Float64,
+    "delta": pl.Float64,
+    "delta_ci_low": pl.Float64,
+    "delta_ci_high": pl.Float64,
+    "relative_change": pl.Float64,
+}
+TRANSFER_SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_size",
+                 "eval_dataset", "eval_format", "shots", "metric"]
+
+FORGETTING_SCHEMA: dict[str, pl.DataType] = {
+    **{c: SCHEMA[c] for c in CELL},
+    "eval_format": pl.String,
+    "shots": pl.Int64,
+    "metric": pl.String,
+    "relation": pl.String,
+    "eval_task": pl.String,
+    "n_eval_datasets": pl.Int64,
+    "mean_delta": pl.Float64,
+    "worst_delta": pl.Float64,
+    "worst_dataset": pl.String,
+    "n_below_base": pl.Int64,
+    "datasets_below_base": pl.String,
+}
+
+
+def difference_interval(a, a_low, a_high, b, b_low, b_high) -> tuple[pl.Expr, pl.Expr]:
+    """MOVER interval of a - b from the intervals of a and b (polars expressions)."""
+    d = a - b
+    low = d - ((a - a_low) ** 2 + (b_high - b) ** 2).sqrt()
+    high = d + ((a_high - a) ** 2 + (b - b_low) ** 2).sqrt()
+    return low, high
+
+
+def transfer_matrix(results: pl.DataFrame) -> pl.DataFrame:
+    """Every fine-tuned score next to the base score of the same checkpoint, eval set, format and shots."""
+    base = results.filter(pl.col("relation") == "base").select(
+        "model", "checkpoint", "eval_dataset", "eval_format", "shots", "metric",
+        pl.col("value").alias("base"), pl.col("ci_low").alias("base_ci_low"),
+        pl.col("ci_high").alias("base_ci_high"),
+    )
+    tuned = results.filter(pl.col("relation") != "base").rename(
+        {"value": "finetuned", "ci_low": "finetuned_ci_low", "ci_high": "finetuned_ci_high"}
+    )
+    joined = tuned.join(base, on=["model", "checkpoint", "eval_dataset", "eval_format", "shots", "metric"],
+                        how="inner", nulls_equal=True)
+    low, high = difference_interval(pl.col("finetuned"), pl.col("finetuned_ci_low"), pl.col("finetuned_ci_high"),
+                                    pl.col("base"), pl.col("base_ci_low"), pl.col("base_ci_high"))
+    joined = joined.with_columns(
+        (pl.col("finetuned") - pl.col("base")).alias("delta"),
+        low.alias("delta_ci_low"),
+        high.alias("delta_ci_high"),
+        # Relative to the base score (the paper's ratio of change); undefined where the base scores 0.
+        pl.when(pl.col("base") != 0).then((pl.col("finetuned") - pl.col("base")) / pl.col("base"))
+        .otherwise(None).alias("relative_change"),
+    )
+    return (joined.select([pl.col(c).cast(t) for c, t in TRANSFER_SCHEMA.items()])
+            .sort(TRANSFER_SORT, nulls_last=True, maintain_order=True))
+
+
+def forgetting_matrix(transfer: pl.DataFrame) -> pl.DataFrame:
+    """Per fine-tuned model and eval task outside its own dataset: how far it fell below its pre-trained checkpoint.
+
+    A set counts as below base when the whole interval of the change is below zero.
+    """
+    outside = transfer.filter(pl.col("relation") != "in-domain").with_columns(
+        (pl.col("delta_ci_high") < 0).alias("below")
+    )
+    group = CELL + ["eval_format", "shots", "metric", "relation", "eval_task"]
+    table = outside.group_by(group).agg(
+        pl.len().alias("n_eval_datasets"),
+        pl.col("delta").mean().alias("mean_delta"),
+        pl.col("delta").min().alias("worst_delta"),
+        pl.col("eval_dataset").sort_by("delta").first().alias("worst_dataset"),
+        pl.col("below").sum().alias("n_below_base"),
+        pl.col("eval_dataset").filter(pl.col("below")).sort().str.join(",").alias("datasets_below_base"),
+    )
+    return (table.select([pl.col(c).cast(t) for c, t in FORGETTING_SCHEMA.items()])
+            .sort(["model", "step", "checkpoint", "train_dataset", "train_format", "train_size", "eval_format",
+                   "shots", "metric", "relation", "eval_task"], nulls_last=True, maintain_order=True))
+
+
+# --- Selections shared by the figures --------------------------------------------------------------------------
+
+def main_train_format(formats: Iterable[str | None]) -> str | None:
+    """The plain fine-tuning format the main figures show: `default` if run, else the first other plain one."""
+    plain = [f for f in formats if f is not None and f != "fticl"]
+    if "default" in plain:
+        return "default"
+    return plain[0] if plain else None
+
+
+def size_order(size: str | int | None) -> float:
+    """Train sizes in increasing order, `all` (the whole train split) last."""
+    if size is None or str(size) == "all":
+        return math.inf
+    return float(size)
+
+
+def main_train_size(sizes: Iterable[str | int | None]) -> str | None:
+    """The train size the main figures show: the largest one (`all` if run)."""
+    present = [str(s) for s in sizes if s is not None]
+    return max(present, key=size_order) if present else None
+
+
+def main_eval_format(formats: Iterable[str]) -> str | None:
+    formats = list(formats)
+    if "default" in formats:
+        return "default"
+    return sorted(formats)[0] if formats else None
+
+
+def checkpoint_order(table: pl.DataFrame) -> list[tuple[str, str]]:
+    """(model, checkpoint) pairs in pre-training order, model by model; a checkpoint without a step comes last."""
+    pairs = table.select("model", "checkpoint", "step").unique().sort(
+        ["model", "step", "checkpoint"], nulls_last=True)
+    return [(r["model"], r["checkpoint"]) for r in pairs.iter_rows(named=True)]
+
+
+def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None, shots: int | None = None) -> dict[str, str]:
+    """Eval set -> "learned in pre-training" or "not learned in pre-training", from the base checkpoints' curves.
+
+    A set is learned in pre-training when the last checkpoint scores above the first one, with the interval of the
+    difference above zero (a curve that rises and falls back was not learned). Uses the main eval format and the largest base shot count unless given.
+    """
+    base = results.filter(pl.col("relation") == "base")
+    if base.is_empty():
+        return {}
+    eval_format = eval_format or main_eval_format(base["eval_format"].unique().to_list())
+    shots = shots if shots is not None else base["shots"].max()
+    base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
+    order = pl.DataFrame(checkpoint_order(base), schema=["model", "checkpoint"], orient="row").with_row_index("order")
+    base = base.join(order, on=["model", "checkpoint"]).sort("order")
+    groups = {}
+    for (model, dataset), rows in base.group_by(["model", "eval_dataset"], maintain_order=True):
+        first, last = rows.row(0, named=True), rows.row(-1, named=True)
+        rises = (last["value"] - first["value"]) - math.sqrt(
+            (last["value"] - last["ci_low"]) ** 2 + (first["ci_high"] - first["value"]) ** 2) > 0
+        # A set that any model learns in pre-training counts as learned in pre-training.
+        if groups.get(dataset) != "learned in pre-training":
+            groups[dataset] = "learned in pre-training" if rises else "not learned in pre-training"
+    return dict(sorted(groups.items()))
+
+
+def comparison_shots(results: pl.DataFrame) -> int | None:
+    """The shot count at which fine-tuned models are compared with their base: the largest both were run with."""
+    tuned = set(results.filter(pl.col("relation") != "base")["shots"].to_list())
+    base = set(results.filter(pl.col("relation") == "base")["shots"].to_list())
+    common = tuned & base
+    return max(common) if common else None

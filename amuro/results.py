@@ -1,0 +1,160 @@
+"""The long-format results table: one row per measured number, read by every matrix and figure.
+
+Per-example prediction files are summarised per evaluated model (mean score with a seeded bootstrap interval),
+and the summaries are concatenated into `results/tables/results.parquet`. Columns, types and row order are fixed,
+so the same predictions always give the same bytes; tables imported from other studies use the same schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from amuro import metrics
+from amuro.checkpoints import parse_revision
+from amuro.io import write_parquet
+
+log = logging.getLogger(__name__)
+
+SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String,
+    "checkpoint": pl.String,
+    "step": pl.Int64,
+    "tokens": pl.Int64,
+    "train_dataset": pl.String,
+    "train_task": pl.String,
+    "train_format": pl.String,
+    "train_size": pl.String,
+    "eval_dataset": pl.String,
+    "eval_task": pl.String,
+    "eval_format": pl.String,
+    "shots": pl.Int64,
+    "relation": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n_examples": pl.Int64,
+}
+# What identifies a row; no two rows of a table may share it.
+KEY = [c for c in SCHEMA if c not in ("step", "tokens", "train_task", "eval_task", "relation",
+                                       "value", "ci_low", "ci_high", "n_examples")]
+RELATIONS = ("base", "in-domain", "cross-domain", "cross-task")
+# Checkpoints in pre-training order (a name without a step, like `main`, is the final model and sorts last).
+SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_size",
+        "eval_dataset", "eval_format", "shots", "metric"]
+
+
+class ResultsError(ValueError):
+    pass
+
+
+def relation(train_dataset: str | None, train_task: str | None, eval_dataset: str, eval_task: str) -> str:
+    """How an evaluation relates to what the model was fine-tuned on."""
+    if train_dataset is None:
+        return "base"
+    if eval_dataset == train_dataset:
+        return "in-domain"
+    if eval_task == train_task:
+        return "cross-domain"
+    return "cross-task"
+
+
+def _bootstrap_seed(seed: int, row: dict) -> int:
+    # One seed per measured number, from what it is rather than from file order, so any subset reproduces it.
+    key = "/".join(str(row[c]) for c in KEY if c != "metric")
+    return zlib.crc32(f"{seed}/{key}".encode())
+
+
+def summarize_predictions(
+    files: Sequence[str | Path],
+    train_task: str | None,
+    resamples: int = 3000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """One long-format row per prediction file (one eval set, format and shot count of one model)."""
+    rows = []
+    for path in files:
+        scores = pl.read_parquet(path)
+        if scores.height == 0:
+            raise ResultsError(f"{path}: no predictions")
+        first = scores.row(0, named=True)
+        for column in ("metric", "eval_dataset", "eval_format", "shots"):
+            if scores[column].n_unique() != 1:
+                raise ResultsError(f"{path}: column '{column}' must hold one value, found "
+                                   f"{sorted(map(str, scores[column].unique().to_list()))}")
+        revision = parse_revision(first["checkpoint"])
+        row = {
+            "model": first["model"],
+            "checkpoint": first["checkpoint"],
+            "step": revision["step"],
+            "tokens": revision["tokens"],
+            "train_dataset": first["train_dataset"],
+            "train_task": train_task if first["train_dataset"] is not None else None,
+            "train_format": first["train_format"],
+            "train_size": first["train_size"],
+            "eval_dataset": first["eval_dataset"],
+            "eval_task": first["eval_task"],
+            "eval_format": first["eval_format"],
+            "shots": first["shots"],
+            "relation": relation(first["train_dataset"], train_task, first["eval_dataset"], first["eval_task"]),
+            "metric": first["metric"],
+        }
+        summary = metrics.summarize(scores["score"].to_list(), resamples=resamples, confidence=confidence,
+                                    seed=_bootstrap_seed(seed, row))
+        rows.append({**row, **summary})
+        log.info("%s: %s %.3f [%.3f, %.3f] n=%d", path, row["metric"], summary["value"], summary["ci_low"],
+                 summary["ci_high"], summary["n_examples"])
+    return finalize(pl.DataFrame(rows, schema=SCHEMA), "predictions")
+
+
+def finalize(table: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The table in the fixed column order, types and sort; errors name the source and the offending row."""
+    missing = [c for c in SCHEMA if c not in table.columns]
+    if missing:
+        raise ResultsError(f"{source}: missing column(s) {', '.join(missing)}")
+    try:
+        table = table.select([pl.col(c).cast(t, strict=True) for c, t in SCHEMA.items()])
+    except pl.exceptions.PolarsError as exc:
+        raise ResultsError(f"{source}: a column has the wrong type: {exc}") from exc
+    bad = table.with_row_index("row").filter(~pl.col("relation").is_in(RELATIONS) | pl.col("value").is_null())
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise ResultsError(f"{source}: row {row['row']}: relation must be one of {', '.join(RELATIONS)} and value "
+                           f"set; got relation={row['relation']!r}, value={row['value']!r}")
+    duplicated = table.filter(table.select(KEY).is_duplicated())
+    if duplicated.height:
+        row = duplicated.select(KEY).row(0, named=True)
+        raise ResultsError(f"{source}: {duplicated.height} rows share a key with another row, e.g. "
+                           + ", ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+    return table.sort(SORT, nulls_last=True, maintain_order=True)
+
+
+def combine(tables: Iterable[pl.DataFrame], source: str = "results") -> pl.DataFrame:
+    tables = list(tables)
+    if not tables:
+        return pl.DataFrame(schema=SCHEMA)
+    return finalize(pl.concat(tables, how="vertical"), source)
+
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    """A long-format table from disk, checked against the schema."""
+    try:
+        table = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ResultsError(f"{path}: cannot read a results table: {exc}") from exc
+    return finalize(table, str(path))
+
+
+def read_tables(paths: Sequence[str | Path]) -> pl.DataFrame:
+    """Several long-format tables (per-model summaries, or imported results) as one."""
+    return combine((read_table(p) for p in paths), source=", ".join(map(str, paths[:3])) + (" ..." if len(paths) > 3 else ""))
+
+
+def write_table(table: pl.DataFrame, path: str | Path) -> None:
+    write_parquet(table.to_arrow(), path)

@@ -1,0 +1,83 @@
+"""Transfer and forgetting matrices and the pre-training groups, against hand computations on a small table."""
+
+import math
+
+import polars as pl
+import pytest
+
+from amuro.analysis import (
+    forgetting_matrix,
+    main_train_size,
+    pretraining_groups,
+    transfer_matrix,
+)
+from amuro.results import SCHEMA, finalize
+
+TASK = {"nli_a": "nli", "nli_b": "nli", "summ": "summarization"}
+
+
+def row(checkpoint, step, eval_dataset, value, low, high, train=None, fmt="default", shots=0):
+    train_task = TASK[train] if train else None
+    relation = ("base" if train is None else "in-domain" if train == eval_dataset
+                else "cross-domain" if train_task == TASK[eval_dataset] else "cross-task")
+    return {"model": "m", "checkpoint": checkpoint, "step": step, "tokens": None, "train_dataset": train,
+            "train_task": train_task, "train_format": "default" if train else None, "train_size": "all" if train else None,
+            "eval_dataset": eval_dataset, "eval_task": TASK[eval_dataset], "eval_format": fmt, "shots": shots,
+            "relation": relation, "metric": "rougeL" if eval_dataset == "summ" else "accuracy", "value": value,
+            "ci_low": low, "ci_high": high, "n_examples": 100}
+
+
+@pytest.fixture
+def table():
+    rows = [
+        # base checkpoint at step 10, at 0 and 4 shots
+        row("s10", 10, "nli_a", 0.30, 0.20, 0.40), row("s10", 10, "nli_b", 0.50, 0.45, 0.55),
+        row("s10", 10, "summ", 0.20, 0.18, 0.22), row("s10", 10, "nli_a", 0.35, 0.25, 0.45, shots=4),
+        # the model fine-tuned on nli_a from it, evaluated at 0 shots
+        row("s10", 10, "nli_a", 0.80, 0.72, 0.88, train="nli_a"),
+        row("s10", 10, "nli_b", 0.40, 0.30, 0.50, train="nli_a"),
+        row("s10", 10, "summ", 0.05, 0.04, 0.06, train="nli_a"),
+        # a later base checkpoint
+        row("s20", 20, "nli_a", 0.32, 0.22, 0.42), row("s20", 20, "nli_b", 0.70, 0.65, 0.75),
+        row("s20", 20, "summ", 0.21, 0.19, 0.23),
+    ]
+    return finalize(pl.DataFrame(rows, schema=SCHEMA), "hand-made")
+
+
+def test_transfer_pairs_each_fine_tuned_score_with_its_own_base_at_the_same_shots(table):
+    transfer = transfer_matrix(table)
+    assert transfer.height == 3  # the 4-shot base row and the other checkpoint have no fine-tuned partner
+    nli_a = transfer.filter(pl.col("eval_dataset") == "nli_a").row(0, named=True)
+    assert (nli_a["base"], nli_a["finetuned"], nli_a["relation"]) == (0.30, 0.80, "in-domain")
+    assert nli_a["delta"] == pytest.approx(0.50)
+    # MOVER: 0.5 - sqrt((0.80-0.72)^2 + (0.40-0.30)^2) and 0.5 + sqrt((0.88-0.80)^2 + (0.30-0.20)^2)
+    assert nli_a["delta_ci_low"] == pytest.approx(0.5 - math.hypot(0.08, 0.10))
+    assert nli_a["delta_ci_high"] == pytest.approx(0.5 + math.hypot(0.08, 0.10))
+    assert nli_a["relative_change"] == pytest.approx(0.5 / 0.3)
+    summ = transfer.filter(pl.col("eval_dataset") == "summ").row(0, named=True)
+    assert summ["relation"] == "cross-task" and summ["delta"] == pytest.approx(-0.15)
+    assert summ["delta_ci_high"] == pytest.approx(-0.15 + math.hypot(0.01, 0.02))
+
+
+def test_forgetting_counts_the_sets_reliably_below_the_base(table):
+    forgetting = forgetting_matrix(transfer_matrix(table))
+    rows = {r["relation"]: r for r in forgetting.iter_rows(named=True)}
+    assert set(rows) == {"cross-domain", "cross-task"}  # in-domain is not forgetting
+    # nli_b: 0.40 vs 0.50, interval 0.4-0.5 ± hypot(0.1, 0.05): crosses zero, so not counted as forgotten.
+    assert rows["cross-domain"]["mean_delta"] == pytest.approx(-0.10)
+    assert rows["cross-domain"]["n_below_base"] == 0 and rows["cross-domain"]["datasets_below_base"] == ""
+    # summ: 0.05 vs 0.20, interval entirely below zero.
+    assert rows["cross-task"]["n_below_base"] == 1 and rows["cross-task"]["datasets_below_base"] == "summ"
+    assert rows["cross-task"]["worst_dataset"] == "summ" and rows["cross-task"]["eval_task"] == "summarization"
+
+
+def test_a_set_is_learned_in_pre_training_when_the_last_checkpoint_is_reliably_above_the_first(table):
+    groups = pretraining_groups(table, shots=0)
+    # nli_b rises 0.50 -> 0.70 (interval of the rise above zero); nli_a and summ stay within noise.
+    assert groups == {"nli_a": "not learned in pre-training", "nli_b": "learned in pre-training",
+                      "summ": "not learned in pre-training"}
+
+
+def test_the_main_train_size_is_the_largest_with_the_whole_split_largest_of_all():
+    assert main_train_size(["100", "1000", "all"]) == "all"
+    assert main_train_size(["100", "20", "1000"]) == "1000"

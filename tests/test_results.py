@@ -1,0 +1,108 @@
+"""The long-format results table: relation labels, values and intervals, schema, and byte-determinism."""
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from amuro.io import write_parquet
+from amuro.results import KEY, SCHEMA, ResultsError, finalize, read_tables, relation, summarize_predictions, write_table
+
+
+def write_predictions(path, scores, train=None, eval_dataset="people_nli", eval_task="nli", fmt="default", shots=0,
+                      checkpoint="step150-tokens307K", metric="accuracy"):
+    """A prediction file as the evaluate stage writes it (only the columns the summary reads)."""
+    train_dataset, train_format, train_size = train or (None, None, None)
+    rows = [{"model": "mini", "checkpoint": checkpoint, "train_dataset": train_dataset, "train_format": train_format,
+             "train_size": train_size, "id": str(i), "score": s, "metric": metric, "eval_dataset": eval_dataset,
+             "eval_task": eval_task, "eval_format": fmt, "shots": shots} for i, s in enumerate(scores)]
+    write_parquet(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("train_dataset", "train_task", "eval_dataset", "eval_task", "expected"),
+    [
+        (None, None, "people_nli", "nli", "base"),
+        ("people_nli", "nli", "people_nli", "nli", "in-domain"),
+        ("people_nli", "nli", "product_nli", "nli", "cross-domain"),
+        ("people_nli", "nli", "diary_summary", "summarization", "cross-task"),
+        ("product_sentiment", "sentiment", "people_nli", "nli", "cross-task"),
+    ],
+)
+def test_relation_says_how_the_eval_set_relates_to_the_fine_tuning_set(train_dataset, train_task, eval_dataset,
+                                                                        eval_task, expected):
+    assert relation(train_dataset, train_task, eval_dataset, eval_task) == expected
+
+
+def test_summary_rows_carry_the_cell_the_mean_and_its_interval(tmp_path):
+    scores = [1, 0, 1, 1, 0, 1, 1, 1, 0, 1]
+    cell = ("people_nli", "default", "all")
+    files = [
+        write_predictions(tmp_path / "a.parquet", scores, train=cell),
+        write_predictions(tmp_path / "b.parquet", [0.5, 0.25], train=cell, eval_dataset="diary_summary",
+                          eval_task="summarization", metric="rougeL"),
+        write_predictions(tmp_path / "c.parquet", scores, train=cell, eval_dataset="product_nli"),
+    ]
+    table = summarize_predictions(files, "nli", resamples=500, seed=3)
+    assert list(table.schema) == list(SCHEMA)
+    rows = {r["eval_dataset"]: r for r in table.iter_rows(named=True)}
+    nli = rows["people_nli"]
+    assert (nli["relation"], nli["train_task"], nli["step"], nli["tokens"]) == ("in-domain", "nli", 150, 307_000)
+    assert nli["value"] == pytest.approx(0.7) and nli["n_examples"] == 10
+    assert nli["ci_low"] < 0.7 < nli["ci_high"]
+    assert rows["product_nli"]["relation"] == "cross-domain"
+    assert rows["diary_summary"]["relation"] == "cross-task" and rows["diary_summary"]["metric"] == "rougeL"
+    assert rows["diary_summary"]["value"] == pytest.approx(0.375)
+
+
+def test_the_table_is_byte_identical_whatever_order_the_files_come_in(tmp_path):
+    files = [write_predictions(tmp_path / f"{d}.parquet", [i % 2 for i in range(20 + k)], eval_dataset=d)
+             for k, d in enumerate(["people_nli", "product_nli", "restaurant_nli"])]
+    write_table(summarize_predictions(files, None, seed=1), tmp_path / "one.parquet")
+    write_table(summarize_predictions(files[::-1], None, seed=1), tmp_path / "two.parquet")
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "two.parquet").read_bytes()
+    # A summary on its own gives the same interval as inside a larger batch: seeds come from the cell, not the order.
+    alone = summarize_predictions(files[1:2], None, seed=1)
+    together = read_tables([tmp_path / "one.parquet"]).filter(pl.col("eval_dataset") == "product_nli")
+    assert alone.select("ci_low", "ci_high").rows() == together.select("ci_low", "ci_high").rows()
+
+
+def test_a_prediction_file_mixing_eval_sets_is_refused(tmp_path):
+    path = tmp_path / "mixed.parquet"
+    rows = [{"model": "m", "checkpoint": "step1", "train_dataset": None, "train_format": None, "train_size": None,
+             "score": 1.0, "metric": "accuracy", "eval_dataset": d, "eval_task": "nli", "eval_format": "default",
+             "shots": 0} for d in ("a", "b")]
+    write_parquet(pa.Table.from_pylist(rows), path)
+    with pytest.raises(ResultsError, match=r"mixed.parquet: column 'eval_dataset' must hold one value"):
+        summarize_predictions([path], None)
+
+
+def _row(**overrides):
+    row = {c: None for c in SCHEMA} | {"model": "m", "checkpoint": "step1", "step": 1, "eval_dataset": "a",
+                                       "eval_task": "nli", "eval_format": "default", "shots": 0, "relation": "base",
+                                       "metric": "accuracy", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    return row | overrides
+
+
+def test_two_rows_for_one_measurement_are_refused_with_the_key():
+    table = pl.DataFrame([_row(), _row(value=0.7)], schema=SCHEMA)
+    with pytest.raises(ResultsError, match=r"imported.parquet: 2 rows share a key .*eval_dataset=a"):
+        finalize(table, "imported.parquet")
+
+
+def test_an_unknown_relation_is_refused_with_its_row():
+    table = pl.DataFrame([_row(), _row(eval_dataset="b", relation="sideways")], schema=SCHEMA)
+    with pytest.raises(ResultsError, match=r"t.parquet: row 1: relation must be one of .*'sideways'"):
+        finalize(table, "t.parquet")
+
+
+def test_a_missing_column_is_named():
+    with pytest.raises(ResultsError, match=r"t.parquet: missing column\(s\) relation"):
+        finalize(pl.DataFrame([_row()], schema=SCHEMA).drop("relation"), "t.parquet")
+
+
+def test_checkpoints_sort_in_pre_training_order_with_the_final_model_last():
+    rows = [_row(checkpoint=c, step=s) for c, s in [("main", None), ("step1000", 1000), ("step20", 20)]]
+    table = finalize(pl.DataFrame(rows, schema=SCHEMA), "t")
+    assert table["checkpoint"].to_list() == ["step20", "step1000", "main"]
+    assert set(KEY) <= set(SCHEMA)
