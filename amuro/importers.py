@@ -1,0 +1,202 @@
+"""Import the per-cell results table released with Amuro & Char (Sun & Dredze 2024) into our long format.
+
+With it the matrices and figures can be drawn from the paper's published numbers, next to or instead of our own
+runs. Every row is checked; rows that cannot be read are reported by file line, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from amuro.checkpoints import parse_revision
+from amuro.results import SCHEMA, finalize, relation
+from amuro.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("model_id", "eval dataset", "Performance", "std")
+# The released table reports the midpoint of a 95 % bootstrap interval and its standard error.
+Z95 = 1.959963984540054
+
+PAPER_DATASETS: dict[str, str] = {
+    "xsum": "summarization", "xlsum": "summarization", "cnn_dailymail": "summarization",
+    "socialiqa": "question_generation", "sciq": "question_generation", "tweetqa": "question_generation",
+    "mnli_matched": "nli", "mnli_mismatched": "nli", "rte": "nli", "gpt3nli": "nli",
+    "paws": "paraphrase", "qqp": "paraphrase", "stsb": "paraphrase",
+}
+EVAL_ALIASES = {"cnn": "cnn_dailymail"}
+# The paper fine-tuned on MNLI train, which our config holds as the train split of mnli_matched.
+TRAIN_ALIASES = {**EVAL_ALIASES, "mnli": "mnli_matched"}
+EVAL_FORMATS = {"_instruct": "instruct", "_inputoutput": "io"}
+
+FINETUNED_ID = re.compile(r"(?P<model>[A-Za-z0-9]+)_hf_(?:ckpt(?P<step>\d+)|main)_(?P<train>[A-Za-z0-9_]+?)"
+                          r"_(?P<epochs>\d+)epoch_(?P<lr>[0-9][0-9.eE+-]*)_(?P<shots>\d+)shots")
+BASE_ID = re.compile(r"(?P<model>[A-Za-z0-9]+)_(?:checkpoint-(?P<step>\d+)_)?original_hf_(?P<shots>\d+)shots")
+ID_FORMS = ("MODEL_hf_ckptSTEP_TRAIN_Nepoch_LR_Kshots, MODEL_hf_main_TRAIN_Nepoch_LR_Kshots, "
+            "MODEL_checkpoint-STEP_original_hf_Kshots or MODEL_original_hf_Kshots")
+
+
+class TableImportError(ValueError):
+    pass
+
+
+class _BadRow(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class _Cell:
+    line: int
+    model_id: str
+    hyper: dict[str, str]  # epochs and learning rate: not in our schema, kept to explain duplicates
+    row: dict
+
+
+def import_amuro_char(path: str | Path, skip_bad_rows: bool = False,
+                      checkpoint_names: dict[int, str] | None = None) -> pl.DataFrame:
+    """The released table as long-format results rows; checkpoint_names maps steps to hub revision names."""
+    path = Path(path)
+    cells, bad = [], []
+    for line, record in _records(path):
+        try:
+            cells.append(_cell(line, record, checkpoint_names or {}))
+        except _BadRow as exc:
+            bad.append(f"{path}:{line}: {exc}")
+    if bad and not skip_bad_rows:
+        raise TableImportError(f"{path}: {len(bad)} bad row(s):\n" + "\n".join(bad))
+    for message in bad:
+        log.warning("%s", message)
+    _check_unique(path, cells)
+    return finalize(pl.DataFrame([c.row for c in cells], schema=SCHEMA), str(path))
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, str] | None]]:
+    """(first file line, fields by column, None if the row has the wrong number of fields) for each row."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise TableImportError(f"{path}: empty file, expected the columns {', '.join(COLUMNS)}")
+        # The first column is the index pandas wrote; a table saved without one starts at model_id.
+        names = header if header[0] in COLUMNS else header[1:]
+        _check_header(path, names)
+        end = reader.line_num
+        for fields in reader:
+            start, end = end + 1, reader.line_num
+            if fields:
+                yield start, (dict(zip(names, fields[-len(names):])) if len(fields) == len(header) else None)
+
+
+def _check_header(path: Path, names: list[str]) -> None:
+    missing = [c for c in COLUMNS if c not in names]
+    extra = [c for c in names if c not in COLUMNS]
+    if missing or extra:
+        raise TableImportError(f"{path}: expected the columns {', '.join(COLUMNS)}; "
+                               f"missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'}")
+
+
+def _cell(line: int, record: dict[str, str] | None, checkpoint_names: dict[int, str]) -> _Cell:
+    if record is None:
+        raise _BadRow(f"wrong number of fields, expected {', '.join(COLUMNS)}")
+    empty = [c for c in COLUMNS if c != "std" and not record[c].strip()]
+    if empty:
+        raise _BadRow(f"empty field(s) {', '.join(empty)}")
+    model_id = record["model_id"].strip()
+    run = _parse_model_id(model_id)
+    checkpoint = "main" if run["step"] is None else checkpoint_names.get(run["step"], f"step{run['step']}")
+    train_dataset, train_task = (None, None) if run["train"] is None else _dataset(run["train"], TRAIN_ALIASES, "train")
+    eval_name, eval_format = _split_format(record["eval dataset"].strip())
+    eval_dataset, eval_task = _dataset(eval_name, EVAL_ALIASES, "eval")
+    value = _number(record["Performance"], "Performance")
+    std = _number(record["std"], "std") if record["std"].strip() else 0.0
+    if std < 0:
+        raise _BadRow(f"std {std} is negative")
+    row = {
+        "model": run["model"],
+        "checkpoint": checkpoint,
+        "step": run["step"],
+        "tokens": parse_revision(checkpoint)["tokens"],
+        "train_dataset": train_dataset,
+        "train_task": train_task,
+        "train_format": None if train_dataset is None else "default",
+        "train_size": None,  # the paper sampled 6,000 examples per set, but the id does not say so
+        "eval_dataset": eval_dataset,
+        "eval_task": eval_task,
+        "eval_format": eval_format,
+        "shots": run["shots"],
+        "relation": relation(train_dataset, train_task, eval_dataset, eval_task),
+        "metric": "rougeL" if TASKS[eval_task].kind == "generation" else "accuracy",
+        "value": value,
+        "ci_low": value - Z95 * std,
+        "ci_high": value + Z95 * std,
+        "n_examples": None,
+    }
+    hyper = {"epochs": run["epochs"], "lr": run["lr"]} if train_dataset else {}
+    return _Cell(line, model_id, hyper, row)
+
+
+def _parse_model_id(model_id: str) -> dict:
+    m = FINETUNED_ID.fullmatch(model_id) or BASE_ID.fullmatch(model_id)
+    if not m:
+        raise _BadRow(f"model_id {model_id!r} is not one of the forms {ID_FORMS}")
+    parts = m.groupdict()
+    return {
+        "model": parts["model"],
+        "step": int(parts["step"]) if parts["step"] else None,
+        "train": parts.get("train"),
+        "epochs": parts.get("epochs"),
+        "lr": parts.get("lr"),
+        "shots": int(parts["shots"]),
+    }
+
+
+def _split_format(name: str) -> tuple[str, str]:
+    for suffix, eval_format in EVAL_FORMATS.items():
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), eval_format
+    return name, "default"
+
+
+def _dataset(name: str, aliases: dict[str, str], role: str) -> tuple[str, str]:
+    dataset = aliases.get(name, name)
+    if dataset not in PAPER_DATASETS:
+        known = ", ".join(sorted({*PAPER_DATASETS, *aliases}))
+        raise _BadRow(f"{role} dataset {name!r} is not one of the paper's datasets ({known})")
+    return dataset, PAPER_DATASETS[dataset]
+
+
+def _number(text: str, column: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise _BadRow(f"{column} {text.strip()!r} is not a number") from None
+    if not math.isfinite(number):
+        raise _BadRow(f"{column} {text.strip()!r} is not a finite number")
+    return number
+
+
+def _check_unique(path: Path, cells: list[_Cell]) -> None:
+    """Two rows for one cell (e.g. one run at two learning rates) cannot both be the paper's number."""
+    key_columns = ("model", "checkpoint", "train_dataset", "eval_dataset", "eval_format", "shots")
+    first: dict[tuple, _Cell] = {}
+    clashes = []
+    for cell in cells:
+        key = tuple(cell.row[c] for c in key_columns)
+        if key not in first:
+            first[key] = cell
+            continue
+        other = first[key]
+        differs = [f"{k} {other.hyper[k]} vs {cell.hyper[k]}" for k in cell.hyper if cell.hyper[k] != other.hyper[k]]
+        clashes.append(f"{path}:{cell.line}: same cell as line {other.line} ({other.model_id!r} vs {cell.model_id!r}, "
+                       f"eval {cell.row['eval_dataset']} {cell.row['eval_format']}); they differ in "
+                       f"{', '.join(differs) or 'no hyper-parameter (a repeated row)'}")
+    if clashes:
+        raise TableImportError(f"{path}: {len(clashes)} row(s) repeat a cell:\n" + "\n".join(clashes))
