@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --profile profiles/demo
+	$(BIN)/snakemake --profile profiles/demo --report results/report.html
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/demo --dry-run

@@ -10,12 +10,16 @@ if not config:
     configfile: f"{workflow.basedir}/workflow_config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/miniworld.smk"
 include: "rules/checkpoints.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+include: "rules/results.smk"
 
 
 rule all:

@@ -79,6 +79,62 @@ def evaluate(args):
         threads=args.threads)
 
 
+def summarize(args):
+    from amuro.results import summarize_predictions, write_table
+
+    s = args.settings
+    table = summarize_predictions(args.predictions, s["train_task"], resamples=s["resamples"],
+                                  confidence=s["confidence"], seed=s["seed"])
+    write_table(table, args.out)
+
+
+def results_table(args):
+    from amuro.results import read_tables, write_table
+
+    write_table(read_tables(args.tables), args.out)
+
+
+def matrices(args):
+    from amuro.analysis import forgetting_matrix, transfer_matrix
+    from amuro.io import write_parquet, write_text
+    from amuro.report import overview_html
+    from amuro.results import read_table
+
+    results = read_table(args.results)
+    transfer = transfer_matrix(results)
+    forgetting = forgetting_matrix(transfer)
+    write_parquet(transfer.to_arrow(), args.transfer)
+    write_parquet(forgetting.to_arrow(), args.forgetting)
+    if args.overview:
+        write_text(overview_html(results, transfer, forgetting), args.overview)
+
+
+def figure(args):
+    from amuro.figures import draw
+    from amuro.results import read_tables
+
+    draw(args.figure, read_tables(args.tables), args.pdf, args.png, confidence=args.confidence)
+
+
+def import_table(args):
+    from amuro.importers import import_amuro_char
+    from amuro.results import write_table
+
+    names = {}
+    if args.config:
+        from amuro.checkpoints import parse_revision
+        from amuro.config import load_config, model_checkpoints
+
+        config = load_config(args.config)
+        for model in config["models"]:
+            for name in model_checkpoints(config, model):
+                if parse_revision(name)["step"] is not None:
+                    names[parse_revision(name)["step"]] = name
+    table = import_amuro_char(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names)
+    write_table(table, args.out)
+    logging.getLogger("amuro").info("%s: %d rows -> %s", args.source, table.height, args.out)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amuro", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="stage", required=True)
@@ -156,6 +212,40 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--meta", type=_json, required=True, help="what identifies the model (JSON)")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(run=evaluate)
+
+    s = sub.add_parser("summarize", help="one evaluated model's prediction files as long-format rows")
+    s.add_argument("--settings", type=_json, required=True, help="train_task, resamples, confidence, seed (JSON)")
+    s.add_argument("--out", required=True)
+    s.add_argument("predictions", nargs="+")
+    s.set_defaults(run=summarize)
+
+    s = sub.add_parser("results-table", help="concatenate long-format tables into the results table")
+    s.add_argument("--out", required=True)
+    s.add_argument("tables", nargs="+")
+    s.set_defaults(run=results_table)
+
+    s = sub.add_parser("matrices", help="transfer and forgetting matrices from the results table")
+    s.add_argument("--results", required=True)
+    s.add_argument("--transfer", required=True)
+    s.add_argument("--forgetting", required=True)
+    s.add_argument("--overview", help="also write an HTML overview of the main tables")
+    s.set_defaults(run=matrices)
+
+    s = sub.add_parser("figure", help="draw one figure from long-format tables (ours or imported ones)")
+    s.add_argument("figure", help="figure id")
+    s.add_argument("--pdf", required=True)
+    s.add_argument("--png", required=True)
+    s.add_argument("--confidence", type=float, default=0.95, help="confidence level of the tables' intervals")
+    s.add_argument("tables", nargs="+")
+    s.set_defaults(run=figure)
+
+    s = sub.add_parser("import-table", help="convert the Amuro & Char released results CSV into the long format")
+    s.add_argument("source", help="CSV with columns ,model_id,eval dataset,Performance,std")
+    s.add_argument("out", help="long-format Parquet to write")
+    s.add_argument("--config", help="a workflow config whose checkpoint names (stepN-tokensM) the steps map to")
+    s.add_argument("--skip-bad-rows", action="store_true",
+                   help="write the rows that parse and log the others (default: refuse the whole file)")
+    s.set_defaults(run=import_table)
     return p
 
 

@@ -2,9 +2,11 @@ import json
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from amuro import config as study
+from amuro import figures as figure_registry
 
 validate(config, "../amuro/schemas/config.schema.yaml")
 study.check_references(config, "workflow config")
@@ -31,6 +33,8 @@ wildcard_constraints:
     checkpoint=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     train_format="default|io|instruct|fticl",
     size=r"all|\d+",
+    train="base|(" + "|".join(DATASETS) + r")-(default|io|instruct|fticl)-(all|\d+)",
+    figure="|".join(figure_registry.FIGURES),
 
 
 def as_json(obj):
@@ -107,8 +111,26 @@ def all_predictions():
     return files
 
 
+def summary_file(model, ckpt, train):
+    return f"results/tables/cells/{model}/{ckpt}/{train}.parquet"
+
+
+def all_summaries():
+    files = [summary_file(m, c, "base") for m in MODELS for c in study.model_checkpoints(config, m)]
+    files += [summary_file(m, c, cell_name(d, f, s)) for m, c, d, f, s in cells()]
+    return files
+
+
+def drawable_figures():
+    """Figures the configured study can fill; others are left out of `all` (and fail if asked for by name)."""
+    return [f for f in figure_registry.FIGURES if figure_registry.unmet_need(f, config) is None]
+
+
 def final_outputs():
-    return model_checkpoint_dirs() + prompt_files() + all_predictions()
+    tables = expand("results/tables/{table}", table=["results.parquet", "transfer.parquet", "forgetting.parquet",
+                                                    "overview.html"])
+    figures = expand("results/figures/{figure}.{ext}", figure=drawable_figures(), ext=["pdf", "png"])
+    return model_checkpoint_dirs() + prompt_files() + all_predictions() + tables + figures
 
 
 def uses_miniworld():
@@ -223,3 +245,38 @@ def finetuned_meta(wildcards):
                     "train": cell_name(wildcards.dataset, wildcards.train_format, wildcards.size),
                     "train_dataset": wildcards.dataset, "train_format": wildcards.train_format,
                     "train_size": wildcards.size})
+
+
+def evaluated_prediction_files(wildcards):
+    """The prediction files of one evaluated model: a pre-trained checkpoint ("base") or a fine-tuned cell."""
+    if wildcards.train == "base":
+        return base_prediction_files(wildcards.model, wildcards.checkpoint)
+    dataset, train_format, size = wildcards.train.rsplit("-", 2)
+    return finetuned_prediction_files(wildcards.model, wildcards.checkpoint, dataset, train_format, size)
+
+
+def summary_settings(wildcards):
+    train_dataset = None if wildcards.train == "base" else wildcards.train.rsplit("-", 2)[0]
+    metrics = config["metrics"]
+    return as_json(
+        {
+            "train_task": config["datasets"][train_dataset]["task"] if train_dataset else None,
+            "resamples": metrics["bootstrap_resamples"],
+            "confidence": metrics["confidence"],
+            "seed": config["seed"],
+        }
+    )
+
+
+def figure_inputs(wildcards):
+    reason = figure_registry.unmet_need(wildcards.figure, config)
+    if reason:
+        raise WorkflowError(f"figure '{wildcards.figure}' cannot be drawn from this study: {reason}")
+    files = [summary_file(m, c, "base") for m in MODELS for c in study.model_checkpoints(config, m)]
+    for d, f, s in figure_registry.finetuned_cells(wildcards.figure, config):
+        files += [summary_file(m, c, cell_name(d, f, s)) for m in MODELS for c in study.model_checkpoints(config, m)]
+    return files
+
+
+def figure_caption(wildcards):
+    return figure_registry.FIGURES[wildcards.figure].caption

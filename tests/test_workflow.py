@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from amuro.config import load_config, model_checkpoints
+from amuro.figures import FIGURES as FIGURES_REGISTRY
 from conftest import DEMO_CONFIG, ROOT
 
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -35,14 +36,20 @@ def planned_jobs(workdir, configfile, *targets) -> Counter:
     return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"})
 
 
-def expected_jobs(config) -> Counter:
+# Figures each study can draw: the demo lacks train sizes and FTICL; tiny also has no second set of a tuned task.
+ALL_BUT = {"train_size", "fticl"}
+FIGURES = {DEMO_CONFIG: ALL_BUT, TINY: ALL_BUT | {"cross_domain"}}
+
+
+def expected_jobs(config, figures_left_out: set[str]) -> Counter:
     checkpoints = sum(len(model_checkpoints(config, m)) for m in config["models"])
     datasets, formats = len(config["datasets"]), len(config["formats"])
     ft = config["finetune"]
     cells = checkpoints * len(ft["datasets"]) * len(ft["formats"]) * len(ft["sizes"])
     jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
                    prepare_dataset=datasets, build_prompts=datasets * formats, evaluate_base=checkpoints,
-                   finetune=cells, evaluate_finetuned=cells, all=1)
+                   finetune=cells, evaluate_finetuned=cells, summarize_predictions=checkpoints + cells,
+                   results_table=1, matrices=1, figure=len(set(FIGURES_REGISTRY) - figures_left_out), all=1)
     if "fticl" in ft["formats"]:
         jobs["build_fticl_prompts"] = len(ft["datasets"])
     return +jobs
@@ -50,12 +57,45 @@ def expected_jobs(config) -> Counter:
 
 @pytest.mark.parametrize("configfile", [DEMO_CONFIG, TINY])
 def test_dry_run_plans_exactly_the_jobs_the_config_implies(configfile, tmp_path):
-    assert planned_jobs(tmp_path, configfile) == expected_jobs(load_config(configfile))
+    assert planned_jobs(tmp_path, configfile) == expected_jobs(load_config(configfile), FIGURES[configfile])
 
 
 def test_one_prompt_file_needs_only_its_dataset(tmp_path):
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/prompts/people_nli/io/test.parquet")
     assert jobs == Counter(miniworld_generate=1, prepare_dataset=1, build_prompts=1)
+
+
+def test_one_figure_schedules_only_the_cells_it_shows(tmp_path):
+    # Base curves need no fine-tuning at all.
+    jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/pretraining_curves.pdf")
+    assert jobs == Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=5,
+                           prepare_dataset=10, build_prompts=30, evaluate_base=5, summarize_predictions=5, figure=1)
+    # The in-domain comparison needs every checkpoint fine-tuned on every train set, and nothing else.
+    jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/finetuned_vs_base.pdf")
+    assert jobs["finetune"] == jobs["evaluate_finetuned"] == 5 * 5
+    assert jobs["summarize_predictions"] == 5 + 5 * 5 and jobs["figure"] == 1
+    assert "results_table" not in jobs and "matrices" not in jobs
+
+
+def test_train_size_figure_reads_every_size_but_no_fticl(tmp_path):
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["finetune"].update(formats=["default", "fticl"], sizes=["all", 100])
+    configfile = tmp_path / "grid.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tmp_path, configfile, "results/figures/train_size.pdf")
+    # 3 checkpoints x 2 train sets x 2 sizes, default format only.
+    assert jobs["finetune"] == 12 and "build_fticl_prompts" not in jobs
+    jobs = planned_jobs(tmp_path, configfile, "results/figures/fticl.pdf")
+    assert jobs["finetune"] == 12 and jobs["build_fticl_prompts"] == 2
+
+
+def test_a_figure_the_study_cannot_fill_fails_with_the_reason(tmp_path):
+    run = snakemake(tmp_path, TINY, "results/figures/fticl.pdf", "--dry-run", check=False)
+    assert run.returncode != 0
+    assert "figure 'fticl' cannot be drawn from this study" in run.stdout + run.stderr
+    assert "finetune.formats to hold fticl" in run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +160,25 @@ def test_predictions_keep_every_example_and_its_settings(tiny_study):
 
 
 @pytest.mark.slow
+def test_the_study_ends_with_the_results_table_matrices_and_figures(tiny_study):
+    import polars as pl
+
+    from amuro.results import SCHEMA
+
+    results = pl.read_parquet(tiny_study / "results/tables/results.parquet")
+    assert list(results.schema) == list(SCHEMA)
+    # 3 checkpoints x (base: 3 sets x 2 formats x 2 shot counts + 2 tuned models x 3 sets x 2 formats x 1 shot count)
+    assert results.height == 3 * (3 * 2 * 2 + 2 * 3 * 2)
+    assert results.group_by("relation").len().sort("relation").rows() == [
+        ("base", 36), ("cross-task", 24), ("in-domain", 12)]
+    transfer = pl.read_parquet(tiny_study / "results/tables/transfer.parquet")
+    assert transfer.height == 3 * 2 * 3 * 2  # every fine-tuned row has its base row at 0 shots
+    for figure in set(FIGURES_REGISTRY) - FIGURES[TINY]:
+        assert (tiny_study / f"results/figures/{figure}.png").stat().st_size > 10_000
+        assert (tiny_study / f"results/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.slow
 def test_a_finished_study_has_nothing_left_to_do(tiny_study):
     assert "Nothing to be done" in snakemake(tiny_study, TINY, "--dry-run").stdout
 
@@ -132,7 +191,7 @@ def test_fticl_and_train_sizes_add_their_cells(tmp_path):
     configfile = tmp_path / "grid.yaml"
     configfile.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(tmp_path, configfile)
-    assert jobs == expected_jobs(load_config(configfile))
+    assert jobs == expected_jobs(load_config(configfile), {"cross_domain"})
     assert jobs["finetune"] == 3 * 2 * 2 * 2 and jobs["build_fticl_prompts"] == 2
     cell = "results/predictions/mini/step20-tokens40K/people_nli-fticl-100/people_nli/default/0shot.parquet"
     assert planned_jobs(tmp_path, configfile, cell)["build_fticl_prompts"] == 1

@@ -1,0 +1,576 @@
+"""Every figure of the study, each a pure function of the long-format results table, registered under a stable id.
+
+A figure states what it needs (`needs`): the workflow asks only for the evaluated models it needs, `all` leaves
+out figures the configured study cannot fill, and drawing from a table that lacks the rows raises FigureDataError
+naming what is missing. Matplotlib is imported only when a figure is drawn, so the registry is cheap to import.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from amuro import analysis
+from amuro.config import eval_datasets, format_tokens
+from amuro.io import atomic_path
+from amuro.tasks import TASKS
+
+ERRORBAR_CONFIDENCE = 0.90  # the paper's bar charts show 90 % intervals
+OWN_TASK = "own task,\nother sets"
+
+
+class FigureDataError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Figure:
+    id: str
+    title: str
+    caption: str
+    draw: Callable
+    # What the configured study must contain: "finetuned", "cross_domain", "cross_task", "sizes", "fticl".
+    needs: frozenset[str] = field(default_factory=frozenset)
+
+
+FIGURES: dict[str, Figure] = {}
+
+
+def figure(id: str, title: str, caption: str, needs: tuple[str, ...] = ()):
+    def register(draw):
+        FIGURES[id] = Figure(id, title, " ".join(caption.split()), draw, frozenset(needs))
+        return draw
+
+    return register
+
+
+# --- What a configured study can draw ------------------------------------------------------------------------------
+
+def unmet_need(figure_id: str, config: dict) -> str | None:
+    """Why the study in `config` cannot draw this figure, or None if it can."""
+    if figure_id not in FIGURES:
+        return f"unknown figure '{figure_id}' (figures: {', '.join(FIGURES)})"
+    needs = FIGURES[figure_id].needs
+    ft = config["finetune"]
+    evals = eval_datasets(config)
+    task = {name: spec["task"] for name, spec in config["datasets"].items()}
+    if needs and not ft["datasets"]:
+        return "it needs fine-tuned models; finetune.datasets is empty"
+    if needs & {"finetuned", "cross_domain", "cross_task", "sizes", "fticl"} and not (
+        set(config["evaluation"]["base_shots"]) & set(config["evaluation"]["finetuned_shots"])
+    ):
+        return ("it compares fine-tuned models with their base checkpoints at the same number of shots; "
+                "evaluation.base_shots and evaluation.finetuned_shots have none in common")
+    if "cross_domain" in needs and not any(
+        task[e] == task[t] and e != t for t in ft["datasets"] for e in evals
+    ):
+        return "it needs an eval set of a fine-tuned task other than the fine-tuning set itself (cross-domain)"
+    if "cross_task" in needs and not any(task[e] != task[t] for t in ft["datasets"] for e in evals):
+        return "it needs an eval set of a task other than a fine-tuned one (cross-task)"
+    if "sizes" in needs and len(ft["sizes"]) < 2:
+        return "it needs at least two train sizes in finetune.sizes"
+    if "fticl" in needs and not ("fticl" in ft["formats"] and analysis.main_train_format(ft["formats"])):
+        return "it needs finetune.formats to hold fticl and a plain format (default, io or instruct)"
+    return None
+
+
+def finetuned_cells(figure_id: str, config: dict) -> list[tuple[str, str, str]]:
+    """The fine-tuning cells (train dataset, train format, train size) whose evaluations the figure reads."""
+    needs = FIGURES[figure_id].needs
+    if not needs:
+        return []
+    ft = config["finetune"]
+    formats = [analysis.main_train_format(ft["formats"])]
+    sizes = [str(s) for s in ft["sizes"]] if "sizes" in needs else [analysis.main_train_size(ft["sizes"])]
+    if "fticl" in needs:
+        formats.append("fticl")
+    return [(d, f, s) for d in ft["datasets"] for f in formats for s in sizes]
+
+
+# --- Selections ----------------------------------------------------------------------------------------------------
+
+def _require(table: pl.DataFrame, figure_id: str, what: str) -> pl.DataFrame:
+    if table.is_empty():
+        raise FigureDataError(f"figure '{figure_id}': the results table has no {what}")
+    return table
+
+
+def _main_transfer(table: pl.DataFrame, figure_id: str, relation: str | None = None,
+                   all_sizes: bool = False, train_formats: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Fine-tuned vs base rows in the main train format and size, main eval format, at the comparison shots."""
+    transfer = _require(analysis.transfer_matrix(table), figure_id,
+                        "fine-tuned rows with a base row of the same checkpoint, eval set, format and shots")
+    main_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
+    formats = train_formats or (main_format,)
+    transfer = transfer.filter(pl.col("train_format").is_in(formats))
+    if not all_sizes:
+        transfer = transfer.filter(pl.col("train_size") == analysis.main_train_size(transfer["train_size"].to_list()))
+    transfer = transfer.filter(
+        (pl.col("eval_format") == analysis.main_eval_format(transfer["eval_format"].unique().to_list()))
+        & (pl.col("shots") == analysis.comparison_shots(table))
+    )
+    if relation is not None:
+        transfer = transfer.filter(pl.col("relation") == relation)
+    return _require(transfer, figure_id, f"{relation or 'fine-tuned'} rows in train format(s) {', '.join(map(str, formats))}")
+
+
+def _mean_with_interval(rows: pl.DataFrame, by: list[str], value: str = "delta") -> pl.DataFrame:
+    """Mean of `value` per group; its interval treats the sets' intervals as independent."""
+    return rows.group_by(by, maintain_order=True).agg(
+        pl.col(value).mean().alias("mean"),
+        ((pl.col(value) - pl.col(f"{value}_ci_low")) ** 2).sum().sqrt().truediv(pl.len()).alias("err_low"),
+        ((pl.col(f"{value}_ci_high") - pl.col(value)) ** 2).sum().sqrt().truediv(pl.len()).alias("err_high"),
+        pl.len().alias("n"),
+    )
+
+
+# --- Drawing helpers -----------------------------------------------------------------------------------------------
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8, "axes.spines.top": False,
+                         "axes.spines.right": False, "svg.hashsalt": "amuro"})
+    return plt
+
+
+def _grid(n: int, ncols: int = 3, width: float = 3.6, height: float = 2.9, sharey: bool = True):
+    plt = _pyplot()
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, sharey=sharey,
+                             layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _checkpoint_label(model: str, checkpoint: str, step: int | None, tokens: int | None, multi_model: bool) -> str:
+    label = checkpoint if step is None else (f"{step}" if tokens is None else f"{step}\n{format_tokens(tokens)}")
+    return f"{model}\n{label}" if multi_model else label
+
+
+class CheckpointAxis:
+    """Checkpoints in pre-training order as evenly spaced categories (steps span orders of magnitude)."""
+
+    def __init__(self, table: pl.DataFrame):
+        steps = {(r["model"], r["checkpoint"]): (r["step"], r["tokens"])
+                 for r in table.select("model", "checkpoint", "step", "tokens").unique().iter_rows(named=True)}
+        self.pairs = analysis.checkpoint_order(table)
+        self.index = {pair: i for i, pair in enumerate(self.pairs)}
+        multi = len({m for m, _ in self.pairs}) > 1
+        self.labels = [_checkpoint_label(m, c, *steps[(m, c)], multi) for m, c in self.pairs]
+        self.has_tokens = all(steps[p][1] is not None for p in self.pairs)
+
+    def x(self, rows: pl.DataFrame) -> list[int]:
+        return [self.index[(m, c)] for m, c in zip(rows["model"], rows["checkpoint"])]
+
+    def sorted(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.with_columns(pl.Series("_x", self.x(rows))).sort("_x")
+
+    def decorate(self, ax) -> None:
+        ax.set_xticks(range(len(self.labels)), self.labels, fontsize=7)
+        ax.set_xlabel("pre-training checkpoint (step" + (", tokens)" if self.has_tokens else ")"))
+        ax.set_xlim(-0.4, len(self.labels) - 0.6)
+
+
+def _line(ax, axis: CheckpointAxis, rows: pl.DataFrame, value: str, low: str, high: str, band: bool = True,
+          **style) -> None:
+    rows = axis.sorted(rows)
+    x = rows["_x"].to_list()
+    line, = ax.plot(x, rows[value].to_list(), marker="o", markersize=3, **style)
+    if band:
+        ax.fill_between(x, rows[low].to_list(), rows[high].to_list(), color=line.get_color(), alpha=0.15,
+                        linewidth=0)
+
+
+def _legend_right(ax, **kwargs) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
+
+
+def _shared_legend(fig, ax, ncols: int = 4) -> None:
+    """One legend under all panels, for panels that share their lines."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(labels)))
+
+
+def _zero(ax) -> None:
+    ax.axhline(0, color="0.5", linewidth=0.8, zorder=0)
+
+
+def _ylabel_for(rows: pl.DataFrame, prefix: str = "") -> str:
+    metrics = sorted(set(rows["metric"].to_list()))
+    names = {"accuracy": "accuracy", "rougeL": "ROUGE-L"}
+    return prefix + " / ".join(names.get(m, m) for m in metrics)
+
+
+def _task_kind(task: str | None) -> str:
+    return TASKS[task].kind if task in TASKS else "unknown"
+
+
+def save(fig, pdf: str | Path, png: str | Path) -> None:
+    """Both files atomically, without timestamps, so a redraw of the same table gives the same bytes."""
+    with atomic_path(pdf) as tmp:
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None})
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None})
+    _pyplot().close(fig)
+
+
+def draw(figure_id: str, table: pl.DataFrame, pdf: str | Path, png: str | Path, confidence: float = 0.95) -> None:
+    """Draw one registered figure from a long-format table into `pdf` and `png`."""
+    if figure_id not in FIGURES:
+        raise FigureDataError(f"unknown figure '{figure_id}' (figures: {', '.join(FIGURES)})")
+    spec = FIGURES[figure_id]
+    fig = spec.draw(table, figure_id, confidence)
+    fig.suptitle(spec.title, fontsize=11)
+    save(fig, pdf, png)
+
+
+# --- The figures ---------------------------------------------------------------------------------------------------
+
+@figure(
+    "pretraining_curves",
+    "Pre-trained checkpoints without fine-tuning",
+    """Few-shot score of every pre-trained checkpoint on every eval set (main prompt format, the largest base shot
+    count), in pre-training order, with the bootstrap interval as a band. Sets are split by whether the last
+    checkpoint scores reliably above the first: learned during pre-training, or not.""",
+)
+def pretraining_curves(table, figure_id, confidence):
+    base = _require(table.filter(pl.col("relation") == "base"), figure_id, "base (pre-trained) rows")
+    eval_format = analysis.main_eval_format(base["eval_format"].unique().to_list())
+    shots = base["shots"].max()
+    base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
+    groups = analysis.pretraining_groups(base)
+    names = ["learned in pre-training", "not learned in pre-training"]
+    fig, axes = _grid(2, ncols=2, width=6.0, height=3.4)
+    axis = CheckpointAxis(base)
+    for ax, name in zip(axes, names):
+        members = [d for d, g in groups.items() if g == name]
+        for dataset in members:
+            for model, rows in base.filter(pl.col("eval_dataset") == dataset).group_by("model", maintain_order=True):
+                label = dataset if base["model"].n_unique() == 1 else f"{model[0]}: {dataset}"
+                _line(ax, axis, rows, "value", "ci_low", "ci_high", label=label)
+        ax.set_title(f"{name} ({len(members)} sets)")
+        axis.decorate(ax)
+        if members:
+            _legend_right(ax, ncols=1 if len(members) < 12 else 2)
+    axes[0].set_ylabel(f"{_ylabel_for(base)} ({shots}-shot, {eval_format} format)")
+    return fig
+
+
+@figure(
+    "finetuned_vs_base",
+    "In-domain: pre-trained vs fine-tuned",
+    """For each fine-tuning set, the in-domain score of the fine-tuned model (solid) and of the pre-trained checkpoint
+    it started from (dashed) across checkpoints, at the shot count both were evaluated with, main prompt format;
+    bands are bootstrap intervals.""",
+    needs=("finetuned",),
+)
+def finetuned_vs_base(table, figure_id, confidence):
+    rows = _main_transfer(table, figure_id, relation="in-domain")
+    datasets = sorted(rows["train_dataset"].unique().to_list())
+    fig, axes = _grid(len(datasets), sharey=False)
+    axis = CheckpointAxis(rows)
+    for ax, dataset in zip(axes, datasets):
+        cell = rows.filter(pl.col("train_dataset") == dataset)
+        _line(ax, axis, cell, "finetuned", "finetuned_ci_low", "finetuned_ci_high", label="fine-tuned", color="C0")
+        _line(ax, axis, cell, "base", "base_ci_low", "base_ci_high", label="pre-trained", color="C1", linestyle="--")
+        ax.set_title(dataset)
+        ax.set_ylabel(_ylabel_for(cell))
+        axis.decorate(ax)
+    _shared_legend(fig, axes[0])
+    return fig
+
+
+@figure(
+    "finetuning_gain",
+    "What fine-tuning adds, by whether pre-training learned the set",
+    """In-domain change from fine-tuning (fine-tuned minus pre-trained score) per fine-tuning set and checkpoint, with
+    90 % intervals (rescaled from the table's bootstrap intervals). Sets are grouped as in pretraining_curves:
+    learned in fine-tuning (the base checkpoints do not improve on them) or learned in pre-training.""",
+    needs=("finetuned",),
+)
+def finetuning_gain(table, figure_id, confidence):
+    from scipy.stats import norm
+
+    rows = _main_transfer(table, figure_id, relation="in-domain")
+    groups = analysis.pretraining_groups(table)
+    order = {"not learned in pre-training": 0, "learned in pre-training": 1}
+    datasets = sorted(rows["train_dataset"].unique().to_list(), key=lambda d: (order.get(groups.get(d), 2), d))
+    axis = CheckpointAxis(rows)
+    scale = norm.ppf(0.5 + ERRORBAR_CONFIDENCE / 2) / norm.ppf(0.5 + confidence / 2)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(datasets) + 2), 3.8), layout="constrained")
+    width = 0.8 / len(axis.pairs)
+    colors = plt.get_cmap("viridis")([i / max(1, len(axis.pairs) - 1) for i in range(len(axis.pairs))])
+    for j, pair in enumerate(axis.pairs):
+        at = rows.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1]))
+        xs, ys, lo, hi = [], [], [], []
+        for i, dataset in enumerate(datasets):
+            r = at.filter(pl.col("train_dataset") == dataset)
+            if r.is_empty():
+                continue
+            r = r.row(0, named=True)
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(r["delta"])
+            lo.append((r["delta"] - r["delta_ci_low"]) * scale)
+            hi.append((r["delta_ci_high"] - r["delta"]) * scale)
+        ax.bar(xs, ys, width, yerr=[lo, hi], color=colors[j], capsize=1.5, error_kw={"linewidth": 0.7},
+               label=axis.labels[j].replace("\n", " · "))
+    _zero(ax)
+    labels = [f"{d}\n({'learned in fine-tuning' if groups.get(d) == 'not learned in pre-training' else 'learned in pre-training' if groups.get(d) else 'no base curve'})"
+              for d in datasets]
+    ax.set_xticks(range(len(datasets)), labels, fontsize=7)
+    ax.set_ylabel("in-domain change: fine-tuned − pre-trained")
+    ax.legend(title="checkpoint", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+@figure(
+    "format_sensitivity",
+    "Sensitivity to the evaluation prompt format",
+    """In-domain score per evaluation prompt format (default, input-output, instruct) across checkpoints, for the
+    fine-tuned model (solid) and its pre-trained checkpoint (dashed); one panel per fine-tuning set. The model was
+    fine-tuned in the main format only, so a gap between formats is what it failed to carry over.""",
+    needs=("finetuned",),
+)
+def format_sensitivity(table, figure_id, confidence):
+    transfer = _require(analysis.transfer_matrix(table), figure_id, "fine-tuned rows with matching base rows")
+    main_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
+    rows = transfer.filter(
+        (pl.col("relation") == "in-domain") & (pl.col("train_format") == main_format)
+        & (pl.col("train_size") == analysis.main_train_size(transfer["train_size"].to_list()))
+        & (pl.col("shots") == analysis.comparison_shots(table))
+    )
+    rows = _require(rows, figure_id, "in-domain rows")
+    formats = sorted(rows["eval_format"].unique().to_list(), key=lambda f: (f != "default", f))
+    datasets = sorted(rows["train_dataset"].unique().to_list())
+    fig, axes = _grid(len(datasets), sharey=False)
+    axis = CheckpointAxis(rows)
+    for ax, dataset in zip(axes, datasets):
+        for k, fmt in enumerate(formats):
+            cell = rows.filter((pl.col("train_dataset") == dataset) & (pl.col("eval_format") == fmt))
+            _line(ax, axis, cell, "finetuned", "finetuned_ci_low", "finetuned_ci_high", color=f"C{k}",
+                  label=f"{fmt} (fine-tuned)")
+            _line(ax, axis, cell, "base", "base_ci_low", "base_ci_high", band=False, color=f"C{k}",
+                  linestyle="--", label=f"{fmt} (pre-trained)")
+        ax.set_title(f"{dataset} (fine-tuned in {main_format})")
+        ax.set_ylabel(_ylabel_for(rows.filter(pl.col("train_dataset") == dataset)))
+        axis.decorate(ax)
+    _shared_legend(fig, axes[0], ncols=len(formats) * 2)
+    return fig
+
+
+@figure(
+    "cross_task",
+    "Cross-task generalisation",
+    """Change from fine-tuning (fine-tuned minus pre-trained) on eval sets of other tasks, averaged over the sets of
+    each task kind, per fine-tuning set and checkpoint; one panel per direction (for example classification ->
+    generation). Bands combine the sets' intervals.""",
+    needs=("finetuned", "cross_task"),
+)
+def cross_task(table, figure_id, confidence):
+    rows = _main_transfer(table, figure_id, relation="cross-task").with_columns(
+        pl.col("train_task").map_elements(_task_kind, return_dtype=pl.String).alias("train_kind"),
+        pl.col("eval_task").map_elements(_task_kind, return_dtype=pl.String).alias("eval_kind"),
+    )
+    directions = sorted({(a, b) for a, b in zip(rows["train_kind"], rows["eval_kind"])})
+    fig, axes = _grid(len(directions), ncols=2, width=5.6, sharey=False)
+    axis = CheckpointAxis(rows)
+    for ax, (src, dst) in zip(axes, directions):
+        part = rows.filter((pl.col("train_kind") == src) & (pl.col("eval_kind") == dst))
+        means = _mean_with_interval(part, ["train_dataset", "model", "checkpoint"])
+        means = means.with_columns((pl.col("mean") - pl.col("err_low")).alias("low"),
+                                   (pl.col("mean") + pl.col("err_high")).alias("high"))
+        for dataset in sorted(means["train_dataset"].unique().to_list()):
+            _line(ax, axis, means.filter(pl.col("train_dataset") == dataset), "mean", "low", "high", label=dataset)
+        _zero(ax)
+        ax.set_title(f"{src} → {dst} ({part['eval_dataset'].n_unique()} eval sets)")
+        ax.set_ylabel("mean change vs pre-trained")
+        axis.decorate(ax)
+        _legend_right(ax, title="fine-tuned on")
+    return fig
+
+
+@figure(
+    "cross_domain",
+    "Cross-domain generalisation",
+    """Change from fine-tuning (fine-tuned minus pre-trained) on the other eval sets of the fine-tuned task, per
+    (fine-tuning set -> eval set) pair across checkpoints; one panel per task. Bands are intervals of the change.""",
+    needs=("finetuned", "cross_domain"),
+)
+def cross_domain(table, figure_id, confidence):
+    rows = _main_transfer(table, figure_id, relation="cross-domain")
+    tasks = sorted(rows["train_task"].unique().to_list())
+    fig, axes = _grid(len(tasks), ncols=3, width=4.2, sharey=False)
+    axis = CheckpointAxis(rows)
+    for ax, task in zip(axes, tasks):
+        part = rows.filter(pl.col("train_task") == task)
+        pairs = part.group_by(["train_dataset", "eval_dataset"], maintain_order=True)
+        for (train, evaluated), pair in pairs:
+            _line(ax, axis, pair, "delta", "delta_ci_low", "delta_ci_high", label=f"{train} → {evaluated}")
+        _zero(ax)
+        axis.decorate(ax)
+        ax.set_ylabel(f"change in {_ylabel_for(part)}")
+        if part.select("train_dataset", "eval_dataset").n_unique() == 1:
+            ax.set_title(f"{task}: {part['train_dataset'][0]} → {part['eval_dataset'][0]}", fontsize=9)
+        else:
+            ax.set_title(task)
+            _legend_right(ax, title="fine-tuned on → eval set")
+    return fig
+
+
+def _heatmap(ax, matrix: list[list[float | None]], rows: list[str], cols: list[str], notes, vmax: float, cmap: str,
+             vmin: float | None = None):
+    import numpy as np
+
+    data = np.array([[np.nan if v is None else v for v in r] for r in matrix], dtype=float)
+    image = ax.imshow(data, cmap=cmap, vmin=-vmax if vmin is None else vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if notes[i][j]:
+                ax.text(j, i, notes[i][j], ha="center", va="center", fontsize=6)
+    ax.spines[:].set_visible(False)
+    return image
+
+
+def _by_checkpoint_panels(rows: pl.DataFrame, ncols: int = 3):
+    axis = CheckpointAxis(rows)
+    fig, axes = _grid(len(axis.pairs), ncols=ncols, width=4.6, height=3.6, sharey=False)
+    return fig, axes, axis
+
+
+@figure(
+    "transfer_heatmap",
+    "Transfer matrix per checkpoint",
+    """Fine-tuned minus pre-trained score for every fine-tuning set (rows) and eval set (columns, grouped by task),
+    one panel per checkpoint, main prompt format. Red is a loss, blue a gain; numbers are the change.""",
+    needs=("finetuned",),
+)
+def transfer_heatmap(table, figure_id, confidence):
+    rows = _main_transfer(table, figure_id)
+    fig, axes, axis = _by_checkpoint_panels(rows)
+    trains = sorted(rows["train_dataset"].unique().to_list(), key=lambda d: (rows.filter(pl.col("train_dataset") == d)["train_task"][0], d))
+    evals = sorted(rows["eval_dataset"].unique().to_list(), key=lambda d: (rows.filter(pl.col("eval_dataset") == d)["eval_task"][0], d))
+    vmax = max(abs(v) for v in rows["delta"].to_list()) or 1.0
+    image = None
+    for ax, pair, label in zip(axes, axis.pairs, axis.labels):
+        at = {(r["train_dataset"], r["eval_dataset"]): r["delta"]
+              for r in rows.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1])).iter_rows(named=True)}
+        matrix = [[at.get((t, e)) for e in evals] for t in trains]
+        notes = [["" if v is None else f"{v:+.2f}" for v in r] for r in matrix]
+        image = _heatmap(ax, matrix, trains, evals, notes, vmax, "RdBu")
+        ax.set_title(label.replace("\n", " · "))
+        ax.set_ylabel("fine-tuned on")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="fine-tuned − pre-trained")
+    return fig
+
+
+@figure(
+    "forgetting_heatmap",
+    "Forgetting per checkpoint",
+    """Outside the fine-tuning set: mean change from fine-tuning on the eval sets of each task, split into the
+    fine-tuned task's other sets (cross-domain) and other tasks (cross-task), one panel per checkpoint. Only losses
+    are coloured; each cell notes how many of its sets fall reliably below the pre-trained checkpoint.""",
+    needs=("finetuned",),
+)
+def forgetting_heatmap(table, figure_id, confidence):
+    forgetting = _require(analysis.forgetting_matrix(_main_transfer(table, figure_id)), figure_id,
+                          "cross-domain or cross-task rows")
+    fig, axes, axis = _by_checkpoint_panels(forgetting)
+    trains = sorted(forgetting["train_dataset"].unique().to_list())
+    # A fine-tuning set has one cross-domain task (its own), so all cross-domain cells share one column.
+    column = pl.when(pl.col("relation") == "cross-domain").then(pl.lit(OWN_TASK)).otherwise(pl.col("eval_task"))
+    forgetting = forgetting.with_columns(column.alias("column"))
+    tasks = sorted(set(forgetting["column"].to_list()) - {OWN_TASK})
+    cols = ([OWN_TASK] if OWN_TASK in forgetting["column"].to_list() else []) + tasks
+    worst = min(0.0, *forgetting["mean_delta"].to_list())
+    image = None
+    for ax, pair, label in zip(axes, axis.pairs, axis.labels):
+        at = {(r["train_dataset"], r["column"]): r
+              for r in forgetting.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1])).iter_rows(named=True)}
+        matrix = [[min(0.0, at[(t, c)]["mean_delta"]) if (t, c) in at else None for c in cols] for t in trains]
+        notes = [[f"{at[(t, c)]['n_below_base']}/{at[(t, c)]['n_eval_datasets']}" if (t, c) in at else ""
+                  for c in cols] for t in trains]
+        image = _heatmap(ax, matrix, trains, cols, notes, vmax=0.0, vmin=min(worst, -0.01), cmap="Reds_r")
+        ax.set_title(label.replace("\n", " · "))
+        ax.set_ylabel("fine-tuned on")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="mean change vs pre-trained, losses only\n(cells: sets reliably below / sets)")
+    return fig
+
+
+@figure(
+    "train_size",
+    "Change from fine-tuning by train size (Yang et al.)",
+    """Mean change from fine-tuning (fine-tuned minus pre-trained) by number of training examples, for in-domain,
+    cross-domain and cross-task eval sets, averaged over fine-tuning sets; one line per checkpoint.""",
+    needs=("finetuned", "sizes"),
+)
+def train_size(table, figure_id, confidence):
+    rows = _main_transfer(table, figure_id, all_sizes=True)
+    sizes = sorted(rows["train_size"].unique().to_list(), key=analysis.size_order)
+    if len(sizes) < 2:
+        raise FigureDataError(f"figure '{figure_id}': needs at least two train sizes; the table has {sizes}")
+    relations = [r for r in ("in-domain", "cross-domain", "cross-task") if r in rows["relation"].to_list()]
+    fig, axes = _grid(len(relations), ncols=3, sharey=False)
+    axis = CheckpointAxis(rows)
+    plt = _pyplot()
+    colors = plt.get_cmap("viridis")([i / max(1, len(axis.pairs) - 1) for i in range(len(axis.pairs))])
+    for ax, rel in zip(axes, relations):
+        means = _mean_with_interval(rows.filter(pl.col("relation") == rel), ["model", "checkpoint", "train_size"])
+        for j, pair in enumerate(axis.pairs):
+            m = means.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1]))
+            m = m.with_columns(pl.col("train_size").map_elements(lambda s: sizes.index(s), return_dtype=pl.Int64)
+                               .alias("_x")).sort("_x")
+            ax.errorbar(m["_x"].to_list(), m["mean"].to_list(), yerr=[m["err_low"].to_list(), m["err_high"].to_list()],
+                        marker="o", markersize=3, capsize=2, color=colors[j], label=axis.labels[j].replace("\n", " · "))
+        _zero(ax)
+        ax.set_xticks(range(len(sizes)), sizes)
+        ax.set_xlabel("training examples")
+        ax.set_title(rel)
+        ax.set_ylabel("mean change vs pre-trained")
+    _legend_right(axes[-1], title="checkpoint")
+    return fig
+
+
+@figure(
+    "fticl",
+    "Fine-tuning with in-context examples (FTICL) vs plain fine-tuning (Yang et al.)",
+    """Mean change from fine-tuning (fine-tuned minus pre-trained) for plain fine-tuning and for FTICL (fixed
+    demonstrations in every training prompt), for in-domain, cross-domain and cross-task eval sets across
+    checkpoints, averaged over fine-tuning sets.""",
+    needs=("finetuned", "fticl"),
+)
+def fticl(table, figure_id, confidence):
+    transfer = _require(analysis.transfer_matrix(table), figure_id, "fine-tuned rows with matching base rows")
+    plain = analysis.main_train_format(transfer["train_format"].unique().to_list())
+    if plain is None or "fticl" not in transfer["train_format"].to_list():
+        raise FigureDataError(f"figure '{figure_id}': needs fine-tuned rows in train format 'fticl' and in a plain "
+                              f"format; the table has train formats {sorted(transfer['train_format'].unique().to_list())}")
+    rows = _main_transfer(table, figure_id, train_formats=(plain, "fticl"))
+    relations = [r for r in ("in-domain", "cross-domain", "cross-task") if r in rows["relation"].to_list()]
+    fig, axes = _grid(len(relations), ncols=3, sharey=False)
+    axis = CheckpointAxis(rows)
+    for ax, rel in zip(axes, relations):
+        means = _mean_with_interval(rows.filter(pl.col("relation") == rel), ["train_format", "model", "checkpoint"])
+        means = means.with_columns((pl.col("mean") - pl.col("err_low")).alias("low"),
+                                   (pl.col("mean") + pl.col("err_high")).alias("high"))
+        for fmt, label in ((plain, f"plain ({plain})"), ("fticl", "FTICL")):
+            _line(ax, axis, means.filter(pl.col("train_format") == fmt), "mean", "low", "high", label=label)
+        _zero(ax)
+        ax.set_title(rel)
+        ax.set_ylabel("mean change vs pre-trained")
+        axis.decorate(ax)
+    _shared_legend(fig, axes[0])
+    return fig

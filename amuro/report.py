@@ -1,0 +1,49 @@
+"""An HTML overview of the main tables, for the Snakemake report (which shows HTML inline, not Parquet)."""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+
+from amuro import analysis
+
+
+def _html_table(table: pl.DataFrame, caption: str) -> str:
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        return html.escape("" if value is None else str(value))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in table.iter_rows())
+    return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
+
+
+def overview_html(results: pl.DataFrame, transfer: pl.DataFrame, forgetting: pl.DataFrame) -> str:
+    parts = []
+    if not transfer.is_empty():
+        in_domain = transfer.filter(
+            (pl.col("relation") == "in-domain") & (pl.col("eval_format") == analysis.main_eval_format(
+                transfer["eval_format"].unique().to_list()))
+        ).select("model", "checkpoint", "train_dataset", "train_format", "train_size", "shots", "metric", "base",
+                 "finetuned", "delta", "delta_ci_low", "delta_ci_high")
+        parts.append(_html_table(in_domain, "In-domain: pre-trained (base) vs fine-tuned, main eval format"))
+        model, checkpoint = analysis.checkpoint_order(transfer)[-1]
+        last = transfer.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
+                               & (pl.col("eval_format") == analysis.main_eval_format(
+                                   transfer["eval_format"].unique().to_list())))
+        matrix = last.select("train_dataset", "train_format", "train_size", "eval_dataset", "delta").pivot(
+            on="eval_dataset", index=["train_dataset", "train_format", "train_size"], values="delta",
+            sort_columns=True)
+        parts.append(_html_table(matrix, f"Transfer matrix at {model} {checkpoint}: fine-tuned − pre-trained"))
+        lost = forgetting.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
+                                 & (pl.col("n_below_base") > 0)).select(
+            "train_dataset", "eval_format", "relation", "eval_task", "mean_delta", "datasets_below_base")
+        parts.append(_html_table(lost, f"Forgetting at {model} {checkpoint}: sets reliably below the pre-trained model"))
+    base = results.filter(pl.col("relation") == "base").select(
+        "model", "checkpoint", "eval_dataset", "eval_format", "shots", "metric", "value", "ci_low", "ci_high")
+    parts.append(_html_table(base, "Pre-trained checkpoints: every eval set, format and shot count"))
+    style = ("table{border-collapse:collapse;margin:1em 0;font:12px sans-serif}caption{font-weight:bold;"
+             "text-align:left}td,th{border:1px solid #ccc;padding:2px 6px}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
