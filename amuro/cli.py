@@ -130,7 +130,12 @@ def import_table(args):
             for name in model_checkpoints(config, model):
                 if parse_revision(name)["step"] is not None:
                     names[parse_revision(name)["step"]] = name
-    table = import_amuro_char(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names)
+    rates = {}
+    for choice in args.learning_rate:
+        dataset, _, rate = choice.partition("=")
+        rates[dataset] = float(rate)
+    table = import_amuro_char(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names,
+                              learning_rates=rates)
     write_table(table, args.out)
     logging.getLogger("amuro").info("%s: %d rows -> %s", args.source, table.height, args.out)
 
@@ -245,6 +250,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="a workflow config whose checkpoint names (stepN-tokensM) the steps map to")
     s.add_argument("--skip-bad-rows", action="store_true",
                    help="write the rows that parse and log the others (default: refuse the whole file)")
+    s.add_argument("--learning-rate", action="append", default=[], metavar="DATASET=LR",
+                   help="keep fine-tuned runs of DATASET at LR only ('*=LR' for the rest); for tables with a sweep")
     s.set_defaults(run=import_table)
     return p
 

@@ -108,7 +108,8 @@ def _main_transfer(table: pl.DataFrame, figure_id: str, relation: str | None = N
     formats = train_formats or (main_format,)
     transfer = transfer.filter(pl.col("train_format").is_in(formats))
     if not all_sizes:
-        transfer = transfer.filter(pl.col("train_size") == analysis.main_train_size(transfer["train_size"].to_list()))
+        main_size = analysis.main_train_size(transfer["train_size"].to_list())
+        transfer = transfer.filter(pl.col("train_size").eq_missing(main_size))  # imported tables have no size
     transfer = transfer.filter(
         (pl.col("eval_format") == analysis.main_eval_format(transfer["eval_format"].unique().to_list()))
         & (pl.col("shots") == analysis.comparison_shots(table))
@@ -348,7 +349,7 @@ def format_sensitivity(table, figure_id, confidence):
     main_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
     rows = transfer.filter(
         (pl.col("relation") == "in-domain") & (pl.col("train_format") == main_format)
-        & (pl.col("train_size") == analysis.main_train_size(transfer["train_size"].to_list()))
+        & pl.col("train_size").eq_missing(analysis.main_train_size(transfer["train_size"].to_list()))
         & (pl.col("shots") == analysis.comparison_shots(table))
     )
     rows = _require(rows, figure_id, "in-domain rows")

@@ -61,8 +61,13 @@ class _Cell:
 
 
 def import_amuro_char(path: str | Path, skip_bad_rows: bool = False,
-                      checkpoint_names: dict[int, str] | None = None) -> pl.DataFrame:
-    """The released table as long-format results rows; checkpoint_names maps steps to hub revision names."""
+                      checkpoint_names: dict[int, str] | None = None,
+                      learning_rates: dict[str, float] | None = None) -> pl.DataFrame:
+    """The released table as long-format results rows.
+
+    checkpoint_names maps steps to hub revision names. learning_rates keeps, for fine-tuned rows, only the runs at
+    the chosen rate per train dataset (key "*" for every other one), for tables that hold a learning-rate sweep.
+    """
     path = Path(path)
     cells, bad = [], []
     for line, record in _records(path):
@@ -74,6 +79,8 @@ def import_amuro_char(path: str | Path, skip_bad_rows: bool = False,
         raise TableImportError(f"{path}: {len(bad)} bad row(s):\n" + "\n".join(bad))
     for message in bad:
         log.warning("%s", message)
+    if learning_rates:
+        cells = _at_learning_rates(path, cells, learning_rates)
     _check_unique(path, cells)
     return finalize(pl.DataFrame([c.row for c in cells], schema=SCHEMA), str(path))
 
@@ -183,6 +190,19 @@ def _number(text: str, column: str) -> float:
     return number
 
 
+def _at_learning_rates(path: Path, cells: list[_Cell], learning_rates: dict[str, float]) -> list[_Cell]:
+    def chosen(cell: _Cell) -> bool:
+        train = cell.row["train_dataset"]
+        if train is None:
+            return True
+        rate = learning_rates.get(train, learning_rates.get("*"))
+        return rate is None or math.isclose(float(cell.hyper["lr"]), rate)
+
+    kept = [c for c in cells if chosen(c)]
+    log.info("%s: kept %d of %d rows at the chosen learning rates %s", path, len(kept), len(cells), learning_rates)
+    return kept
+
+
 def _check_unique(path: Path, cells: list[_Cell]) -> None:
     """Two rows for one cell (e.g. one run at two learning rates) cannot both be the paper's number."""
     key_columns = ("model", "checkpoint", "train_dataset", "eval_dataset", "eval_format", "shots")
@@ -199,4 +219,6 @@ def _check_unique(path: Path, cells: list[_Cell]) -> None:
                        f"eval {cell.row['eval_dataset']} {cell.row['eval_format']}); they differ in "
                        f"{', '.join(differs) or 'no hyper-parameter (a repeated row)'}")
     if clashes:
-        raise TableImportError(f"{path}: {len(clashes)} row(s) repeat a cell:\n" + "\n".join(clashes))
+        raise TableImportError(f"{path}: {len(clashes)} row(s) repeat a cell:\n" + "\n".join(clashes)
+                               + "\n(for a learning-rate sweep, choose one rate per train set: --learning-rate xsum=2e-7 "
+                               "--learning-rate '*=2e-6')")

@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,42 @@ def test_missing_column_is_named(tmp_path):
                        header=",model_id,eval dataset,Performance\n")
     with pytest.raises(TableImportError, match=r"paper\.csv.*missing: std"):
         import_amuro_char(path)
+
+
+def test_a_learning_rate_sweep_imports_once_a_rate_is_chosen_per_train_set(tmp_path):
+    path = write_table(
+        tmp_path,
+        "olmo1b_hf_main_xsum_3epoch_2e-6_4shots,xsum,0.20,0.01",
+        "olmo1b_hf_main_xsum_3epoch_2e-7_4shots,xsum,0.25,0.01",
+        "olmo1b_hf_main_paws_3epoch_2e-6_4shots,paws,0.80,0.01",
+        "olmo1b_hf_main_paws_3epoch_2e-5_4shots,paws,0.50,0.01",
+    )
+    with pytest.raises(TableImportError, match=r"--learning-rate"):
+        import_amuro_char(path)
+    rows = by_cell(import_amuro_char(path, learning_rates={"xsum": 2e-7, "*": 2e-6}))
+    assert rows[("main", "xsum", "xsum", "default")]["value"] == 0.25
+    assert rows[("main", "paws", "paws", "default")]["value"] == 0.80
+
+
+def test_figures_draw_from_an_imported_table_through_the_command_line(tmp_path):
+    from amuro.cli import main
+
+    rows = []
+    for step in (1000, 738000):
+        for eval_dataset, base in (("xsum", 0.05), ("paws", 0.55), ("mnli_matched", 0.33)):
+            rows.append(f"olmo1b_checkpoint-{step}_original_hf_4shots,{eval_dataset},{base},0.01")
+            gain = 0.2 if eval_dataset == "paws" else -0.05
+            rows.append(f"olmo1b_hf_ckpt{step}_paws_3epoch_2e-6_4shots,{eval_dataset},{base + gain:.2f},0.01")
+    path = write_table(tmp_path, *rows)
+    # The paper's own config names the steps as hub revisions.
+    config = Path(__file__).parents[1] / "workflow_config.yaml"
+    assert main(["import-table", str(path), str(tmp_path / "imported.parquet"), "--config", str(config)]) == 0
+    for figure in ("pretraining_curves", "finetuned_vs_base", "cross_task", "transfer_heatmap"):
+        assert main(["figure", figure, "--pdf", str(tmp_path / f"{figure}.pdf"), "--png", str(tmp_path / f"{figure}.png"),
+                     str(tmp_path / "imported.parquet")]) == 0
+        assert (tmp_path / f"{figure}.png").stat().st_size > 10_000
+    import polars as pl
+
+    imported = pl.read_parquet(tmp_path / "imported.parquet")
+    assert set(imported["checkpoint"]) == {"step1000-tokens4B", "step738000-tokens3094B"}
+    assert set(imported["tokens"]) == {4 * 10**9, 3094 * 10**9}
