@@ -145,11 +145,13 @@ def checkpoint_order(table: pl.DataFrame) -> list[tuple[str, str]]:
     return [(r["model"], r["checkpoint"]) for r in pairs.iter_rows(named=True)]
 
 
-def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None, shots: int | None = None) -> dict[str, str]:
+def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
+                       shots: int | None = None) -> dict[str, str]:
     """Eval set -> "learned in pre-training" or "not learned in pre-training", from the base checkpoints' curves.
 
     A set is learned in pre-training when the last checkpoint scores above the first one, with the interval of the
-    difference above zero (a curve that rises and falls back was not learned). Uses the main eval format and the largest base shot count unless given.
+    difference above zero (a curve that rises and falls back was not learned). Uses the main eval format and the
+    largest base shot count unless given.
     """
     base = results.filter(pl.col("relation") == "base")
     if base.is_empty():

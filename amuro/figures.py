@@ -99,6 +99,11 @@ def _require(table: pl.DataFrame, figure_id: str, what: str) -> pl.DataFrame:
     return table
 
 
+def _at(rows: pl.DataFrame, pair: tuple[str, str]) -> pl.DataFrame:
+    """The rows of one (model, checkpoint)."""
+    return rows.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1]))
+
+
 def _main_transfer(table: pl.DataFrame, figure_id: str, relation: str | None = None,
                    all_sizes: bool = False, train_formats: tuple[str, ...] | None = None) -> pl.DataFrame:
     """Fine-tuned vs base rows in the main train format and size, main eval format, at the comparison shots."""
@@ -314,7 +319,7 @@ def finetuning_gain(table, figure_id, confidence):
     width = 0.8 / len(axis.pairs)
     colors = plt.get_cmap("viridis")([i / max(1, len(axis.pairs) - 1) for i in range(len(axis.pairs))])
     for j, pair in enumerate(axis.pairs):
-        at = rows.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1]))
+        at = _at(rows, pair)
         xs, ys, lo, hi = [], [], [], []
         for i, dataset in enumerate(datasets):
             r = at.filter(pl.col("train_dataset") == dataset)
@@ -328,8 +333,9 @@ def finetuning_gain(table, figure_id, confidence):
         ax.bar(xs, ys, width, yerr=[lo, hi], color=colors[j], capsize=1.5, error_kw={"linewidth": 0.7},
                label=axis.labels[j].replace("\n", " · "))
     _zero(ax)
-    labels = [f"{d}\n({'learned in fine-tuning' if groups.get(d) == 'not learned in pre-training' else 'learned in pre-training' if groups.get(d) else 'no base curve'})"
-              for d in datasets]
+    # The paper's names for the two groups, seen from fine-tuning.
+    names = {"not learned in pre-training": "learned in fine-tuning", "learned in pre-training": "learned in pre-training"}
+    labels = [f"{d}\n({names.get(groups.get(d), 'no base curve')})" for d in datasets]
     ax.set_xticks(range(len(datasets)), labels, fontsize=7)
     ax.set_ylabel("in-domain change: fine-tuned − pre-trained")
     ax.legend(title="checkpoint", loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -462,13 +468,13 @@ def _by_checkpoint_panels(rows: pl.DataFrame, ncols: int = 3):
 def transfer_heatmap(table, figure_id, confidence):
     rows = _main_transfer(table, figure_id)
     fig, axes, axis = _by_checkpoint_panels(rows)
-    trains = sorted(rows["train_dataset"].unique().to_list(), key=lambda d: (rows.filter(pl.col("train_dataset") == d)["train_task"][0], d))
-    evals = sorted(rows["eval_dataset"].unique().to_list(), key=lambda d: (rows.filter(pl.col("eval_dataset") == d)["eval_task"][0], d))
+    # Sets grouped by task, so the blocks of the matrix are tasks.
+    trains = [d for _, d in sorted(set(zip(rows["train_task"], rows["train_dataset"])))]
+    evals = [d for _, d in sorted(set(zip(rows["eval_task"], rows["eval_dataset"])))]
     vmax = max(abs(v) for v in rows["delta"].to_list()) or 1.0
     image = None
     for ax, pair, label in zip(axes, axis.pairs, axis.labels):
-        at = {(r["train_dataset"], r["eval_dataset"]): r["delta"]
-              for r in rows.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1])).iter_rows(named=True)}
+        at = {(r["train_dataset"], r["eval_dataset"]): r["delta"] for r in _at(rows, pair).iter_rows(named=True)}
         matrix = [[at.get((t, e)) for e in evals] for t in trains]
         notes = [["" if v is None else f"{v:+.2f}" for v in r] for r in matrix]
         image = _heatmap(ax, matrix, trains, evals, notes, vmax, "RdBu")
@@ -500,7 +506,7 @@ def forgetting_heatmap(table, figure_id, confidence):
     image = None
     for ax, pair, label in zip(axes, axis.pairs, axis.labels):
         at = {(r["train_dataset"], r["column"]): r
-              for r in forgetting.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1])).iter_rows(named=True)}
+              for r in _at(forgetting, pair).iter_rows(named=True)}
         matrix = [[min(0.0, at[(t, c)]["mean_delta"]) if (t, c) in at else None for c in cols] for t in trains]
         notes = [[f"{at[(t, c)]['n_below_base']}/{at[(t, c)]['n_eval_datasets']}" if (t, c) in at else ""
                   for c in cols] for t in trains]
@@ -531,7 +537,7 @@ def train_size(table, figure_id, confidence):
     for ax, rel in zip(axes, relations):
         means = _mean_with_interval(rows.filter(pl.col("relation") == rel), ["model", "checkpoint", "train_size"])
         for j, pair in enumerate(axis.pairs):
-            m = means.filter((pl.col("model") == pair[0]) & (pl.col("checkpoint") == pair[1]))
+            m = _at(means, pair)
             m = m.with_columns(pl.col("train_size").map_elements(lambda s: sizes.index(s), return_dtype=pl.Int64)
                                .alias("_x")).sort("_x")
             ax.errorbar(m["_x"].to_list(), m["mean"].to_list(), yerr=[m["err_low"].to_list(), m["err_high"].to_list()],
