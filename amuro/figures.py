@@ -291,7 +291,7 @@ def finetuned_vs_base(table, figure_id, confidence):
         _line(ax, axis, cell, "finetuned", "finetuned_ci_low", "finetuned_ci_high", label="fine-tuned", color="C0")
         _line(ax, axis, cell, "base", "base_ci_low", "base_ci_high", label="pre-trained", color="C1", linestyle="--")
         ax.set_title(dataset)
-        ax.set_ylabel(_ylabel_for(cell))
+        ax.set_ylabel(f"{_ylabel_for(cell)} ({cell['shots'][0]}-shot, {cell['eval_format'][0]})")
         axis.decorate(ax)
     _shared_legend(fig, axes[0])
     return fig
