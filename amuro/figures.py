@@ -125,13 +125,15 @@ def _main_transfer(table: pl.DataFrame, figure_id: str, relation: str | None = N
 
 
 def _mean_with_interval(rows: pl.DataFrame, by: list[str], value: str = "delta") -> pl.DataFrame:
-    """Mean of `value` per group; its interval treats the sets' intervals as independent."""
-    return rows.group_by(by, maintain_order=True).agg(
+    """Mean of `value` per group; its interval (low, high) treats the sets' intervals as independent."""
+    means = rows.group_by(by, maintain_order=True).agg(
         pl.col(value).mean().alias("mean"),
         ((pl.col(value) - pl.col(f"{value}_ci_low")) ** 2).sum().sqrt().truediv(pl.len()).alias("err_low"),
         ((pl.col(f"{value}_ci_high") - pl.col(value)) ** 2).sum().sqrt().truediv(pl.len()).alias("err_high"),
         pl.len().alias("n"),
     )
+    return means.with_columns((pl.col("mean") - pl.col("err_low")).alias("low"),
+                              (pl.col("mean") + pl.col("err_high")).alias("high"))
 
 
 # --- Drawing helpers -----------------------------------------------------------------------------------------------
@@ -396,8 +398,6 @@ def cross_task(table, figure_id, confidence):
     for ax, (src, dst) in zip(axes, directions):
         part = rows.filter((pl.col("train_kind") == src) & (pl.col("eval_kind") == dst))
         means = _mean_with_interval(part, ["train_dataset", "model", "checkpoint"])
-        means = means.with_columns((pl.col("mean") - pl.col("err_low")).alias("low"),
-                                   (pl.col("mean") + pl.col("err_high")).alias("high"))
         for dataset in sorted(means["train_dataset"].unique().to_list()):
             _line(ax, axis, means.filter(pl.col("train_dataset") == dataset), "mean", "low", "high", label=dataset)
         _zero(ax)
@@ -571,8 +571,6 @@ def fticl(table, figure_id, confidence):
     axis = CheckpointAxis(rows)
     for ax, rel in zip(axes, relations):
         means = _mean_with_interval(rows.filter(pl.col("relation") == rel), ["train_format", "model", "checkpoint"])
-        means = means.with_columns((pl.col("mean") - pl.col("err_low")).alias("low"),
-                                   (pl.col("mean") + pl.col("err_high")).alias("high"))
         for fmt, label in ((plain, f"plain ({plain})"), ("fticl", "FTICL")):
             _line(ax, axis, means.filter(pl.col("train_format") == fmt), "mean", "low", "high", label=label)
         _zero(ax)
