@@ -452,6 +452,20 @@ def _heatmap(ax, matrix: list[list[float | None]], rows: list[str], cols: list[s
     return image
 
 
+def _checkpoint_heatmaps(fig, axes, axis: CheckpointAxis, rows: pl.DataFrame, column: str, trains: list[str],
+                         cols: list[str], value, note, colorbar: str, **style) -> None:
+    """One train set x `column` heat-map per checkpoint; `value` and `note` read a cell's row."""
+    image = None
+    for ax, pair, label in zip(axes, axis.pairs, axis.labels):
+        at = {(r["train_dataset"], r[column]): r for r in _at(rows, pair).iter_rows(named=True)}
+        matrix = [[value(at[(t, c)]) if (t, c) in at else None for c in cols] for t in trains]
+        notes = [[note(at[(t, c)]) if (t, c) in at else "" for c in cols] for t in trains]
+        image = _heatmap(ax, matrix, trains, cols, notes, **style)
+        ax.set_title(label.replace("\n", " · "))
+        ax.set_ylabel("fine-tuned on")
+    fig.colorbar(image, ax=axes, shrink=0.8, label=colorbar)
+
+
 def _by_checkpoint_panels(rows: pl.DataFrame, ncols: int = 3):
     axis = CheckpointAxis(rows)
     fig, axes = _grid(len(axis.pairs), ncols=ncols, width=4.6, height=3.6, sharey=False)
@@ -472,15 +486,9 @@ def transfer_heatmap(table, figure_id, confidence):
     trains = [d for _, d in sorted(set(zip(rows["train_task"], rows["train_dataset"])))]
     evals = [d for _, d in sorted(set(zip(rows["eval_task"], rows["eval_dataset"])))]
     vmax = max(abs(v) for v in rows["delta"].to_list()) or 1.0
-    image = None
-    for ax, pair, label in zip(axes, axis.pairs, axis.labels):
-        at = {(r["train_dataset"], r["eval_dataset"]): r["delta"] for r in _at(rows, pair).iter_rows(named=True)}
-        matrix = [[at.get((t, e)) for e in evals] for t in trains]
-        notes = [["" if v is None else f"{v:+.2f}" for v in r] for r in matrix]
-        image = _heatmap(ax, matrix, trains, evals, notes, vmax, "RdBu")
-        ax.set_title(label.replace("\n", " · "))
-        ax.set_ylabel("fine-tuned on")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="fine-tuned − pre-trained")
+    _checkpoint_heatmaps(fig, axes, axis, rows, "eval_dataset", trains, evals, value=lambda r: r["delta"],
+                         note=lambda r: f"{r['delta']:+.2f}", colorbar="fine-tuned − pre-trained",
+                         vmax=vmax, cmap="RdBu")
     return fig
 
 
@@ -503,17 +511,11 @@ def forgetting_heatmap(table, figure_id, confidence):
     tasks = sorted(set(forgetting["column"].to_list()) - {OWN_TASK})
     cols = ([OWN_TASK] if OWN_TASK in forgetting["column"].to_list() else []) + tasks
     worst = min(0.0, *forgetting["mean_delta"].to_list())
-    image = None
-    for ax, pair, label in zip(axes, axis.pairs, axis.labels):
-        at = {(r["train_dataset"], r["column"]): r
-              for r in _at(forgetting, pair).iter_rows(named=True)}
-        matrix = [[min(0.0, at[(t, c)]["mean_delta"]) if (t, c) in at else None for c in cols] for t in trains]
-        notes = [[f"{at[(t, c)]['n_below_base']}/{at[(t, c)]['n_eval_datasets']}" if (t, c) in at else ""
-                  for c in cols] for t in trains]
-        image = _heatmap(ax, matrix, trains, cols, notes, vmax=0.0, vmin=min(worst, -0.01), cmap="Reds_r")
-        ax.set_title(label.replace("\n", " · "))
-        ax.set_ylabel("fine-tuned on")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="mean change vs pre-trained, losses only\n(cells: sets reliably below / sets)")
+    _checkpoint_heatmaps(fig, axes, axis, forgetting, "column", trains, cols,
+                         value=lambda r: min(0.0, r["mean_delta"]),
+                         note=lambda r: f"{r['n_below_base']}/{r['n_eval_datasets']}",
+                         colorbar="mean change vs pre-trained, losses only\n(cells: sets reliably below / sets)",
+                         vmax=0.0, vmin=min(worst, -0.01), cmap="Reds_r")
     return fig
 
 
