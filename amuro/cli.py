@@ -20,6 +20,16 @@ def _json(text: str):
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
 
 
+def _learning_rate(text: str) -> tuple[str, float]:
+    dataset, sep, rate = text.partition("=")
+    try:
+        if not (sep and dataset):
+            raise ValueError
+        return dataset, float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DATASET=LR (e.g. xsum=2e-7 or '*=2e-6')") from None
+
+
 def _int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -96,15 +106,15 @@ def results_table(args):
 
 def matrices(args):
     from amuro.analysis import forgetting_matrix, transfer_matrix
-    from amuro.io import write_parquet, write_text
+    from amuro.io import write_text
     from amuro.report import overview_html
-    from amuro.results import read_table
+    from amuro.results import read_table, write_table
 
     results = read_table(args.results)
     transfer = transfer_matrix(results)
     forgetting = forgetting_matrix(transfer)
-    write_parquet(transfer.to_arrow(), args.transfer)
-    write_parquet(forgetting.to_arrow(), args.forgetting)
+    write_table(transfer, args.transfer)
+    write_table(forgetting, args.forgetting)
     if args.overview:
         write_text(overview_html(results, transfer, forgetting), args.overview)
 
@@ -128,14 +138,11 @@ def import_table(args):
         config = load_config(args.config)
         for model in config["models"]:
             for name in model_checkpoints(config, model):
-                if parse_revision(name)["step"] is not None:
-                    names[parse_revision(name)["step"]] = name
-    rates = {}
-    for choice in args.learning_rate:
-        dataset, _, rate = choice.partition("=")
-        rates[dataset] = float(rate)
+                step = parse_revision(name)["step"]
+                if step is not None:
+                    names[step] = name
     table = import_amuro_char(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names,
-                              learning_rates=rates)
+                              learning_rates=dict(args.learning_rate))
     write_table(table, args.out)
     logging.getLogger("amuro").info("%s: %d rows -> %s", args.source, table.height, args.out)
 
@@ -250,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="a workflow config whose checkpoint names (stepN-tokensM) the steps map to")
     s.add_argument("--skip-bad-rows", action="store_true",
                    help="write the rows that parse and log the others (default: refuse the whole file)")
-    s.add_argument("--learning-rate", action="append", default=[], metavar="DATASET=LR",
+    s.add_argument("--learning-rate", type=_learning_rate, action="append", default=[], metavar="DATASET=LR",
                    help="keep fine-tuned runs of DATASET at LR only ('*=LR' for the rest); for tables with a sweep")
     s.set_defaults(run=import_table)
     return p

@@ -159,3 +159,13 @@ def test_figures_draw_from_an_imported_table_through_the_command_line(tmp_path):
     imported = pl.read_parquet(tmp_path / "imported.parquet")
     assert set(imported["checkpoint"]) == {"step1000-tokens4B", "step738000-tokens3094B"}
     assert set(imported["tokens"]) == {4 * 10**9, 3094 * 10**9}
+
+
+def test_a_malformed_learning_rate_choice_is_refused_by_the_command_line(tmp_path, capsys):
+    from amuro.cli import main
+
+    path = write_table(tmp_path, "olmo1b_original_hf_4shots,xsum,0.1,0.01")
+    with pytest.raises(SystemExit):
+        main(["import-table", str(path), str(tmp_path / "out.parquet"), "--learning-rate", "xsum:2e-7"])
+    assert "'xsum:2e-7' is not DATASET=LR" in capsys.readouterr().err
+    assert main(["import-table", str(path), str(tmp_path / "out.parquet"), "--learning-rate", "*=2e-6"]) == 0
