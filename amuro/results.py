@@ -43,7 +43,9 @@ SCHEMA: dict[str, pl.DataType] = {
 # What identifies a row; no two rows of a table may share it.
 KEY = [c for c in SCHEMA if c not in ("step", "tokens", "train_task", "eval_task", "relation",
                                        "value", "ci_low", "ci_high", "n_examples")]
-RELATIONS = ("base", "in-domain", "cross-domain", "cross-task")
+RELATIONS = ("base", "in-domain", "cross-domain", "cross-task", "instruction-tuned")
+# The train task of instruction tuning (a chat mix, not one task): its evaluations are "instruction-tuned".
+INSTRUCTION_TASK = "instruction"
 # Checkpoints in pre-training order (a name without a step, like `main`, is the final model and sorts last).
 SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_size",
         "eval_dataset", "eval_format", "shots", "metric"]
@@ -57,6 +59,8 @@ def relation(train_dataset: str | None, train_task: str | None, eval_dataset: st
     """How an evaluation relates to what the model was fine-tuned on."""
     if train_dataset is None:
         return "base"
+    if train_task == INSTRUCTION_TASK:
+        return "instruction-tuned"
     if eval_dataset == train_dataset:
         return "in-domain"
     if eval_task == train_task:
@@ -77,39 +81,45 @@ def summarize_predictions(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """One long-format row per prediction file (one eval set, format and shot count of one model)."""
+    """Long-format rows from prediction files, one per file and metric.
+
+    A file holds one eval set, format and shot count of one model; multiple-choice benchmarks hold one row per
+    example and metric (acc and acc_norm), other sets one metric.
+    """
     rows = []
     for path in files:
         scores = pl.read_parquet(path)
         if scores.height == 0:
             raise ResultsError(f"{path}: no predictions")
         first = scores.row(0, named=True)
-        for column in ("metric", "eval_dataset", "eval_format", "shots"):
+        for column in ("eval_dataset", "eval_format", "shots"):
             if scores[column].n_unique() != 1:
                 raise ResultsError(f"{path}: column '{column}' must hold one value, found "
                                    f"{sorted(map(str, scores[column].unique().to_list()))}")
         revision = parse_revision(first["checkpoint"])
-        row = {
-            "model": first["model"],
-            "checkpoint": first["checkpoint"],
-            "step": revision["step"],
-            "tokens": revision["tokens"],
-            "train_dataset": first["train_dataset"],
-            "train_task": train_task if first["train_dataset"] is not None else None,
-            "train_format": first["train_format"],
-            "train_size": first["train_size"],
-            "eval_dataset": first["eval_dataset"],
-            "eval_task": first["eval_task"],
-            "eval_format": first["eval_format"],
-            "shots": first["shots"],
-            "relation": relation(first["train_dataset"], train_task, first["eval_dataset"], first["eval_task"]),
-            "metric": first["metric"],
-        }
-        summary = metrics.summarize(scores["score"].to_list(), resamples=resamples, confidence=confidence,
-                                    seed=_bootstrap_seed(seed, row))
-        rows.append({**row, **summary})
-        log.info("%s: %s %.3f [%.3f, %.3f] n=%d", path, row["metric"], summary["value"], summary["ci_low"],
-                 summary["ci_high"], summary["n_examples"])
+        for metric in sorted(scores["metric"].unique().to_list()):
+            row = {
+                "model": first["model"],
+                "checkpoint": first["checkpoint"],
+                "step": revision["step"],
+                "tokens": revision["tokens"],
+                "train_dataset": first["train_dataset"],
+                "train_task": train_task if first["train_dataset"] is not None else None,
+                "train_format": first["train_format"],
+                "train_size": first["train_size"],
+                "eval_dataset": first["eval_dataset"],
+                "eval_task": first["eval_task"],
+                "eval_format": first["eval_format"],
+                "shots": first["shots"],
+                "relation": relation(first["train_dataset"], train_task, first["eval_dataset"], first["eval_task"]),
+                "metric": metric,
+            }
+            values = scores.filter(pl.col("metric") == metric)["score"].to_list()
+            summary = metrics.summarize(values, resamples=resamples, confidence=confidence,
+                                        seed=_bootstrap_seed(seed, row))
+            rows.append({**row, **summary})
+            log.info("%s: %s %.3f [%.3f, %.3f] n=%d", path, metric, summary["value"], summary["ci_low"],
+                     summary["ci_high"], summary["n_examples"])
     return finalize(pl.DataFrame(rows, schema=SCHEMA), "predictions")
 
 
