@@ -35,7 +35,7 @@ from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
-from amuro import registry
+from amuro import instructions, registry
 from amuro.io import atomic_path, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class FinetuneSettings:
     deepspeed: str  # zero2 | zero3: amuro/deepspeed/<name>.json
     size: int | None = None  # training examples, sampled with `seed` in their original order; None = all
     save_steps: int = 50  # Trainer checkpoint interval in scratch_dir, for resuming
+    chat_template: str | None = None  # instruction tuning: for a tokenizer without one (None: Tulu v2's)
 
     def __post_init__(self):
         if self.size == "all":
@@ -113,27 +114,57 @@ def sample_rows(n: int, size: int | None, seed: int) -> list[int]:
     return registry.sample_rows(list(range(n)), size, seed)
 
 
-def load_examples(train_prompts: str | Path, tokenizer, settings: FinetuneSettings):
-    """The tokenized training set as a datasets.Dataset, and how many examples were cut to max_seq_len."""
+def load_examples(train_file: str | Path, tokenizer, settings: FinetuneSettings):
+    """The tokenized training set as a datasets.Dataset, and how many examples were cut to max_seq_len.
+
+    A prompt file (`prompt`, `completion`) trains on the completion; an instruction mix (`messages`) on the
+    assistant turns, rendered with the tokenizer's chat template.
+    """
+    if tokenizer.eos_token_id is None:
+        raise FinetuneError("the tokenizer has no EOS token; fine-tuning appends one to every completion")
+    if "messages" in pq.read_schema(train_file).names:
+        features, n_cut = _chat_examples(train_file, tokenizer, settings)
+    else:
+        features, n_cut = _completion_examples(train_file, tokenizer, settings)
+    if n_cut:
+        log.warning("%d of %d examples were longer than max_seq_len=%d and were cut",
+                    n_cut, len(features), settings.max_seq_len)
+    log.info("%d training examples from %s (%d cut)", len(features), train_file, n_cut)
+    return Dataset.from_list(features), n_cut
+
+
+def _completion_examples(train_prompts, tokenizer, settings: FinetuneSettings) -> tuple[list[dict], int]:
     table = pq.read_table(train_prompts, columns=["prompt", "completion"])
     rows = sample_rows(table.num_rows, settings.size, settings.seed)
     prompts = [table["prompt"][i].as_py() for i in rows]
     completions = [table["completion"][i].as_py() for i in rows]
-    if tokenizer.eos_token_id is None:
-        raise FinetuneError("the tokenizer has no EOS token; fine-tuning appends one to every completion")
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
-
     features, n_cut = [], 0
     for p, c in zip(prompt_ids, completion_ids):
         example, cut = completion_features(p, c, tokenizer.eos_token_id, settings.max_seq_len)
         features.append(example)
         n_cut += cut
-    if n_cut:
-        log.warning("%d of %d examples were longer than max_seq_len=%d and were cut",
-                    n_cut, len(features), settings.max_seq_len)
-    log.info("%d training examples from %s (%d cut)", len(features), train_prompts, n_cut)
-    return Dataset.from_list(features), n_cut
+    return features, n_cut
+
+
+def _chat_examples(train_file, tokenizer, settings: FinetuneSettings) -> tuple[list[dict], int]:
+    instructions.ensure_chat_template(tokenizer, settings.chat_template)
+    table = pq.read_table(train_file, columns=["id", "messages"])
+    features, n_cut, dropped = [], 0, 0
+    for i in sample_rows(table.num_rows, settings.size, settings.seed):
+        example, cut = instructions.chat_features(table["messages"][i].as_py(), tokenizer, settings.max_seq_len)
+        n_cut += cut
+        if example is None:
+            dropped += 1
+        else:
+            features.append(example)
+    if dropped:
+        log.warning("%d conversations lost every assistant token to max_seq_len=%d and were left out",
+                    dropped, settings.max_seq_len)
+    if not features:
+        raise FinetuneError(f"{train_file}: no conversation has an assistant turn within max_seq_len")
+    return features, n_cut
 
 
 # ---------------------------------------------------------------------------------------------------------- setup
@@ -303,6 +334,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "train_prompts": str(train_prompts),
             "examples": len(train_set),
             "examples_cut": n_cut,
+            "chat_template": tokenizer.chat_template,
             "parameters": expected,
             "optimizer_steps": trainer.state.max_steps,
             "warmup_steps": args.get_warmup_steps(trainer.state.max_steps),

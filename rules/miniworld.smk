@@ -6,8 +6,10 @@ rule miniworld_generate:
         world=f"{MINIWORLD}/world.json",
         corpus=directory(f"{MINIWORLD}/corpus"),
         datasets=directory(f"{MINIWORLD}/datasets"),
+        benchmarks=directory(f"{MINIWORLD}/benchmarks"),
+        instructions=directory(f"{MINIWORLD}/instructions"),
     params:
-        settings=miniworld_settings(["seed", "world", "corpus", "tasks"]),
+        settings=miniworld_settings(["seed", "world", "corpus", "tasks", "benchmarks", "instructions"]),
     log:
         "logs/miniworld_generate.log",
     benchmark:

@@ -259,3 +259,24 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(base_dir, train_prompts, 
     steps = pq.read_table(out / "train_log.parquet")["step"].to_pylist()
     assert steps[0] == 1 and steps[-1] == 25  # rows from before the kill survive in the Trainer's state
     assert not scratch.exists()
+
+
+def test_instruction_tuning_trains_on_chats_and_saves_the_chat_template(base_dir, tmp_path):
+    from amuro.instructions import MESSAGES_TYPE, TULU_TEMPLATE
+
+    chats = [{"id": f"c{i}", "messages": [
+        {"role": "user", "content": f"the colour of the {'sky' if i % 2 else 'grass'} is"},
+        {"role": "assistant", "content": "blue" if i % 2 else "green"},
+        {"role": "user", "content": "and again?"},
+        {"role": "assistant", "content": "blue" if i % 2 else "green"}]} for i in range(24)]
+    mix = tmp_path / "mix.parquet"
+    pq.write_table(pa.Table.from_pylist(chats, schema=pa.schema([("id", pa.string()), ("messages", MESSAGES_TYPE)])),
+                   mix)
+    out = tmp_path / "tuned"
+    finetune(base_dir, mix, out, FinetuneSettings.from_dict({**SETTINGS, "max_seq_len": 64}), tmp_path / "scratch")
+    meta = json.loads((out / "train_meta.json").read_text())
+    assert meta["examples"] == 24 and meta["chat_template"] == TULU_TEMPLATE
+    assert AutoTokenizer.from_pretrained(out).chat_template == TULU_TEMPLATE
+    assert AutoTokenizer.from_pretrained(base_dir).chat_template is None  # the base checkpoint is untouched
+    losses = train_losses(out)
+    assert losses[-1] < losses[0]

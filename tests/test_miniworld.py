@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 
 from amuro.config import validate_config
+from amuro.miniworld.benchmarks import BENCHMARKS
 from amuro.miniworld.corpus import corpus_documents
 from amuro.miniworld.generate import generate
 from amuro.miniworld.taskdata import DATASETS
@@ -96,3 +97,40 @@ def test_unknown_document_kind_is_refused():
     world = build_world(0, 2, 4, 10, 2, 10, 10)
     with pytest.raises(ValueError, match="unknown document kind"):
         corpus_documents(random.Random(0), world, 10, {"poems": 1.0})
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_benchmarks_have_distinct_questions_and_a_gold_choice(generated, name):
+    splits = {s: [json.loads(line) for line in (generated / "benchmarks" / name / f"{s}.jsonl").open()]
+              for s in ("train", "test")}
+    assert len(splits["test"]) == 100 and len(splits["train"]) == 20  # the schema's defaults
+    queries = [r["query"] for rows in splits.values() for r in rows]
+    assert len(set(queries)) == len(queries)
+    for row in splits["test"]:
+        assert 0 <= row["gold"] < len(row["choices"]) and len(set(row["choices"])) == len(row["choices"]) >= 2
+
+
+def test_knowledge_benchmarks_ask_what_the_corpus_states_and_passage_check_asks_about_strangers(generated):
+    world = json.loads((generated / "world.json").read_text())
+    corpus = (generated / "corpus" / "train.jsonl").read_text()
+    jobs = {p["name"]: p["job"] for p in world["people"]}
+    rows = [json.loads(line) for line in (generated / "benchmarks" / "person_job" / "test.jsonl").open()]
+    for row in rows:
+        name = row["query"].split()[0] if not row["query"].startswith("Q:") else row["query"].split()[3]
+        assert row["choices"][row["gold"]] == jobs[name]
+    stated = sum(f"{n} works as a {j}" in corpus or f"{n} is a {j}" in corpus for n, j in jobs.items())
+    assert stated / len(jobs) > 0.9
+    known = set(jobs) | set(world["city_country"]) | set(world["countries"])
+    for row in (json.loads(line) for line in (generated / "benchmarks" / "passage_check" / "test.jsonl").open()):
+        assert row["query"].split()[0] not in known and "\nQuestion:" not in corpus
+
+
+def test_the_instruction_mix_is_chats_with_answers_and_never_a_test_passage(generated):
+    mix = [json.loads(line) for line in (generated / "instructions" / "train.jsonl").open()]
+    assert len(mix) == 600
+    assert all(m["messages"][-1]["role"] == "assistant" for m in mix)
+    assert any(len(m["messages"]) == 4 for m in mix)  # some two-turn chats
+    passages = [json.loads(line)["query"].split("\nQuestion:")[0]
+                for line in (generated / "benchmarks" / "passage_check" / "test.jsonl").open()]
+    text = json.dumps(mix)
+    assert not any(p in text for p in passages)

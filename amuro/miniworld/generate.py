@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 from amuro.io import atomic_path, write_json
+from amuro.miniworld.benchmarks import BENCHMARKS, generate_benchmark, instruction_mix
 from amuro.miniworld.corpus import corpus_documents
 from amuro.miniworld.taskdata import DATASETS, generate_splits
 from amuro.miniworld.world import build_world
@@ -22,9 +23,10 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def generate(settings: dict, out_dir: str | Path) -> None:
-    """settings: the `miniworld` config section (seed, world, corpus, tasks).
+    """settings: the `miniworld` config section (seed, world, corpus, tasks, benchmarks, instructions).
 
-    Writes world.json, corpus/{train,heldout}.jsonl and datasets/{name}/{split}.jsonl under `out_dir`.
+    Writes world.json, corpus/{train,heldout}.jsonl, datasets/{name}/{split}.jsonl,
+    benchmarks/{name}/{train,test}.jsonl and instructions/train.jsonl under `out_dir`.
     Each part draws from its own seeded stream, so changing the corpus size does not change the tasks.
     """
     out = Path(out_dir)
@@ -39,6 +41,18 @@ def generate(settings: dict, out_dir: str | Path) -> None:
             _write_jsonl(rows, out / "datasets" / name / f"{split}.jsonl")
         test_inputs.update(r.get("text") or r.get("document") or "" for r in splits["test"])
         log.info("dataset %s: %s", name, {s: len(r) for s, r in splits.items()})
+
+    test_passages: set[str] = set()
+    for name in BENCHMARKS:
+        splits = generate_benchmark(name, random.Random(f"{seed}-benchmark-{name}"), world, settings["benchmarks"])
+        for split, rows in splits.items():
+            _write_jsonl(rows, out / "benchmarks" / name / f"{split}.jsonl")
+        test_passages.update(r["query"].split("\nQuestion:")[0] for r in splits["test"] if "\nQuestion:" in r["query"])
+        log.info("benchmark %s: %s", name, {s: len(r) for s, r in splits.items()})
+    mix = instruction_mix(random.Random(f"{seed}-instructions"), world, settings["instructions"]["conversations"],
+                          exclude=test_passages)
+    _write_jsonl(mix, out / "instructions" / "train.jsonl")
+    log.info("instruction mix: %d conversations", len(mix))
 
     corpus = settings["corpus"]
     rng = random.Random(f"{seed}-corpus")
