@@ -14,7 +14,10 @@ from collections.abc import Iterable
 import polars as pl
 
 from amuro.results import SCHEMA
+from amuro.tasks import TASKS
 
+BENCHMARK_TASK = "multiple_choice"  # eval_task of the lm-eval benchmarks
+PRETRAINING, NOT_PRETRAINING = "learned in pre-training", "not learned in pre-training"
 CELL = ["model", "checkpoint", "step", "tokens", "train_dataset", "train_task", "train_format", "train_size"]
 EVAL = ["eval_dataset", "eval_task", "eval_format", "shots", "metric"]
 
@@ -172,9 +175,96 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
     return dict(sorted(groups.items()))
 
 
-def comparison_shots(results: pl.DataFrame) -> int | None:
-    """The shot count at which fine-tuned models are compared with their base: the largest both were run with."""
-    tuned = set(results.filter(pl.col("relation") != "base")["shots"].to_list())
+def comparison_shots(results: pl.DataFrame, instruction_tuned: bool = False) -> int | None:
+    """The shot count at which tuned models are compared with their base: the largest both were run with.
+
+    Supervised fine-tuning and instruction tuning are evaluated on different sets with their own shot counts, so
+    each has its own comparison.
+    """
+    tuned = results.filter((pl.col("relation") == "instruction-tuned") if instruction_tuned
+                           else ~pl.col("relation").is_in(["base", "instruction-tuned"]))
     base = set(results.filter(pl.col("relation") == "base")["shots"].to_list())
-    common = tuned & base
+    common = set(tuned["shots"].to_list()) & base
     return max(common) if common else None
+
+
+# --- The paper's summary tables --------------------------------------------------------------------------------
+
+def headline(results: pl.DataFrame, benchmark_metric: str = "acc") -> pl.DataFrame:
+    """One metric per eval set: benchmarks carry acc and acc_norm, tables and figures show one of them."""
+    return results.filter((pl.col("eval_task") != BENCHMARK_TASK) | (pl.col("metric") == benchmark_metric))
+
+
+def dataset_groups(results: pl.DataFrame, configured: dict[str, str] | None = None) -> dict[str, str]:
+    """Eval set -> learned in pre-training or not: as configured, else from the base curves (pretraining_groups)."""
+    return dict(sorted({**pretraining_groups(results), **(configured or {})}.items()))
+
+
+GROUP_GAIN_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String, "checkpoint": pl.String, "step": pl.Int64, "tokens": pl.Int64, "group": pl.String,
+    "mean_delta": pl.Float64, "n_datasets": pl.Int64, "datasets": pl.String,
+}
+
+
+def _tuned_vs_base(results: pl.DataFrame) -> pl.DataFrame:
+    """Transfer rows of every tuned model (main train format and size, main eval format, its comparison shots)."""
+    transfer = transfer_matrix(results)
+    fmt = main_eval_format(transfer["eval_format"].unique().to_list())
+    sft = transfer.filter(pl.col("relation") != "instruction-tuned")
+    sft = sft.filter((pl.col("train_format") == main_train_format(sft["train_format"].unique().to_list()))
+                     & pl.col("train_size").eq_missing(main_train_size(sft["train_size"].to_list()))
+                     & (pl.col("shots") == comparison_shots(results)))
+    tuned = transfer.filter((pl.col("relation") == "instruction-tuned")
+                            & (pl.col("shots") == comparison_shots(results, instruction_tuned=True)))
+    return pl.concat([sft, tuned]).filter(pl.col("eval_format") == fmt)
+
+
+def group_gains(results: pl.DataFrame, groups: dict[str, str]) -> pl.DataFrame:
+    """The paper's Table 6: per checkpoint and group, the mean over the group's sets of Perf(tuned) - Perf(base).
+
+    A set's change is the mean over the tuned models that were trained for it: fine-tuned on it (in-domain) or on
+    another set of its task (cross-domain), or instruction-tuned. Cross-task rows measure forgetting, not learning,
+    and are left out. Pass a headline() table, so that every set has one metric.
+    """
+    rows = _tuned_vs_base(results).filter(pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"]))
+    rows = rows.with_columns(pl.col("eval_dataset").replace_strict(groups, default=None).alias("group"))
+    per_set = rows.filter(pl.col("group").is_not_null()).group_by(
+        ["model", "checkpoint", "step", "tokens", "group", "eval_dataset"]).agg(pl.col("delta").mean())
+    table = per_set.group_by(["model", "checkpoint", "step", "tokens", "group"]).agg(
+        pl.col("delta").mean().alias("mean_delta"), pl.len().alias("n_datasets"),
+        pl.col("eval_dataset").sort().str.join(",").alias("datasets"))
+    return (table.select([pl.col(c).cast(t) for c, t in GROUP_GAIN_SCHEMA.items()])
+            .sort(["model", "step", "checkpoint", "group"], nulls_last=True))
+
+
+MRC_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String, "checkpoint": pl.String, "step": pl.Int64, "tokens": pl.Int64, "direction": pl.String,
+    "mrc": pl.Float64, "n_pairs": pl.Int64, "n_undefined": pl.Int64,
+}
+
+
+def mean_ratio_of_change(results: pl.DataFrame, eval_sets: str = "cross_task") -> pl.DataFrame:
+    """The paper's transfer summary: MRC = mean over eval sets d of the other task kind of
+    (Perf_t(d) - Perf_base(d)) / Perf_base(d), per checkpoint and direction (classification -> generation and
+    generation -> classification), over every fine-tuned model t of the first kind.
+
+    eval_sets: `cross_task` takes every eval set of the other kind; `train_sets` only the other kind's fine-tuning
+    sets (what the paper's released numbers use). Pairs whose base scores 0 have no ratio; they are counted in
+    n_undefined, not averaged.
+    """
+    rows = _tuned_vs_base(results).filter(pl.col("relation") == "cross-task")
+    kind = {name: task.kind for name, task in TASKS.items()}
+    rows = rows.with_columns(pl.col("train_task").replace_strict(kind, default=None).alias("from"),
+                             pl.col("eval_task").replace_strict(kind, default=None).alias("to"))
+    rows = rows.filter(pl.col("from").is_not_null() & pl.col("to").is_not_null() & (pl.col("from") != pl.col("to")))
+    if eval_sets == "train_sets":
+        rows = rows.filter(pl.col("eval_dataset").is_in(rows["train_dataset"].unique().to_list()))
+    elif eval_sets != "cross_task":
+        raise ValueError(f"eval_sets must be cross_task or train_sets, not {eval_sets!r}")
+    rows = rows.with_columns((pl.col("from") + " -> " + pl.col("to")).alias("direction"))
+    table = rows.group_by(["model", "checkpoint", "step", "tokens", "direction"]).agg(
+        pl.col("relative_change").mean().alias("mrc"),
+        pl.col("relative_change").is_not_null().sum().alias("n_pairs"),
+        pl.col("relative_change").is_null().sum().alias("n_undefined"))
+    return (table.select([pl.col(c).cast(t) for c, t in MRC_SCHEMA.items()])
+            .sort(["model", "step", "checkpoint", "direction"], nulls_last=True))

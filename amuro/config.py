@@ -108,6 +108,26 @@ def check_references(config: dict, source: str = "config") -> None:
     if sum(m["source"] == "miniworld" for m in config["models"].values()) > 1:
         fail("models", "at most one model can have source 'miniworld'")
 
+    it = config["instruction_tuning"]
+    for i, name in enumerate(it["models"]):
+        if name not in config["models"]:
+            fail(f"instruction_tuning.models[{i}]", f"model '{name}' is not defined under 'models'")
+    if instruction_tuning_enabled(config) and it["name"] in datasets:
+        fail("instruction_tuning.name", f"'{it['name']}' is also a dataset id; give the mix another name")
+    from amuro.miniworld.benchmarks import BENCHMARKS
+
+    for name, spec in config["benchmarks"]["tasks"].items():
+        if name in datasets:
+            fail(f"benchmarks.tasks.{name}", "a benchmark id must differ from every dataset id "
+                                            "(both name eval sets in the results table)")
+        if "miniworld" in spec and spec["miniworld"] not in BENCHMARKS:
+            fail(f"benchmarks.tasks.{name}.miniworld",
+                 f"no mini-world benchmark '{spec['miniworld']}' (known: {', '.join(sorted(BENCHMARKS))})")
+    known = set(eval_datasets(config)) | set(config["benchmarks"]["tasks"])
+    for name in config["analysis"]["groups"]:
+        if name not in known:
+            fail(f"analysis.groups.{name}", "not an eval dataset or benchmark of this study")
+
 
 def format_tokens(tokens: int) -> str:
     """1_310_720 -> '1M', 4_194_304_000 -> '4B': the token count as hub revision names write it."""
@@ -136,10 +156,29 @@ def eval_datasets(config: dict) -> list[str]:
     return list(config["evaluation"]["datasets"]) or sorted(config["datasets"])
 
 
-def hyperparameters(config: dict, train_dataset: str) -> dict:
+def hyperparameters(config: dict, train_dataset: str, model: str | None = None) -> dict:
+    """Fine-tuning settings of one cell: the defaults, then the train set's override, then the model's own."""
     hp = dict(config["finetune"]["hyperparameters"])
     hp.update(config["finetune"]["overrides"].get(train_dataset, {}))
+    if model is not None:
+        hp.update(config["models"][model]["hyperparameters"])
     return hp
+
+
+def instruction_tuning_enabled(config: dict) -> bool:
+    return "source" in config["instruction_tuning"]
+
+
+def instruction_tuned_models(config: dict) -> list[str]:
+    """Models whose checkpoints are instruction-tuned (none when the arm is off)."""
+    if not instruction_tuning_enabled(config):
+        return []
+    return list(config["instruction_tuning"]["models"]) or sorted(config["models"])
+
+
+def instruction_hyperparameters(config: dict) -> dict:
+    it = config["instruction_tuning"]
+    return {**it["hyperparameters"], "chat_template": it["chat_template"]}
 
 
 def dataset_seed(config: dict, dataset: str) -> int:

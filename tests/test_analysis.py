@@ -6,7 +6,13 @@ import polars as pl
 import pytest
 
 from amuro.analysis import (
+    NOT_PRETRAINING,
+    PRETRAINING,
+    dataset_groups,
     forgetting_matrix,
+    group_gains,
+    headline,
+    mean_ratio_of_change,
     main_train_size,
     pretraining_groups,
     transfer_matrix,
@@ -81,3 +87,59 @@ def test_a_set_is_learned_in_pre_training_when_the_last_checkpoint_is_reliably_a
 def test_the_main_train_size_is_the_largest_with_the_whole_split_largest_of_all():
     assert main_train_size(["100", "1000", "all"]) == "all"
     assert main_train_size(["100", "20", "1000"]) == "1000"
+
+
+# --- MRC and Table 6 ------------------------------------------------------------------------------------------------
+
+def second_arm_table():
+    """One checkpoint; summ-tuned and nli_a-tuned models; an instruction-tuned model on two benchmarks."""
+    def r(eval_dataset, value, train=None, shots=0, metric=None, task=None):
+        out = row("s10", 10, eval_dataset if eval_dataset in TASK else "summ", value, value - 0.05, value + 0.05,
+                  train=train if train in TASK else None, shots=shots)
+        if task:  # a benchmark row
+            out.update(eval_dataset=eval_dataset, eval_task=task, metric=metric)
+        if train == "mix":
+            out.update(train_dataset="mix", train_task="instruction", train_format="chat", train_size="all",
+                       relation="instruction-tuned")
+        return out
+
+    rows = [r("nli_a", 0.40), r("nli_b", 0.50), r("summ", 0.20),
+            r("nli_a", 0.80, "nli_a"), r("nli_b", 0.60, "nli_a"), r("summ", 0.05, "nli_a"),
+            r("nli_a", 0.44, "summ"), r("nli_b", 0.45, "summ"), r("summ", 0.30, "summ")]
+    for train in (None, "mix"):
+        rows += [r("easy_mc", 0.60 if train is None else 0.62, train, shots=4, metric="acc", task="multiple_choice"),
+                 r("easy_mc", 0.30, train, shots=4, metric="acc_norm", task="multiple_choice"),
+                 r("hard_mc", 0.50 if train is None else 0.70, train, shots=4, metric="acc", task="multiple_choice")]
+    return finalize(pl.DataFrame(rows, schema=SCHEMA), "hand-made")
+
+
+def test_mrc_is_the_mean_relative_change_on_the_other_task_kind():
+    mrc = {r["direction"]: r for r in mean_ratio_of_change(headline(second_arm_table())).iter_rows(named=True)}
+    # classification -> generation: nli_a-tuned on summ: (0.05 - 0.20) / 0.20
+    assert mrc["classification -> generation"]["mrc"] == pytest.approx(-0.75)
+    # generation -> classification: summ-tuned on nli_a and nli_b: mean of 0.04 / 0.40 and -0.05 / 0.50
+    assert mrc["generation -> classification"]["mrc"] == pytest.approx((0.10 - 0.10) / 2)
+    assert mrc["generation -> classification"]["n_pairs"] == 2
+    # D_E = the other kind's fine-tuning sets only: nli_b is nobody's train set
+    only_train = {r["direction"]: r for r in
+                  mean_ratio_of_change(headline(second_arm_table()), "train_sets").iter_rows(named=True)}
+    assert only_train["generation -> classification"]["mrc"] == pytest.approx(0.10)
+
+
+def test_table6_averages_each_groups_gain_over_its_sets():
+    table = headline(second_arm_table())
+    groups = {"nli_a": NOT_PRETRAINING, "nli_b": NOT_PRETRAINING, "summ": NOT_PRETRAINING,
+              "easy_mc": PRETRAINING, "hard_mc": NOT_PRETRAINING}
+    gains = {r["group"]: r for r in group_gains(table, groups).iter_rows(named=True)}
+    # not learned in pre-training: nli_a +0.40 (in-domain), nli_b +0.10 (cross-domain), summ +0.10, hard_mc +0.20
+    assert gains[NOT_PRETRAINING]["mean_delta"] == pytest.approx((0.40 + 0.10 + 0.10 + 0.20) / 4)
+    assert gains[NOT_PRETRAINING]["datasets"] == "hard_mc,nli_a,nli_b,summ"
+    # learned in pre-training: the instruction-tuned model's acc on easy_mc (acc_norm left out by headline)
+    assert gains[PRETRAINING]["mean_delta"] == pytest.approx(0.02)
+    assert gains[PRETRAINING]["n_datasets"] == 1
+
+
+def test_configured_groups_override_the_ones_read_from_the_base_curves(table):
+    assert dataset_groups(table) == pretraining_groups(table) == {"nli_a": NOT_PRETRAINING}
+    assert dataset_groups(table, {"nli_a": PRETRAINING, "summ": PRETRAINING}) == {"nli_a": PRETRAINING,
+                                                                                  "summ": PRETRAINING}
