@@ -30,6 +30,16 @@ def _learning_rate(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"{text!r} is not DATASET=LR (e.g. xsum=2e-7 or '*=2e-6')") from None
 
 
+def _shots(text: str) -> int:
+    try:
+        shots = int(text)
+        if shots < 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shot count (an integer >= 0)") from None
+    return shots
+
+
 def _int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -76,6 +86,13 @@ def build_fticl_prompts(args):
     build(args.dataset, args.task, args.data_dir, args.out, args.shots, args.seed)
 
 
+def prepare_instructions(args):
+    from amuro.instructions import prepare_instructions as run
+
+    s = args.spec
+    run(s["name"], s["source"], s["sample"], s["seed"], args.out, args.miniworld_dir)
+
+
 def finetune(args):
     from amuro.finetune import FinetuneSettings, finetune as run
 
@@ -87,6 +104,19 @@ def evaluate(args):
 
     run(args.model_dir, [EvalRequest.from_dict(r) for r in args.plan], EvalSettings(**args.settings), args.meta,
         threads=args.threads)
+
+
+def benchmark(args):
+    import tempfile
+
+    from amuro.benchmarks import run_benchmarks, write_task_yamls
+
+    with tempfile.TemporaryDirectory() as tasks_dir:
+        settings = args.settings
+        if args.tasks:
+            # Task files for local benchmarks live only as long as the run: they are inputs, not outputs.
+            settings = {**settings, "tasks_dir": str(write_task_yamls(args.tasks, tasks_dir))}
+        run_benchmarks(args.model_dir, args.plan, settings, args.meta, threads=args.threads)
 
 
 def summarize(args):
@@ -104,47 +134,92 @@ def results_table(args):
     write_table(read_tables(args.tables), args.out)
 
 
+def scoring_methods(args):
+    from amuro.io import write_parquet
+    from amuro.scoring import method_comparison, table3
+
+    comparison = method_comparison(args.predictions)
+    write_parquet(comparison.to_arrow(), args.out)
+    if args.table3:
+        write_parquet(table3(comparison).to_arrow(), args.table3)
+
+
 def matrices(args):
-    from amuro.analysis import forgetting_matrix, transfer_matrix
+    from amuro import analysis
     from amuro.io import write_text
     from amuro.report import overview_html
     from amuro.results import read_table, write_table
 
+    s = args.settings
     results = read_table(args.results)
-    transfer = transfer_matrix(results)
-    forgetting = forgetting_matrix(transfer)
-    write_table(transfer, args.transfer)
-    write_table(forgetting, args.forgetting)
+    transfer = analysis.transfer_matrix(results)
+    forgetting = analysis.forgetting_matrix(transfer)
+    headline = analysis.headline(results, s["benchmark_metric"])
+    mrc = analysis.mean_ratio_of_change(headline, s["mrc_eval_sets"])
+    gains = analysis.group_gains(headline, analysis.dataset_groups(headline, s["groups"]))
+    for table, path in ((transfer, args.transfer), (forgetting, args.forgetting), (mrc, args.mrc),
+                        (gains, args.group_gain)):
+        write_table(table, path)
     if args.overview:
-        write_text(overview_html(results, transfer, forgetting), args.overview)
+        write_text(overview_html(headline, analysis.transfer_matrix(headline), forgetting, mrc, gains), args.overview)
 
 
 def figure(args):
     from amuro.figures import draw
     from amuro.results import read_tables
 
-    draw(args.figure, read_tables(args.tables), args.pdf, args.png, confidence=args.confidence)
+    s = args.settings
+    draw(args.figure, read_tables(args.tables), args.pdf, args.png, confidence=s.get("confidence", 0.95),
+         benchmark_metric=s.get("benchmark_metric", "acc"), groups=s.get("groups", {}))
 
 
 def import_table(args):
-    from amuro.importers import import_amuro_char
+    from amuro.importers import (BENCHMARKS, INSTRUCTION_MIX, PER_CELL, TableImportError, import_amuro_char,
+                                 import_benchmark_table, table_kind)
     from amuro.results import write_table
 
-    names = {}
+    kind = table_kind(args.source)
+    # An option of the other table would silently do nothing: refuse it instead.
+    other = {PER_CELL: [("--shots", args.shots), ("--metric", args.metric)],
+             BENCHMARKS: [("--learning-rate", args.learning_rate)]}[kind]
+    given = [name for name, value in other if value not in (None, [])]
+    if given:
+        raise TableImportError(f"{args.source} is a {kind} table, which {' and '.join(given)} cannot apply to "
+                               f"(--learning-rate is for the per-cell table only; --shots and --metric for the "
+                               f"benchmark table only)")
+    names, mix = {}, INSTRUCTION_MIX
     if args.config:
-        from amuro.checkpoints import parse_revision
-        from amuro.config import load_config, model_checkpoints
+        from amuro.config import load_config
 
         config = load_config(args.config)
-        for model in config["models"]:
-            for name in model_checkpoints(config, model):
-                step = parse_revision(name)["step"]
-                if step is not None:
-                    names[step] = name
-    table = import_amuro_char(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names,
-                              learning_rates=dict(args.learning_rate))
+        names = _checkpoint_names(config)
+        # Our own instruction-tuned rows carry the arm's name; imported ones must match to be compared.
+        arm = config.get("instruction_tuning") or {}
+        if arm.get("source") and arm.get("name"):
+            mix = arm["name"]
+    if kind == PER_CELL:
+        table = import_amuro_char(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names,
+                                  learning_rates=dict(args.learning_rate))
+    else:
+        table = import_benchmark_table(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names,
+                                       train_dataset=mix, shots=4 if args.shots is None else args.shots,
+                                       metric=args.metric or "acc")
     write_table(table, args.out)
-    logging.getLogger("amuro").info("%s: %d rows -> %s", args.source, table.height, args.out)
+    logging.getLogger("amuro").info("%s (%s table): %d rows -> %s", args.source, kind, table.height, args.out)
+
+
+def _checkpoint_names(config: dict) -> dict[int, str]:
+    """Step -> the config's revision name (stepN-tokensM) over every model."""
+    from amuro.checkpoints import parse_revision
+    from amuro.config import model_checkpoints
+
+    names = {}
+    for model in config["models"]:
+        for name in model_checkpoints(config, model):
+            step = parse_revision(name)["step"]
+            if step is not None:
+                names[step] = name
+    return names
 
 
 def parser() -> argparse.ArgumentParser:
@@ -206,6 +281,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, required=True)
     s.set_defaults(run=build_fticl_prompts)
 
+    s = sub.add_parser("prepare-instructions", help="the instruction mix as Parquet chats (id, messages)")
+    s.add_argument("--spec", type=_json, required=True, help="name, source, sample, seed (JSON)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--miniworld-dir", help="the mini-world's files (source type miniworld)")
+    s.set_defaults(run=prepare_instructions)
+
     s = sub.add_parser("finetune", help="fine-tune one cell (Trainer + DeepSpeed)")
     s.add_argument("--base", required=True, help="the pre-trained checkpoint directory")
     s.add_argument("--train", required=True, help="the train prompt file")
@@ -225,6 +306,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(run=evaluate)
 
+    s = sub.add_parser("benchmark", help="score one model on multiple-choice benchmarks through lm-eval")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("--plan", type=_json, required=True, help="list of {benchmark, task, shots, output} (JSON)")
+    s.add_argument("--settings", type=_json, required=True, help="batch_size, limit, tasks_dir (JSON)")
+    s.add_argument("--meta", type=_json, required=True, help="what identifies the model (JSON)")
+    s.add_argument("--tasks", type=_json, help="local benchmarks: id -> {task, train, test} JSON-lines files (JSON)")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(run=benchmark)
+
     s = sub.add_parser("summarize", help="one evaluated model's prediction files as long-format rows")
     s.add_argument("--settings", type=_json, required=True, help="train_task, resamples, confidence, seed (JSON)")
     s.add_argument("--out", required=True)
@@ -236,10 +326,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("tables", nargs="+")
     s.set_defaults(run=results_table)
 
+    s = sub.add_parser("scoring-methods", help="accuracy of every classification scoring method (the paper's Table 3)")
+    s.add_argument("--out", required=True, help="one row per prediction file and method")
+    s.add_argument("--table3", help="also write the Table 3 pivot: mean accuracy per eval set, model kind and method")
+    s.add_argument("predictions", nargs="+", help="prediction files (generation sets are skipped)")
+    s.set_defaults(run=scoring_methods)
+
     s = sub.add_parser("matrices", help="transfer and forgetting matrices from the results table")
     s.add_argument("--results", required=True)
     s.add_argument("--transfer", required=True)
     s.add_argument("--forgetting", required=True)
+    s.add_argument("--mrc", required=True, help="mean ratio of change per checkpoint and direction")
+    s.add_argument("--group-gain", required=True, help="Table 6: mean gain per checkpoint and pre-training group")
+    s.add_argument("--settings", type=_json, required=True, help="benchmark_metric, groups, mrc_eval_sets (JSON)")
     s.add_argument("--overview", help="also write an HTML overview of the main tables")
     s.set_defaults(run=matrices)
 
@@ -247,18 +346,28 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("figure", help="figure id")
     s.add_argument("--pdf", required=True)
     s.add_argument("--png", required=True)
-    s.add_argument("--confidence", type=float, default=0.95, help="confidence level of the tables' intervals")
+    s.add_argument("--settings", type=_json, default={},
+                   help='JSON: "confidence" of the tables\' intervals (0.95), "benchmark_metric" shown for '
+                        'benchmarks (acc or acc_norm), "groups": eval set -> "learned in pre-training" or "not '
+                        'learned in pre-training" (sets not named are grouped from the base curves)')
     s.add_argument("tables", nargs="+")
     s.set_defaults(run=figure)
 
-    s = sub.add_parser("import-table", help="convert the Amuro & Char released results CSV into the long format")
-    s.add_argument("source", help="CSV with columns ,model_id,eval dataset,Performance,std")
+    s = sub.add_parser("import-table", help="convert a results CSV released with Amuro & Char into the long format")
+    s.add_argument("source", help="the per-cell table (columns ,model_id,eval dataset,Performance,std) or the "
+                                  "benchmark table (,model_id,eval dataset,Performance); told apart by the header")
     s.add_argument("out", help="long-format Parquet to write")
-    s.add_argument("--config", help="a workflow config whose checkpoint names (stepN-tokensM) the steps map to")
+    s.add_argument("--config", help="a workflow config whose checkpoint names (stepN-tokensM) the steps map to, and "
+                                    "whose instruction_tuning.name names the Tulu v2 rows (when that arm is on)")
     s.add_argument("--skip-bad-rows", action="store_true",
                    help="write the rows that parse and log the others (default: refuse the whole file)")
     s.add_argument("--learning-rate", type=_learning_rate, action="append", default=[], metavar="DATASET=LR",
-                   help="keep fine-tuned runs of DATASET at LR only ('*=LR' for the rest); for tables with a sweep")
+                   help="per-cell table only: keep fine-tuned runs of DATASET at LR only ('*=LR' for the rest); "
+                        "for tables with a sweep")
+    s.add_argument("--shots", type=_shots, help="benchmark table only: the shot count of every row, which the "
+                                               "table does not record (default 4, the paper's few-shot setting)")
+    s.add_argument("--metric", choices=["acc", "acc_norm"],
+                   help="benchmark table only: what Performance is, which the table does not say (default acc)")
     s.set_defaults(run=import_table)
     return p
 

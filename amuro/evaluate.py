@@ -2,15 +2,18 @@
 
 The model is loaded once; each request is one (eval dataset, format, shots) prompt file and one output file of
 per-example predictions. Generation tasks are decoded greedily (left padding, stop at EOS or the end of the
-line) and scored with ROUGE-L. Classification is scored both ways and the configured one is the `score`:
-- `loglik`: the label word whose continuation has the highest log-likelihood (no parsing failures);
-- `generate`: a short greedy generation whose first word must name a label (the paper's string match).
+line) and scored with ROUGE-L. Classification is scored by every method of amuro.scoring (tokenprob, loglik,
+constrained, generate), all kept per example, and the configured one is the `score`. They need one short greedy
+generation and one forward pass per example and label stem: the same pass gives the label tokens' log-probabilities
+(loglik, constrained) and the next-token distribution of the prompt (tokenprob).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from amuro import metrics
+from amuro import metrics, scoring
 from amuro.io import write_parquet
 from amuro.tasks import TASKS
 
@@ -43,15 +46,20 @@ class EvalRequest:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    classification: str = "loglik"  # or "generate"
+    classification: str = "tokenprob"  # one of scoring.METHODS
     max_new_tokens_generation: int = 60
     max_new_tokens_classification: int = 5
     batch_size: int = 16
     rouge_stemmer: bool = False
 
+    def __post_init__(self):
+        if self.classification not in scoring.METHODS:
+            raise ValueError(f"classification scoring {self.classification!r} is not one of "
+                             f"{', '.join(scoring.METHODS)}")
+
 
 class Scorer:
-    """A causal LM and its tokenizer, with batched greedy generation and continuation log-likelihoods."""
+    """A causal LM and its tokenizer, with batched greedy generation and label scores."""
 
     def __init__(self, model_dir: str | Path, batch_size: int):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,6 +69,9 @@ class Scorer:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
         self.max_len = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        # Label scoring reads the last few positions only; models that can skip the others save a vocabulary-wide
+        # projection of every prompt token.
+        self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.batch_size = batch_size
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -104,55 +115,73 @@ class Scorer:
         return out
 
     @torch.no_grad()
-    def continuation_logprobs(self, prompts: list[str], continuations: list[str], desc: str) -> list[list[float]]:
-        """log P(continuation | prompt) for every prompt and every candidate continuation."""
-        cont_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        room = max(map(len, cont_ids))
-        encoded = [self.encode(p, room=room) for p in prompts]
-        if room == 1:
-            # Every candidate is one token: one forward pass of the prompt scores them all.
-            first = torch.tensor([c[0] for c in cont_ids], device=self.device)
-            return [row[first].tolist() for row in self._next_token_logprobs(encoded, desc)]
-        scores = [[0.0] * len(continuations) for _ in prompts]
-        pairs = sorted(((i, j) for i in range(len(prompts)) for j in range(len(continuations))),
-                       key=lambda ij: len(encoded[ij[0]]))
+    def label_scores(self, prompts: list[str], continuations: list[list[int]], token_sets: Sequence[Sequence[int]],
+                     desc: str) -> tuple[list[list[list[float]]], list[list[float]]]:
+        """For every prompt: the log-probability of each token of each continuation (token ids) after the prompt
+        and the continuation's earlier tokens, and the TokenProb score of each label token set.
+
+        A forward pass over the prompt and a stem scores every continuation whose leading tokens start that stem,
+        so single-token labels all come from one pass of the prompt; TokenProb reads that pass's first answer position.
+        """
+        stems, stem_of = _shared_stems(continuations)
+        encoded = [self.encode(p, room=max(map(len, stems))) for p in prompts]
+        logprobs: list[list[list[float]]] = [[[] for _ in continuations] for _ in prompts]
+        tokenprobs: list[list[float] | None] = [None] * len(prompts)
+        pairs = sorted(((i, s) for i in range(len(prompts)) for s in range(len(stems))),
+                       key=lambda pair: len(encoded[pair[0]]) + len(stems[pair[1]]))
         for start in tqdm(range(0, len(pairs), self.batch_size), desc=desc, mininterval=10):
             chunk = pairs[start:start + self.batch_size]
-            ids, mask = self._left_padded([encoded[i] + cont_ids[j] for i, j in chunk])
-            logp = self._logprobs(ids, mask)
-            width = ids.shape[1]
-            for row, (i, j) in enumerate(chunk):
-                n = len(cont_ids[j])
-                # logits at position t predict token t + 1
-                targets = ids[row, width - n:]
-                scores[i][j] = logp[row, width - n - 1:width - 1].gather(-1, targets[:, None]).sum().item()
-        return scores
+            ids, mask = self._left_padded([encoded[i] + stems[s] for i, s in chunk])
+            keep = 1 + max(len(stems[s]) for _, s in chunk)
+            logp = self._last_logprobs(ids, mask, keep)
+            for row, (i, s) in enumerate(chunk):
+                # logp[row, first + k] is the distribution of the token after the prompt and the stem's first k tokens.
+                first = keep - 1 - len(stems[s])
+                if tokenprobs[i] is None:
+                    tokenprobs[i] = scoring.tokenprob_scores(logp[row, first], token_sets)
+                for j, cont in enumerate(continuations):
+                    if stem_of[j] == s:
+                        span = logp[row, first:first + len(cont)]
+                        logprobs[i][j] = span.gather(-1, torch.tensor(cont)[:, None]).squeeze(-1).tolist()
+        return logprobs, tokenprobs
 
-    def _logprobs(self, ids, mask):
+    def _last_logprobs(self, ids, mask, keep: int) -> torch.Tensor:
+        """Next-token log-probabilities at the last `keep` positions of a left-padded batch, on the CPU."""
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-        return torch.log_softmax(logits.float(), -1)
+        extra = {"logits_to_keep": keep} if self.keeps_logits else {}
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                            **extra).logits
+        return torch.log_softmax(logits[:, -keep:].float(), -1).cpu()
 
-    def _next_token_logprobs(self, encoded: list[list[int]], desc: str) -> list[torch.Tensor]:
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        out: list[torch.Tensor] = [None] * len(encoded)
-        for start in tqdm(range(0, len(order), self.batch_size), desc=desc, mininterval=10):
-            idx = order[start:start + self.batch_size]
-            ids, mask = self._left_padded([encoded[i] for i in idx])
-            last = self._logprobs(ids, mask)[:, -1]
-            for row, i in enumerate(idx):
-                out[i] = last[row]
-        return out
+
+def _shared_stems(continuations: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """The fewest token sequences (stems) such that every continuation's tokens but its last start one of them,
+    and the stem each continuation is read from."""
+    stems: list[list[int]] = []
+    stem_of = [0] * len(continuations)
+    # Longest first, so a shorter continuation joins the stem of a longer one that it starts.
+    for j in sorted(range(len(continuations)), key=lambda j: -len(continuations[j])):
+        lead = continuations[j][:-1]
+        match = next((s for s, stem in enumerate(stems) if stem[:len(lead)] == lead), None)
+        if match is None:
+            stems.append(lead)
+            match = len(stems) - 1
+        stem_of[j] = match
+    return stems, stem_of
 
 
 PREDICTION_FIELDS = [
     ("id", pa.string()), ("shots", pa.int32()), ("prompt", pa.string()), ("reference", pa.string()),
     ("prediction", pa.string()), ("score", pa.float64()), ("metric", pa.string()),
     ("generation", pa.string()), ("label_loglik", pa.string()), ("label_generate", pa.string()),
-    ("label_logprobs", pa.list_(pa.float64())),
+    ("label_tokenprob", pa.string()), ("label_constrained", pa.string()),
+    ("label_logprobs", pa.list_(pa.float64())), ("label_tokenprobs", pa.list_(pa.float64())),
     ("eval_dataset", pa.string()), ("eval_task", pa.string()), ("eval_format", pa.string()),
     ("scoring", pa.string()), ("rouge_stemmer", pa.bool_()), ("max_new_tokens", pa.int32()),
 ]
+# Classification-only columns, empty on generation rows.
+LABEL_COLUMNS = ["label_loglik", "label_generate", "label_tokenprob", "label_constrained", "label_logprobs",
+                 "label_tokenprobs"]
 
 
 def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, meta: dict) -> pa.Table:
@@ -168,22 +197,25 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
     if task.is_classification:
         budget = settings.max_new_tokens_classification
         generations = scorer.generate(prompts, budget, desc + " generate")
-        # The label continues the prompt as the completions in the prompt file do (" yes", or "yes" for io).
+        # The label continues the prompt as the completions in the prompt file do (" yes", or "yes" for io);
+        # TokenProb accepts either.
         lead = "" if req.format == "io" else " "
-        logprobs = scorer.continuation_logprobs(prompts, [lead + label for label in req.labels], desc + " loglik")
-        for r, gen, lp in zip(rows, generations, logprobs):
-            by_loglik = req.labels[max(range(len(lp)), key=lp.__getitem__)]
-            by_generation = metrics.match_label(gen, req.labels)
-            chosen = by_loglik if settings.classification == "loglik" else by_generation
+        continuations = [scorer.tokenizer(lead + label, add_special_tokens=False)["input_ids"] for label in req.labels]
+        token_sets = scoring.label_token_ids(scorer.tokenizer, req.labels)
+        logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, desc + " labels")
+        for r, gen, lp, tp in zip(rows, generations, logprobs, tokenprobs):
+            by = scoring.predict(req.labels, gen, continuations, lp, tp)
+            chosen = by[settings.classification]
             out.append({"prediction": chosen or "", "score": metrics.accuracy(r["target"], chosen),
-                        "metric": "accuracy", "generation": gen, "label_loglik": by_loglik,
-                        "label_generate": by_generation, "label_logprobs": lp})
+                        "metric": "accuracy", "generation": gen, "label_loglik": by["loglik"],
+                        "label_generate": by["generate"], "label_tokenprob": by["tokenprob"],
+                        "label_constrained": by["constrained"], "label_logprobs": [sum(x) for x in lp],
+                        "label_tokenprobs": tp})
     else:
         budget = settings.max_new_tokens_generation
         for r, gen in zip(rows, scorer.generate(prompts, budget, desc)):
             out.append({"prediction": gen, "score": metrics.rouge_l(r["target"], gen, settings.rouge_stemmer),
-                        "metric": "rougeL", "generation": gen, "label_loglik": None, "label_generate": None,
-                        "label_logprobs": None})
+                        "metric": "rougeL", "generation": gen, **dict.fromkeys(LABEL_COLUMNS)})
     records = [{"id": r["id"], "shots": req.shots, "prompt": r["prompt"], "reference": r["target"], **o,
                 "eval_dataset": req.dataset, "eval_task": req.task, "eval_format": req.format,
                 "scoring": settings.classification if task.is_classification else "generate",

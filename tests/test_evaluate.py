@@ -6,8 +6,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, OlmoConfig, OlmoForCausalLM
 
-from amuro.evaluate import EvalRequest, EvalSettings, Scorer, evaluate
+from amuro import scoring
+from amuro.evaluate import EvalRequest, EvalSettings, Scorer, _shared_stems, evaluate
 from amuro.formats import PROMPT_SCHEMA
+from amuro.metrics import match_label, rouge_l
 from amuro.miniworld.tokenizer import train_tokenizer
 
 WORDS = "yes no maybe positive negative the cat sat on a mat Kuri lives in Rege Keva so".split()
@@ -34,18 +36,27 @@ def _prompt_file(path, prompts, targets):
     pq.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), path)
 
 
-def test_continuation_logprobs_match_a_direct_forward_pass(tiny_model):
+@pytest.mark.parametrize("labels", [(" yes", " positive"), (" maybe", " no", " yes"),
+                                    (" maybe so", " maybe", " the cat", " no")])
+def test_label_scores_match_a_direct_forward_pass(tiny_model, labels):
+    """One-token labels share the prompt's pass, " m aybe" shares the pass of " m aybe s o", " n o" needs its own."""
     scorer = Scorer(tiny_model, batch_size=3)
     prompts = ["the cat sat on", "Kuri lives in Rege so", "a"]
-    for labels in ([" yes", " no"], [" maybe so", " no"]):  # one token each, then a two-token candidate
-        got = scorer.continuation_logprobs(prompts, labels, "test")
-        for i, prompt in enumerate(prompts):
-            for j, label in enumerate(labels):
-                p = scorer.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-                c = scorer.tokenizer(label, add_special_tokens=False)["input_ids"]
-                logp = torch.log_softmax(scorer.model(torch.tensor([p + c])).logits[0].float(), -1)
-                expected = sum(logp[len(p) - 1 + k, t].item() for k, t in enumerate(c))
-                assert got[i][j] == pytest.approx(expected, abs=1e-4)
+    continuations = [scorer.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    token_sets = [[5, 9, 40], [7], [12, 13]]
+    logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, "test")
+    for i, prompt in enumerate(prompts):
+        p = scorer.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for j, c in enumerate(continuations):
+            logp = torch.log_softmax(scorer.model(torch.tensor([p + c])).logits[0].float(), -1)
+            assert logprobs[i][j] == pytest.approx([logp[len(p) - 1 + k, t].item() for k, t in enumerate(c)], abs=1e-4)
+        first = logp[len(p) - 1]
+        assert tokenprobs[i] == pytest.approx([max(first[t].item() for t in ids) for ids in token_sets], abs=1e-4)
+
+
+def test_continuations_share_the_pass_of_a_longer_one_they_start():
+    stems, stem_of = _shared_stems([[1], [2, 3, 4], [2, 3], [5, 6], [2, 7]])
+    assert stems == [[2, 3], [5]] and stem_of == [0, 0, 0, 1, 0]
 
 
 def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model):
@@ -55,20 +66,51 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model):
     assert batched == alone
 
 
-@pytest.mark.parametrize("method", ["loglik", "generate"])
-def test_a_classification_example_is_scored_both_ways(tiny_model, tmp_path, method):
+@pytest.mark.parametrize("method", ["tokenprob", "loglik", "constrained", "generate"])
+def test_a_classification_example_is_scored_every_way(tiny_model, tmp_path, method):
     _prompt_file(tmp_path / "test.parquet", ["the cat sat on a mat so", "Kuri lives in Keva so"], ["yes", "no"])
     request = EvalRequest("toy_nli", "nli", "default", 0, str(tmp_path / "test.parquet"),
                           str(tmp_path / "out.parquet"), ("yes", "maybe", "no"))
     evaluate(tiny_model, [request], EvalSettings(classification=method), {"model": "toy", "train": "base"})
     for row in pq.read_table(tmp_path / "out.parquet").to_pylist():
-        logprobs = row["label_logprobs"]
-        assert row["label_loglik"] == ("yes", "maybe", "no")[logprobs.index(max(logprobs))]
-        assert row["label_generate"] in (None, "yes", "maybe", "no")
-        chosen = row["label_loglik"] if method == "loglik" else row["label_generate"]
+        chosen = row[f"label_{method}"]
         assert row["prediction"] == (chosen or "")
         assert row["score"] == float(chosen == row["reference"])
         assert row["scoring"] == method and row["metric"] == "accuracy" and row["model"] == "toy"
+
+
+def test_every_method_is_kept_per_example_and_tokenprob_is_the_default(tiny_model, tmp_path):
+    """In this tokenizer " yes" is one token, " m aybe" and " n o" two: every method reads the same passes."""
+    labels = ("yes", "maybe", "no")
+    prompts = ["the cat sat on a mat so", "Kuri lives in Keva so", "a cat", "Rege"]
+    _prompt_file(tmp_path / "test.parquet", prompts, ["yes", "no", "maybe", "no"])
+    requests = [EvalRequest("toy_nli", "nli", fmt, 0, str(tmp_path / "test.parquet"), str(tmp_path / f"{fmt}.parquet"),
+                            labels) for fmt in ("default", "io")]
+    evaluate(tiny_model, requests, EvalSettings(), {"model": "toy", "train": "base"})
+    scorer = Scorer(tiny_model, batch_size=4)
+    token_sets = scoring.label_token_ids(scorer.tokenizer, labels)
+    for fmt, lead in (("default", " "), ("io", "")):
+        table = pq.read_table(tmp_path / f"{fmt}.parquet")
+        columns = table.column_names
+        assert columns.index("label_tokenprob") < columns.index("label_constrained") < columns.index("label_logprobs")
+        continuations = [scorer.tokenizer(lead + label, add_special_tokens=False)["input_ids"] for label in labels]
+        logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, "test")
+        generations = scorer.generate(prompts, 5, "test")
+        for row, lp, tp, gen in zip(table.to_pylist(), logprobs, tokenprobs, generations):
+            assert row["scoring"] == "tokenprob" and row["prediction"] == row["label_tokenprob"]
+            assert row["label_tokenprobs"] == pytest.approx(tp, abs=1e-5)
+            assert row["label_logprobs"] == pytest.approx([sum(x) for x in lp], abs=1e-5)
+            assert row["label_tokenprob"] == labels[scoring.best(row["label_tokenprobs"])]
+            assert row["label_loglik"] == labels[scoring.best(row["label_logprobs"])]
+            assert row["label_constrained"] == labels[scoring.constrained_choice(continuations, lp)]
+            assert row["generation"] == gen and row["label_generate"] == match_label(gen, labels)
+            # Each label's own first token is one of its TokenProb tokens.
+            assert all(t >= x[0] - 1e-5 for t, x in zip(row["label_tokenprobs"], lp))
+
+
+def test_an_unknown_classification_method_is_refused():
+    with pytest.raises(ValueError, match="'exact' is not one of generate, constrained, tokenprob, loglik"):
+        EvalSettings(classification="exact")
 
 
 def test_generation_is_scored_with_rouge_l(tiny_model, tmp_path):
@@ -76,8 +118,6 @@ def test_generation_is_scored_with_rouge_l(tiny_model, tmp_path):
     request = EvalRequest("toy_sum", "summarization", "default", 0, str(tmp_path / "test.parquet"),
                           str(tmp_path / "out.parquet"))
     evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=6), {"model": "toy", "train": "base"})
-    from amuro.metrics import rouge_l
-
     for row in pq.read_table(tmp_path / "out.parquet").to_pylist():
         assert row["metric"] == "rougeL" and "\n" not in row["prediction"]
         assert row["score"] == rouge_l(row["reference"], row["prediction"])

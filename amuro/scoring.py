@@ -1,0 +1,175 @@
+"""Classification scoring methods, and the paper's comparison of them (its Table 3).
+
+Every classification example is scored four ways from the same model outputs (amuro.evaluate keeps all four):
+- `generate`: free greedy generation whose first word must name a label (the paper's string match);
+- `constrained`: greedy decoding restricted to the label words' token sequences (a walk down their trie);
+- `tokenprob`: the paper's final method (its Appendix C): at the first answer position, the label whose acceptable
+  tokens score highest, where every vocabulary token that is the label or its start (whatever its case, leading
+  space or trailing punctuation) is acceptable;
+- `loglik`: the label word whose whole continuation has the highest log-likelihood.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import string
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from amuro import metrics
+from amuro.checkpoints import parse_revision
+
+log = logging.getLogger(__name__)
+
+METHODS = ("generate", "constrained", "tokenprob", "loglik")
+_SURROUNDING = string.whitespace + string.punctuation
+
+COMPARISON_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String,
+    "checkpoint": pl.String,
+    "step": pl.Int64,
+    "tokens": pl.Int64,
+    "train": pl.String,
+    "train_dataset": pl.String,
+    "eval_dataset": pl.String,
+    "eval_format": pl.String,
+    "shots": pl.Int64,
+    "method": pl.String,
+    "accuracy": pl.Float64,
+    "n_examples": pl.Int64,
+}
+_EVALUATION = ["model", "checkpoint", "train", "train_dataset", "eval_dataset", "eval_format", "shots"]
+# Checkpoints in pre-training order (a name without a step, like `main`, sorts last), methods in METHODS order.
+_SORT = ["model", "step", "checkpoint", "train", "eval_dataset", "eval_format", "shots"]
+
+
+def normalize_token(text: str) -> str:
+    """A decoded token without surrounding whitespace or punctuation, lower-cased (" Yes." -> "yes")."""
+    return text.strip(_SURROUNDING).lower()
+
+
+@functools.lru_cache(maxsize=4)
+def _normalized_vocabulary(tokenizer) -> tuple[str, ...]:
+    """Every token id's normalised text ("" for special tokens), decoded once per tokenizer."""
+    special = set(tokenizer.all_special_ids)
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return tuple("" if i in special else normalize_token(t) for i, t in enumerate(texts))
+
+
+@functools.lru_cache(maxsize=16)
+def label_token_ids(tokenizer, labels: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """For each label, the vocabulary ids that TokenProb counts for it: tokens whose normalised text is non-empty
+    and is the label or a prefix of it (`yes`, ` Yes`, `yes.`, ` ye` for "yes"; ` ent` for "entailment")."""
+    targets = [normalize_token(label) for label in labels]
+    found: list[list[int]] = [[] for _ in labels]
+    for i, text in enumerate(_normalized_vocabulary(tokenizer)):
+        if not text:
+            continue
+        matches = [j for j, target in enumerate(targets) if target.startswith(text)]
+        # A token that starts several labels ("n" for "no" and "neutral") is evidence for none of them.
+        if len(matches) == 1:
+            found[matches[0]].append(i)
+    for label, ids in zip(labels, found):
+        if not ids:
+            raise ValueError(f"label {label!r} has no token of its own in tokenizer {tokenizer.name_or_path!r}: "
+                             f"no vocabulary token is the label or its start without also starting another label "
+                             f"of {list(labels)}")
+    return tuple(tuple(ids) for ids in found)
+
+
+def tokenprob_scores(next_logprobs, token_ids: Sequence[Sequence[int]]) -> list[float]:
+    """Each label's TokenProb score: the best log-probability among its tokens at the first answer position.
+
+    next_logprobs: the next-token log-probabilities after the prompt (a 1-d torch tensor or numpy array).
+    """
+    return [next_logprobs[list(ids)].max().item() for ids in token_ids]
+
+
+def best(scores: Sequence[float]) -> int:
+    """Index of the highest score; ties go to the earliest (the first label in the configured order)."""
+    return max(range(len(scores)), key=scores.__getitem__)
+
+
+def constrained_choice(token_ids: Sequence[Sequence[int]], token_logprobs: Sequence[Sequence[float]]) -> int:
+    """The label that greedy decoding restricted to the labels' token sequences produces.
+
+    token_ids[j] are label j's continuation tokens and token_logprobs[j][k] the log-probability of its token k
+    after the prompt and its tokens before k. At each step the best next token among the labels still consistent
+    with the decoded prefix is taken; ties go to the earlier label.
+    """
+    alive = list(range(len(token_ids)))
+    step = 0
+    while True:
+        # Nothing scores stopping against going on, so a completed label wins over a longer one it starts.
+        done = [j for j in alive if len(token_ids[j]) == step]
+        if done:
+            return done[0]
+        chosen = token_ids[max(alive, key=lambda j: token_logprobs[j][step])][step]
+        alive = [j for j in alive if token_ids[j][step] == chosen]
+        step += 1
+
+
+def predict(labels: Sequence[str], generation: str, token_ids: Sequence[Sequence[int]],
+            token_logprobs: Sequence[Sequence[float]], tokenprobs: Sequence[float]) -> dict[str, str | None]:
+    """Each method's label for one example (None where the free generation names no label)."""
+    return {
+        "generate": metrics.match_label(generation, labels),
+        "constrained": labels[constrained_choice(token_ids, token_logprobs)],
+        "tokenprob": labels[best(tokenprobs)],
+        "loglik": labels[best([sum(lp) for lp in token_logprobs])],
+    }
+
+
+def method_comparison(prediction_files: Sequence[str | Path]) -> pl.DataFrame:
+    """Accuracy of every scoring method on every classification prediction file (the data of the paper's Table 3).
+
+    Files of generation sets (metric rougeL) are skipped. One row per evaluation (model, checkpoint, train cell,
+    eval set, format, shots) and method, in a fixed column order and sort.
+    """
+    parts = []
+    for path in prediction_files:
+        scores = pl.read_parquet(path)
+        scores = scores.filter(pl.col("metric") == "accuracy")
+        if scores.height == 0:
+            log.info("%s: not a classification prediction file, skipped", path)
+            continue
+        missing = [c for c in _EVALUATION + ["reference"] + [f"label_{m}" for m in METHODS] if c not in scores.columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (predictions written before every "
+                             f"scoring method was kept?)")
+        for method in METHODS:
+            correct = [metrics.accuracy(gold, label)
+                       for gold, label in zip(scores["reference"], scores[f"label_{method}"])]
+            parts.append(scores.select(_EVALUATION).with_columns(
+                method=pl.lit(method), correct=pl.Series(correct, dtype=pl.Float64)))
+    if not parts:
+        return pl.DataFrame(schema=COMPARISON_SCHEMA)
+    table = (pl.concat([p.cast({c: COMPARISON_SCHEMA[c] for c in _EVALUATION}) for p in parts])
+             .group_by(_EVALUATION + ["method"], maintain_order=True)
+             .agg(accuracy=pl.col("correct").mean(), n_examples=pl.len()))
+    revisions = [parse_revision(name) for name in table["checkpoint"]]
+    table = table.with_columns(step=pl.Series([r["step"] for r in revisions], dtype=pl.Int64),
+                               tokens=pl.Series([r["tokens"] for r in revisions], dtype=pl.Int64))
+    order = pl.col("method").replace_strict({m: i for i, m in enumerate(METHODS)}, return_dtype=pl.Int64)
+    return (table.select([pl.col(c).cast(t) for c, t in COMPARISON_SCHEMA.items()])
+            .sort([*_SORT, order], nulls_last=True, maintain_order=True))
+
+
+def table3(comparison: pl.DataFrame) -> pl.DataFrame:
+    """The paper's Table 3: accuracy of each method per model, eval set and model kind ("base" / "fine-tuned").
+
+    Each cell is the unweighted mean of the per-evaluation accuracies of `comparison`: for "base" over every
+    pre-trained checkpoint, format and shot count; for "fine-tuned" over every fine-tuned cell trained on that same
+    eval set (in-domain only, as the paper compares a fine-tuned model on its own task), across checkpoints,
+    train formats, train sizes, eval formats and shot counts. `evaluations` counts the accuracies averaged.
+    """
+    kind = pl.when(pl.col("train") == "base").then(pl.lit("base")).otherwise(pl.lit("fine-tuned"))
+    rows = (comparison.with_columns(kind=kind)
+            .filter((pl.col("kind") == "base") | (pl.col("train_dataset") == pl.col("eval_dataset"))))
+    return (rows.group_by(["model", "eval_dataset", "kind"])
+            .agg(*[pl.col("accuracy").filter(pl.col("method") == m).mean().alias(m) for m in METHODS],
+                 evaluations=(pl.col("method") == METHODS[0]).sum().cast(pl.Int64))
+            .sort(["model", "eval_dataset", "kind"]))
