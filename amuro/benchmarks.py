@@ -1,0 +1,199 @@
+"""Score one model on multiple-choice benchmarks through lm-evaluation-harness, one row per example and metric.
+
+The paper scored its pre-trained and instruction-tuned checkpoints on benchmarks like ARC and SciQ with
+lm-evaluation-harness, so the numbers here come from lm-eval itself (its prompts, few-shot sampling with its default
+seeds, its log-likelihoods and its acc / acc_norm) rather than from a re-implementation. Its per-sample log is kept
+as one Parquet file per benchmark and shot count, in the prediction-file form `amuro.results` summarises: the mean of
+`score` per metric is exactly lm-eval's own aggregate, and the bootstrap interval comes from amuro.results.
+
+Benchmarks that are not lm-eval tasks (the mini-world's) are local JSON-lines files; `write_task_yamls` turns them
+into lm-eval task files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import yaml
+
+from amuro.io import write_parquet
+
+log = logging.getLogger(__name__)
+
+METRICS = ("acc", "acc_norm")
+# lm-eval keys results by "metric,filter"; multiple-choice tasks score the unfiltered responses ("none").
+FILTER = "none"
+# lm-eval's defaults (lm_eval.defaults), passed explicitly: few-shot demonstrations are sampled with them.
+SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234, "fewshot_random_seed": 1234}
+
+PREDICTION_FIELDS = [
+    ("id", pa.string()), ("shots", pa.int32()), ("prompt", pa.string()), ("reference", pa.string()),
+    ("prediction", pa.string()), ("score", pa.float64()), ("metric", pa.string()),
+    ("choice_logliks", pa.list_(pa.float64())),
+    ("eval_dataset", pa.string()), ("eval_task", pa.string()), ("eval_format", pa.string()),
+    ("scoring", pa.string()), ("lm_eval_task", pa.string()), ("lm_eval_version", pa.string()),
+]
+
+
+class BenchmarkError(ValueError):
+    pass
+
+
+def write_task_yamls(benchmarks: dict[str, dict], out_dir: str | Path) -> Path:
+    """lm-eval task files for benchmarks stored as JSON lines; returns `out_dir`, the include path to give lm-eval.
+
+    benchmarks: benchmark id -> {"task": the task name to register, "train": JSON lines, "test": JSON lines}, rows
+    {"id", "query", "choices", "gold"}. Train rows are the few-shot demonstrations.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for spec in benchmarks.values():
+        config = {
+            "task": spec["task"],
+            "dataset_path": "json",
+            # Absolute paths: lm-eval resolves nothing relative to the task file.
+            "dataset_kwargs": {"data_files": {"train": str(Path(spec["train"]).resolve()),
+                                              "test": str(Path(spec["test"]).resolve())}},
+            "test_split": "test",
+            "fewshot_split": "train",
+            "output_type": "multiple_choice",
+            "doc_to_text": "{{query}}",
+            # Field names rather than "{{choices}}" / "{{gold}}": lm-eval then takes the list and the index as they
+            # are instead of rendering them to text and parsing that back.
+            "doc_to_choice": "choices",
+            "doc_to_target": "gold",
+            "target_delimiter": " ",
+            "fewshot_delimiter": "\n\n",
+            "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
+            "metadata": {"version": 1.0},
+        }
+        (out / f"{spec['task']}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def _task_manager(tasks_dir: str | Path | None, names: set[str]):
+    from lm_eval.tasks import TaskManager
+
+    if tasks_dir is not None:
+        # Indexing lm-eval's thousands of built-in task files takes seconds; skip it when the local ones suffice.
+        local = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+        if names <= set(local.all_tasks):
+            return local
+    return TaskManager(include_path=str(tasks_dir) if tasks_dir is not None else None)
+
+
+def _load_tasks(manager, entries: list[dict]) -> dict:
+    """lm-eval Task objects by name; simple_evaluate runs these very objects, so their doc_to_* can be reused."""
+    tasks = {}
+    for e in entries:
+        if e["task"] in tasks:
+            continue
+        if e["task"] not in manager.all_tasks:
+            raise BenchmarkError(f"benchmark {e['benchmark']}: lm-eval knows no task {e['task']!r}")
+        loaded = manager.load(e["task"])["tasks"]
+        if list(loaded) != [e["task"]]:
+            raise BenchmarkError(f"benchmark {e['benchmark']}: {e['task']!r} is a group of {len(loaded)} lm-eval "
+                                 f"tasks; a benchmark must name one task")
+        if loaded[e["task"]].OUTPUT_TYPE != "multiple_choice":
+            raise BenchmarkError(f"benchmark {e['benchmark']}: lm-eval task {e['task']!r} is "
+                                 f"{loaded[e['task']].OUTPUT_TYPE}, not multiple_choice")
+        tasks[e["task"]] = loaded[e["task"]]
+    return tasks
+
+
+def _gold_index(gold, choices: list[str], where: str) -> int:
+    # As lm-eval's process_results: an index, or the text of the gold choice.
+    if isinstance(gold, str) and gold in choices:
+        return choices.index(gold)
+    if isinstance(gold, int) and 0 <= gold < len(choices):
+        return gold
+    raise BenchmarkError(f"{where}: the gold answer {gold!r} names none of the {len(choices)} choices "
+                         f"(tasks with several gold answers are not supported)")
+
+
+def _prediction_rows(task, samples: list[dict], where: str) -> list[dict]:
+    """One row per logged sample and metric (acc rows first, each metric in doc_id order).
+
+    The chosen answers are recomputed from the logged log-likelihoods exactly as lm-eval's process_results does
+    (argmax; for acc_norm, log-likelihood / the choice's length in characters) and checked against its scores.
+    """
+    # BoolQ, for one, reports acc only.
+    present = [m for m in METRICS if m in samples[0]]
+    rows: dict[str, list[dict]] = {m: [] for m in present}
+    for s in sorted(samples, key=lambda s: s["doc_id"]):
+        doc_where = f"{where}, doc {s['doc_id']}"
+        choices = task.doc_to_choice(s["doc"])
+        # Tasks like winogrande put the choices into the context and take the gold index from doc_to_text.
+        gold = _gold_index(task.doc_to_text(s["doc"]) if task.multiple_input else task.doc_to_target(s["doc"]),
+                           choices, doc_where)
+        lls = np.array([ll for ll, _ in s["filtered_resps"]], dtype=np.float64)
+        if len(lls) != len(choices):
+            raise BenchmarkError(f"{doc_where}: {len(lls)} log-likelihoods for {len(choices)} choices")
+        chosen = {"acc": int(np.argmax(lls)),
+                  "acc_norm": int(np.argmax(lls / np.array([float(len(c)) for c in choices])))}
+        for metric in present:
+            if float(chosen[metric] == gold) != s[metric]:
+                raise BenchmarkError(f"{doc_where}: lm-eval's {metric} {s[metric]} disagrees with the argmax of the "
+                                     f"logged log-likelihoods (a task with its own process_results?)")
+            rows[metric].append({"id": str(s["doc_id"]), "prompt": s["arguments"][0][0], "reference": choices[gold],
+                                 "prediction": choices[chosen[metric]], "score": float(s[metric]),
+                                 "metric": metric, "choice_logliks": lls.tolist()})
+    return [r for m in present for r in rows[m]]
+
+
+def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta: dict,
+                   threads: int = 1) -> dict[str, dict[int, dict[str, float]]]:
+    """Evaluate one HF model directory on every plan entry and write each entry's per-example Parquet.
+
+    plan: [{"benchmark": our id, "task": lm-eval task name, "shots": k, "output": Parquet path}];
+    settings: {"batch_size", "limit" (examples per benchmark, None = all), "tasks_dir" (extra task files or None)};
+    meta: what identifies the model (model, checkpoint, train cell), stored on every row.
+    Returns lm-eval's aggregates, {benchmark: {shots: {"acc": x, "acc_norm": y}}}.
+    """
+    import lm_eval
+    import torch
+
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = "bfloat16" if device == "cuda" else "float32"  # as amuro.evaluate
+    manager = _task_manager(settings.get("tasks_dir"), {e["task"] for e in plan})
+    by_shots: dict[int, list[dict]] = defaultdict(list)
+    for e in plan:
+        by_shots[e["shots"]].append(e)
+    # Every task is loaded (and checked) before the model is; each shot count gets Task objects of its own, since
+    # simple_evaluate sets their shot count and re-seeds their few-shot sampler.
+    tasks_by_shots = {shots: _load_tasks(manager, entries) for shots, entries in sorted(by_shots.items())}
+
+    fields = [pa.field(k, pa.string()) for k in sorted(meta)] + [pa.field(n, t) for n, t in PREDICTION_FIELDS]
+    aggregates: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    for shots, tasks in tasks_by_shots.items():
+        start = time.perf_counter()
+        # No output path and no request cache: lm-eval writes no files (datasets caches the data it loads in the HF
+        # cache); the Parquet files below are the only outputs.
+        results = lm_eval.simple_evaluate(
+            model="hf", model_args=f"pretrained={model_dir},dtype={dtype}", tasks=list(tasks.values()),
+            num_fewshot=shots, batch_size=settings["batch_size"], limit=settings.get("limit"), device=device,
+            log_samples=True, bootstrap_iters=0,  # intervals come from amuro.results
+            task_manager=manager, **SEEDS)
+        seconds = time.perf_counter() - start
+        for e in by_shots[shots]:
+            where = f"benchmark {e['benchmark']} (lm-eval task {e['task']}, {shots}-shot)"
+            samples = [s for s in results["samples"].get(e["task"], []) if s["filter"] == FILTER]
+            if not samples:
+                raise BenchmarkError(f"{where}: lm-eval returned no samples")
+            rows = _prediction_rows(tasks[e["task"]], samples, where)
+            records = [{**meta, **r, "shots": shots, "eval_dataset": e["benchmark"], "eval_task": "multiple_choice",
+                        "eval_format": "default", "scoring": "lm-eval", "lm_eval_task": e["task"],
+                        "lm_eval_version": lm_eval.__version__} for r in rows]
+            write_parquet(pa.Table.from_pylist(records, schema=pa.schema(fields)), e["output"])
+            scores = {m: float(results["results"][e["task"]][f"{m},{FILTER}"]) for m in METRICS
+                      if f"{m},{FILTER}" in results["results"][e["task"]]}
+            aggregates[e["benchmark"]][shots] = scores
+            log.info("%s: %s on %d examples (lm-eval's %d-shot run: %.1fs)", where,
+                     ", ".join(f"{m} {v:.4f}" for m, v in scores.items()), len(samples), shots, seconds)
+    return dict(aggregates)

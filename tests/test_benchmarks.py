@@ -1,0 +1,127 @@
+"""Specifications for amuro.benchmarks: lm-eval's per-sample log as prediction files that amuro.results summarises
+to lm-eval's own numbers.
+
+Fixtures: a fresh 2-layer OlmoForCausalLM (hidden 32) with a byte-level BPE tokenizer, and a 4-choice colour
+benchmark of 12 test and 8 train rows in JSON lines, run through lm-eval's task files from `write_task_yamls`.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from transformers import AutoTokenizer, OlmoConfig, OlmoForCausalLM
+
+from amuro.benchmarks import BenchmarkError, run_benchmarks, write_task_yamls
+from amuro.miniworld.tokenizer import train_tokenizer
+from amuro.results import summarize_predictions
+
+COLOURS = ["red", "blue", "green", "yellowish"]  # unequal lengths, so acc_norm can choose differently from acc
+THINGS = ["sky", "grass", "sun", "rose", "sea", "leaf"]
+BASE_META = {"model": "tiny", "checkpoint": "step0", "train": None, "train_dataset": None, "train_format": None,
+             "train_size": None}
+SETTINGS = {"batch_size": 8, "limit": None}
+
+
+def benchmark_rows(n: int, prefix: str) -> list[dict]:
+    return [{"id": f"{prefix}{i}", "query": f"The {THINGS[i % len(THINGS)]} number {i} is",
+             "choices": COLOURS[:3 + i % 2], "gold": i % 3} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("model")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"{r['query']} {r['choices'][r['gold']]}"}) + "\n"
+                              for r in benchmark_rows(20, "c")))
+    out = root / "step0"
+    train_tokenizer(corpus, out, vocab_size=300, documents=20)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    config = OlmoConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
+    OlmoForCausalLM(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("colours")
+    for split, n in (("train", 8), ("test", 12)):
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in benchmark_rows(n, split)))
+    return write_task_yamls({"colours": {"task": "amuro_test_colours", "train": root / "train.jsonl",
+                                         "test": root / "test.jsonl"}}, root / "tasks")
+
+
+def run(model_dir, tasks_dir, out: Path, meta=BASE_META, task="amuro_test_colours"):
+    plan = [{"benchmark": "colours", "task": task, "shots": 2, "output": str(out)}]
+    return run_benchmarks(model_dir, plan, {**SETTINGS, "tasks_dir": str(tasks_dir)}, meta)
+
+
+@pytest.fixture(scope="module")
+def base_run(model_dir, tasks_dir, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run") / "colours" / "2shot.parquet"
+    return out, run(model_dir, tasks_dir, out)
+
+
+def test_task_yaml_names_the_files_by_absolute_path(tasks_dir):
+    config = yaml.safe_load((tasks_dir / "amuro_test_colours.yaml").read_text())
+    files = config["dataset_kwargs"]["data_files"]
+    assert config["task"] == "amuro_test_colours" and config["output_type"] == "multiple_choice"
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in files.values())
+    assert [m["metric"] for m in config["metric_list"]] == ["acc", "acc_norm"]
+
+
+def test_one_row_per_example_and_metric_with_argmax_predictions(base_run):
+    out, _ = base_run
+    table = pl.read_parquet(out)
+    test = benchmark_rows(12, "test")
+    assert table["metric"].to_list() == ["acc"] * 12 + ["acc_norm"] * 12
+    assert table["id"].to_list() == [str(i) for i in range(12)] * 2
+    assert table["shots"].unique().to_list() == [2]
+    assert table["eval_dataset"].unique().to_list() == ["colours"]
+    assert table["lm_eval_task"].unique().to_list() == ["amuro_test_colours"]
+    for row in table.iter_rows(named=True):
+        doc = test[int(row["id"])]
+        assert row["reference"] == doc["choices"][doc["gold"]]
+        assert row["prompt"].endswith(doc["query"]) and row["prompt"].count("\n\n") == 2  # two demonstrations
+        lls = np.array(row["choice_logliks"])
+        assert len(lls) == len(doc["choices"])
+        if row["metric"] == "acc_norm":
+            lls = lls / np.array([len(c) for c in doc["choices"]])
+        assert row["prediction"] == doc["choices"][int(np.argmax(lls))]
+        assert row["score"] == float(row["prediction"] == row["reference"])
+
+
+def test_summary_equals_lm_evals_own_aggregate(base_run):
+    out, aggregates = base_run
+    assert set(aggregates) == {"colours"} and set(aggregates["colours"]) == {2}
+    summary = summarize_predictions([out], train_task=None, resamples=200)
+    assert summary["metric"].to_list() == ["acc", "acc_norm"]
+    for row in summary.iter_rows(named=True):
+        assert row["value"] == pytest.approx(aggregates["colours"][2][row["metric"]], abs=1e-12)
+        assert row["relation"] == "base" and row["eval_task"] == "multiple_choice" and row["n_examples"] == 12
+
+
+def test_a_second_run_gives_identical_bytes(base_run, model_dir, tasks_dir, tmp_path):
+    out, aggregates = base_run
+    again = tmp_path / "2shot.parquet"
+    assert run(model_dir, tasks_dir, again) == aggregates
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_an_unknown_task_is_named(model_dir, tasks_dir, tmp_path):
+    with pytest.raises(BenchmarkError, match="colours.*no_such_task"):
+        run(model_dir, tasks_dir, tmp_path / "x.parquet", task="no_such_task")
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_rows_of_an_instruction_tuned_model(model_dir, tasks_dir, tmp_path):
+    meta = {**BASE_META, "train": "mix-full", "train_dataset": "mix", "train_format": "chat", "train_size": "full"}
+    out = tmp_path / "2shot.parquet"
+    run(model_dir, tasks_dir, out, meta=meta)
+    summary = summarize_predictions([out], train_task="instruction", resamples=200)
+    assert summary["relation"].unique().to_list() == ["instruction-tuned"]
+    assert summary["train_dataset"].unique().to_list() == ["mix"]
