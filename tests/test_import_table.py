@@ -169,3 +169,218 @@ def test_a_malformed_learning_rate_choice_is_refused_by_the_command_line(tmp_pat
         main(["import-table", str(path), str(tmp_path / "out.parquet"), "--learning-rate", "xsum:2e-7"])
     assert "'xsum:2e-7' is not DATASET=LR" in capsys.readouterr().err
     assert main(["import-table", str(path), str(tmp_path / "out.parquet"), "--learning-rate", "*=2e-6"]) == 0
+
+
+# The benchmark table of the instruction-tuning arm: OLMo-1B checkpoints before and after Tulu v2 tuning.
+BENCHMARK_HEADER = ",model_id,eval dataset,Performance\n"
+BENCHMARK_TABLE = (
+    "checkpoint-1000,arc_easy,0.40",  # line 2
+    "olmo1b_hf_ckpt1000_tulu_5epoch_2e-6,ARC-Easy,0.42",
+    "checkpoint-738000,Hellaswag,0.55",
+    "olmo1b_hf_ckpt738000_tulu_5epoch_2e-6,hellaswag,0.57",
+    "olmo1b_original_hf,sciq,0.80",
+    "olmo1b_hf_main_tulu_5epoch_2e-6,SciQ,0.85",
+    "olmo1b_original_hf,ARC Challenge,0.25",
+    "olmo1b_original_hf,OpenBookQA,0.30",
+    "olmo1b_original_hf,BoolQ,0.60",  # line 10
+)
+
+
+def write_benchmarks(tmp_path, *rows: str, header: str = BENCHMARK_HEADER):
+    return write_table(tmp_path, *rows, header=header)
+
+
+def test_benchmark_table_becomes_base_and_instruction_tuned_rows(tmp_path):
+    from amuro.importers import import_benchmark_table
+
+    table = import_benchmark_table(write_benchmarks(tmp_path, *BENCHMARK_TABLE))
+    assert table.height == len(BENCHMARK_TABLE)
+    rows = by_cell(table)
+
+    base = rows[("step1000", None, "arc_easy", "default")]
+    assert base == {
+        "model": "olmo1b", "checkpoint": "step1000", "step": 1000, "tokens": None,
+        "train_dataset": None, "train_task": None, "train_format": None, "train_size": None,
+        "eval_dataset": "arc_easy", "eval_task": "multiple_choice", "eval_format": "default", "shots": 4,
+        "relation": "base", "metric": "acc", "value": 0.40, "ci_low": None, "ci_high": None, "n_examples": None,
+    }
+    tuned = rows[("step1000", "tulu_v2", "arc_easy", "default")]
+    assert tuned == {**base, "train_dataset": "tulu_v2", "train_task": "instruction", "train_format": "chat",
+                     "train_size": "all", "relation": "instruction-tuned", "value": 0.42}
+
+    assert rows[("step738000", "tulu_v2", "hellaswag", "default")]["value"] == 0.57
+    final = rows[("main", None, "sciq_mc", "default")]
+    assert final["step"] is None and final["relation"] == "base" and final["value"] == 0.80
+    final_tuned = rows[("main", "tulu_v2", "sciq_mc", "default")]
+    assert final_tuned["step"] is None and final_tuned["relation"] == "instruction-tuned"
+    assert {r["eval_dataset"] for r in table.iter_rows(named=True) if r["checkpoint"] == "main"} == {
+        "sciq_mc", "arc_challenge", "openbookqa", "boolq"}
+
+
+def test_benchmark_shots_metric_and_mix_name_are_arguments(tmp_path):
+    from amuro.importers import import_benchmark_table
+
+    path = write_benchmarks(tmp_path, *BENCHMARK_TABLE[:2])
+    table = import_benchmark_table(path, shots=0, metric="acc_norm", train_dataset="tulu",
+                                   checkpoint_names={1000: "step1000-tokens4B"})
+    assert set(table["shots"]) == {0} and set(table["metric"]) == {"acc_norm"}
+    assert set(table["checkpoint"]) == {"step1000-tokens4B"} and set(table["tokens"]) == {4 * 10**9}
+    assert table["train_dataset"].to_list() == ["tulu", None]
+    with pytest.raises(ValueError, match="acc or acc_norm"):
+        import_benchmark_table(path, metric="accuracy")
+
+
+def test_benchmark_table_through_the_command_line_with_and_without_config(tmp_path, capsys):
+    import polars as pl
+    import yaml
+
+    from amuro.cli import main
+
+    path = write_benchmarks(tmp_path, *BENCHMARK_TABLE)
+    out = tmp_path / "benchmarks.parquet"
+    assert main(["import-table", str(path), str(out)]) == 0
+    assert set(pl.read_parquet(out)["checkpoint"]) == {"step1000", "step738000", "main"}
+
+    config = Path(__file__).parents[1] / "workflow_config.yaml"
+    assert main(["import-table", str(path), str(out), "--config", str(config), "--shots", "0",
+                 "--metric", "acc_norm"]) == 0
+    table = pl.read_parquet(out)
+    steps = {r["checkpoint"]: (r["step"], r["tokens"]) for r in table.iter_rows(named=True)}
+    assert steps == {"step1000-tokens4B": (1000, 4 * 10**9), "step738000-tokens3094B": (738000, 3094 * 10**9),
+                     "main": (None, None)}
+    assert set(table["shots"]) == {0} and set(table["metric"]) == {"acc_norm"}
+    # Without an instruction-tuning arm in the config the mix keeps its own name ...
+    assert set(table["train_dataset"].drop_nulls()) == {"tulu_v2"}
+
+    # ... with one, the arm's name, so that the imported rows meet our own.
+    with_arm = yaml.safe_load(config.read_text())
+    with_arm["instruction_tuning"] = {"name": "tulu",
+                                      "source": {"type": "hub", "path": "allenai/tulu-v2-sft-mixture"}}
+    (tmp_path / "arm.yaml").write_text(yaml.safe_dump(with_arm))
+    assert main(["import-table", str(path), str(out), "--config", str(tmp_path / "arm.yaml")]) == 0
+    assert set(pl.read_parquet(out)["train_dataset"].drop_nulls()) == {"tulu"}
+
+    with pytest.raises(SystemExit):
+        main(["import-table", str(path), str(out), "--shots", "-1"])
+    assert "'-1' is not a shot count" in capsys.readouterr().err
+
+
+BAD_BENCHMARKS = (
+    "checkpoint-1000,arc_easy,0.40",  # line 2
+    "checkpoint-1000,mmlu,0.30",  # line 3: unknown benchmark
+    "olmo1b_hf_ckpt1000_alpaca_5epoch_2e-6,arc_easy,0.40",  # line 4: not a Tulu run
+    "checkpoint-1000,boolq,62.0",  # line 5: a percentage among fractions
+    "checkpoint-1000,sciq,n/a",  # line 6: not a number
+    "checkpoint-1000,openbookqa",  # line 7: a field short
+    "olmo1b_original_hf,boolq,0.6",  # line 8
+)
+BAD_BENCHMARK_LINES = (3, 4, 5, 6, 7)
+
+
+def test_bad_benchmark_rows_are_reported_by_line_or_skipped(tmp_path, caplog):
+    from amuro.importers import import_benchmark_table
+
+    path = write_benchmarks(tmp_path, *BAD_BENCHMARKS)
+    with pytest.raises(TableImportError) as err:
+        import_benchmark_table(path)
+    message = str(err.value)
+    for line in BAD_BENCHMARK_LINES:
+        assert f"paper.csv:{line}:" in message
+    assert "paper.csv:2:" not in message and "paper.csv:8:" not in message
+    assert "'mmlu' is not one of the paper's benchmarks (arc_challenge, arc_easy, boolq, hellaswag, openbookqa, " \
+           "sciq_mc" in message
+    assert "'olmo1b_hf_ckpt1000_alpaca_5epoch_2e-6'" in message and "not a fraction in [0, 1]" in message
+
+    with caplog.at_level(logging.WARNING, logger="amuro.importers"):
+        table = import_benchmark_table(path, skip_bad_rows=True)
+    assert sorted(table["eval_dataset"].to_list()) == ["arc_easy", "boolq"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for line in BAD_BENCHMARK_LINES:
+        assert f"paper.csv:{line}:" in logged
+
+
+def test_a_benchmark_table_in_percent_is_refused_not_rescaled(tmp_path):
+    from amuro.importers import import_benchmark_table
+
+    path = write_benchmarks(tmp_path, "checkpoint-1000,arc_easy,40.1", "olmo1b_original_hf,boolq,62.0")
+    for skip in (False, True):
+        with pytest.raises(TableImportError, match=r"paper\.csv: every Performance value is above 1 .*line 2: 40\.1.*"
+                                                   r"percentages.*divide the column by 100"):
+            import_benchmark_table(path, skip_bad_rows=skip)
+
+
+def test_tuned_rows_must_share_one_epoch_and_learning_rate_setting(tmp_path, caplog):
+    from amuro.importers import import_benchmark_table
+
+    # Any Nepoch_LR suffix is read; it is logged, not stored.
+    with caplog.at_level(logging.INFO, logger="amuro.importers"):
+        table = import_benchmark_table(write_benchmarks(tmp_path, "olmo1b_hf_ckpt1000_tulu_3epoch_1e-5,arc_easy,0.4"))
+    assert table.row(0, named=True)["relation"] == "instruction-tuned"
+    assert "tuned 3 epochs at lr 1e-05" in caplog.text
+
+    path = write_benchmarks(tmp_path, "olmo1b_hf_ckpt1000_tulu_5epoch_2e-6,arc_easy,0.4",
+                            "checkpoint-1000,arc_easy,0.4",
+                            "olmo1b_hf_main_tulu_3epoch_2e-5,arc_easy,0.5")
+    with pytest.raises(TableImportError, match=r"paper\.csv:4: 'olmo1b_hf_main_tulu_3epoch_2e-5' was tuned 3 epochs "
+                                               r"at lr 2e-05, but line 2 .* 5 epochs at lr 2e-06"):
+        import_benchmark_table(path)
+
+
+def test_duplicate_benchmark_rows_name_both_lines(tmp_path):
+    from amuro.importers import import_benchmark_table
+
+    path = write_benchmarks(tmp_path, "checkpoint-1000,arc_easy,0.40", "checkpoint-1000,boolq,0.6",
+                            "checkpoint-1000,ARC-Easy,0.41")
+    with pytest.raises(TableImportError, match=r"paper\.csv:4: same cell as line 2 .*eval arc_easy"):
+        import_benchmark_table(path)
+
+
+def test_the_command_line_tells_the_two_tables_apart_by_header(tmp_path):
+    import polars as pl
+
+    from amuro.cli import main
+    from amuro.importers import BENCHMARKS, PER_CELL, table_kind
+
+    benchmarks = write_benchmarks(tmp_path, *BENCHMARK_TABLE[:2])
+    benchmarks = benchmarks.rename(tmp_path / "benchmarks.csv")
+    per_cell = write_table(tmp_path, "olmo1b_checkpoint-1000_original_hf_4shots,xsum,0.1,0.01")
+    assert table_kind(benchmarks) == BENCHMARKS and table_kind(per_cell) == PER_CELL
+    # A table saved without the pandas index is recognised too.
+    no_index = tmp_path / "no_index.csv"
+    no_index.write_text("model_id,eval dataset,Performance\ncheckpoint-1000,boolq,0.6\n")
+    assert table_kind(no_index) == BENCHMARKS
+
+    assert main(["import-table", str(benchmarks), str(tmp_path / "b.parquet")]) == 0
+    assert main(["import-table", str(per_cell), str(tmp_path / "p.parquet")]) == 0
+    assert set(pl.read_parquet(tmp_path / "b.parquet")["eval_task"]) == {"multiple_choice"}
+    assert set(pl.read_parquet(tmp_path / "p.parquet")["eval_task"]) == {"summarization"}
+
+    # Options of the other table are refused rather than ignored.
+    with pytest.raises(TableImportError, match=r"benchmarks\.csv is a benchmarks table, which --learning-rate cannot"):
+        main(["import-table", str(benchmarks), str(tmp_path / "b.parquet"), "--learning-rate", "*=2e-6"])
+    with pytest.raises(TableImportError, match=r"paper\.csv is a per-cell table, which --shots and --metric cannot"):
+        main(["import-table", str(per_cell), str(tmp_path / "p.parquet"), "--shots", "0", "--metric", "acc"])
+
+    other = tmp_path / "other.csv"
+    other.write_text(",model,dataset,score\n0,x,y,1\n")
+    with pytest.raises(TableImportError) as err:
+        main(["import-table", str(other), str(tmp_path / "o.parquet")])
+    assert str(other) in str(err.value)
+    assert "',model_id,eval dataset,Performance,std'" in str(err.value)
+    assert "',model_id,eval dataset,Performance'" in str(err.value)
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_a_benchmark_import_combines_with_a_per_cell_import(tmp_path):
+    from amuro.importers import import_benchmark_table
+    from amuro.results import combine
+
+    names = {1000: "step1000-tokens4B"}
+    per_cell = import_amuro_char(write_table(tmp_path, "olmo1b_checkpoint-1000_original_hf_4shots,xsum,0.1,0.01",
+                                             "olmo1b_hf_ckpt1000_xsum_3epoch_2e-6_4shots,xsum,0.3,0.01"),
+                                 checkpoint_names=names)
+    benchmarks = import_benchmark_table(write_benchmarks(tmp_path, *BENCHMARK_TABLE), checkpoint_names=names)
+    both = combine([per_cell, benchmarks])
+    assert both.height == per_cell.height + benchmarks.height
+    assert both.filter(both["checkpoint"] == "step1000-tokens4B")["relation"].value_counts().sort("relation").rows() \
+        == [("base", 2), ("in-domain", 1), ("instruction-tuned", 1)]
