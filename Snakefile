@@ -19,6 +19,7 @@ include: "rules/checkpoints.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+include: "rules/benchmarks.smk"
 include: "rules/results.smk"
 
 

@@ -94,7 +94,7 @@ def forgetting_matrix(transfer: pl.DataFrame) -> pl.DataFrame:
 
     A set counts as below base when the whole interval of the change is below zero.
     """
-    outside = transfer.filter(pl.col("relation") != "in-domain").with_columns(
+    outside = transfer.filter(pl.col("relation").is_in(["cross-domain", "cross-task"])).with_columns(
         (pl.col("delta_ci_high") < 0).alias("below")
     )
     group = CELL + ["eval_format", "shots", "metric", "relation", "eval_task"]
@@ -148,27 +148,40 @@ def checkpoint_order(table: pl.DataFrame) -> list[tuple[str, str]]:
     return [(r["model"], r["checkpoint"]) for r in pairs.iter_rows(named=True)]
 
 
+def base_curves(results: pl.DataFrame) -> pl.DataFrame:
+    """The base rows the pre-training curves show: main eval format, and for each set its largest shot count
+    (benchmarks may be run with other shots than the prompt-format sets)."""
+    base = results.filter(pl.col("relation") == "base")
+    base = base.filter(pl.col("eval_format") == main_eval_format(base["eval_format"].unique().to_list()))
+    return base.filter(pl.col("shots") == pl.col("shots").max().over("eval_dataset"))
+
+
 def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
                        shots: int | None = None) -> dict[str, str]:
     """Eval set -> "learned in pre-training" or "not learned in pre-training", from the base checkpoints' curves.
 
     A set is learned in pre-training when the last checkpoint scores above the first one, with the interval of the
-    difference above zero (a curve that rises and falls back was not learned). Uses the main eval format and the
-    largest base shot count unless given.
+    difference above zero (a curve that rises and falls back was not learned). Uses base_curves() unless a format
+    or shot count is given. Pass a headline() table (one metric per set).
     """
     base = results.filter(pl.col("relation") == "base")
     if base.is_empty():
         return {}
-    eval_format = eval_format or main_eval_format(base["eval_format"].unique().to_list())
-    shots = shots if shots is not None else base["shots"].max()
-    base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
+    if eval_format is None and shots is None:
+        base = base_curves(base)
+    else:
+        eval_format = eval_format or main_eval_format(base["eval_format"].unique().to_list())
+        shots = shots if shots is not None else base["shots"].max()
+        base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
     order = pl.DataFrame(checkpoint_order(base), schema=["model", "checkpoint"], orient="row").with_row_index("order")
     base = base.join(order, on=["model", "checkpoint"]).sort("order")
     groups = {}
     for (model, dataset), rows in base.group_by(["model", "eval_dataset"], maintain_order=True):
         first, last = rows.row(0, named=True), rows.row(-1, named=True)
-        rises = (last["value"] - first["value"]) - math.sqrt(
-            (last["value"] - last["ci_low"]) ** 2 + (first["ci_high"] - first["value"]) ** 2) > 0
+        margin = 0.0
+        if None not in (last["ci_low"], first["ci_high"]):  # imported tables may have no intervals
+            margin = math.sqrt((last["value"] - last["ci_low"]) ** 2 + (first["ci_high"] - first["value"]) ** 2)
+        rises = last["value"] - first["value"] - margin > 0
         # A set that any model learns in pre-training counts as learned in pre-training.
         if groups.get(dataset) != "learned in pre-training":
             groups[dataset] = "learned in pre-training" if rises else "not learned in pre-training"
@@ -206,16 +219,16 @@ GROUP_GAIN_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _tuned_vs_base(results: pl.DataFrame) -> pl.DataFrame:
+def tuned_vs_base(results: pl.DataFrame) -> pl.DataFrame:
     """Transfer rows of every tuned model (main train format and size, main eval format, its comparison shots)."""
     transfer = transfer_matrix(results)
     fmt = main_eval_format(transfer["eval_format"].unique().to_list())
     sft = transfer.filter(pl.col("relation") != "instruction-tuned")
     sft = sft.filter((pl.col("train_format") == main_train_format(sft["train_format"].unique().to_list()))
                      & pl.col("train_size").eq_missing(main_train_size(sft["train_size"].to_list()))
-                     & (pl.col("shots") == comparison_shots(results)))
+                     & pl.col("shots").eq_missing(comparison_shots(results)))
     tuned = transfer.filter((pl.col("relation") == "instruction-tuned")
-                            & (pl.col("shots") == comparison_shots(results, instruction_tuned=True)))
+                            & pl.col("shots").eq_missing(comparison_shots(results, instruction_tuned=True)))
     return pl.concat([sft, tuned]).filter(pl.col("eval_format") == fmt)
 
 
@@ -226,7 +239,7 @@ def group_gains(results: pl.DataFrame, groups: dict[str, str]) -> pl.DataFrame:
     another set of its task (cross-domain), or instruction-tuned. Cross-task rows measure forgetting, not learning,
     and are left out. Pass a headline() table, so that every set has one metric.
     """
-    rows = _tuned_vs_base(results).filter(pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"]))
+    rows = tuned_vs_base(results).filter(pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"]))
     rows = rows.with_columns(pl.col("eval_dataset").replace_strict(groups, default=None).alias("group"))
     per_set = rows.filter(pl.col("group").is_not_null()).group_by(
         ["model", "checkpoint", "step", "tokens", "group", "eval_dataset"]).agg(pl.col("delta").mean())
@@ -252,7 +265,7 @@ def mean_ratio_of_change(results: pl.DataFrame, eval_sets: str = "cross_task") -
     sets (what the paper's released numbers use). Pairs whose base scores 0 have no ratio; they are counted in
     n_undefined, not averaged.
     """
-    rows = _tuned_vs_base(results).filter(pl.col("relation") == "cross-task")
+    rows = tuned_vs_base(results).filter(pl.col("relation") == "cross-task")
     kind = {name: task.kind for name, task in TASKS.items()}
     rows = rows.with_columns(pl.col("train_task").replace_strict(kind, default=None).alias("from"),
                              pl.col("eval_task").replace_strict(kind, default=None).alias("to"))

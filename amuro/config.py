@@ -181,5 +181,9 @@ def instruction_hyperparameters(config: dict) -> dict:
     return {**it["hyperparameters"], "chat_template": it["chat_template"]}
 
 
+def is_classification(config: dict, dataset: str) -> bool:
+    return TASKS[config["datasets"][dataset]["task"]].is_classification
+
+
 def dataset_seed(config: dict, dataset: str) -> int:
     return config["datasets"][dataset].get("seed", config["seed"])

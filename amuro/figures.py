@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from amuro import analysis
-from amuro.config import eval_datasets, format_tokens
+from amuro.config import eval_datasets, format_tokens, instruction_tuned_models
 from amuro.io import atomic_path
 from amuro.tasks import TASKS
 
@@ -75,20 +75,24 @@ def unmet_need(figure_id: str, config: dict) -> str | None:
         return "it needs at least two train sizes in finetune.sizes"
     if "fticl" in needs and not ("fticl" in ft["formats"] and analysis.main_train_format(ft["formats"])):
         return "it needs finetune.formats to hold fticl and a plain format (default, io or instruct)"
+    if "instruction" in needs and not (instruction_tuned_models(config) and config["benchmarks"]["tasks"]):
+        return "it needs instruction tuning (instruction_tuning.source) and benchmarks (benchmarks.tasks)"
     return None
 
 
 def finetuned_cells(figure_id: str, config: dict) -> list[tuple[str, str, str]]:
     """The fine-tuning cells (train dataset, train format, train size) whose evaluations the figure reads."""
     needs = FIGURES[figure_id].needs
-    if not needs:
-        return []
+    tuned = [(config["instruction_tuning"]["name"], "chat", "all")] if (
+        needs & {"instruction", "with_instruction"} and instruction_tuned_models(config)) else []
+    if not needs & {"finetuned", "sizes", "fticl", "cross_domain", "cross_task"}:
+        return tuned
     ft = config["finetune"]
     formats = [analysis.main_train_format(ft["formats"])]
     sizes = [str(s) for s in ft["sizes"]] if "sizes" in needs else [analysis.main_train_size(ft["sizes"])]
     if "fticl" in needs:
         formats.append("fticl")
-    return [(d, f, s) for d in ft["datasets"] for f in formats for s in sizes]
+    return [(d, f, s) for d in ft["datasets"] for f in formats for s in sizes] + tuned
 
 
 # --- Selections ----------------------------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ def _line(ax, axis: CheckpointAxis, rows: pl.DataFrame, value: str, low: str, hi
     rows = axis.sorted(rows)
     x = rows["_x"].to_list()
     line, = ax.plot(x, rows[value].to_list(), marker="o", markersize=3, **style)
-    if band:
+    if band and rows[low].null_count() == 0 and rows[high].null_count() == 0:  # imported rows may have none
         ax.fill_between(x, rows[low].to_list(), rows[high].to_list(), color=line.get_color(), alpha=0.15,
                         linewidth=0)
 
@@ -233,12 +237,17 @@ def save(fig, pdf: str | Path, png: str | Path) -> None:
     _pyplot().close(fig)
 
 
-def draw(figure_id: str, table: pl.DataFrame, pdf: str | Path, png: str | Path, confidence: float = 0.95) -> None:
-    """Draw one registered figure from a long-format table into `pdf` and `png`."""
+def draw(figure_id: str, table: pl.DataFrame, pdf: str | Path, png: str | Path, confidence: float = 0.95,
+         benchmark_metric: str = "acc", groups: dict[str, str] | None = None) -> None:
+    """Draw one registered figure from a long-format table into `pdf` and `png`.
+
+    Benchmarks are shown with `benchmark_metric`; `groups` fixes the pre-training group of the sets it names.
+    """
     if figure_id not in FIGURES:
         raise FigureDataError(f"unknown figure '{figure_id}' (figures: {', '.join(FIGURES)})")
     spec = FIGURES[figure_id]
-    fig = spec.draw(table, figure_id, confidence)
+    table = analysis.headline(table, benchmark_metric)
+    fig = spec.draw(table, figure_id, confidence, groups or {})
     fig.suptitle(spec.title, fontsize=11)
     save(fig, pdf, png)
 
@@ -248,16 +257,16 @@ def draw(figure_id: str, table: pl.DataFrame, pdf: str | Path, png: str | Path, 
 @figure(
     "pretraining_curves",
     "Pre-trained checkpoints without fine-tuning",
-    """Few-shot score of every pre-trained checkpoint on every eval set (main prompt format, the largest base shot
-    count), in pre-training order, with the bootstrap interval as a band. Sets are split by whether the last
-    checkpoint scores reliably above the first: learned during pre-training, or not.""",
+    """The paper's Figure 6. Few-shot score of every pre-trained checkpoint on every eval set and benchmark (main
+    prompt format, each set's largest shot count), in pre-training order, with the bootstrap interval as a band.
+    Sets are split by whether the last checkpoint scores reliably above the first (learned during pre-training, or
+    not), unless analysis.groups names their group.""",
 )
-def pretraining_curves(table, figure_id, confidence):
-    base = _require(table.filter(pl.col("relation") == "base"), figure_id, "base (pre-trained) rows")
-    eval_format = analysis.main_eval_format(base["eval_format"].unique().to_list())
-    shots = base["shots"].max()
-    base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
-    groups = analysis.pretraining_groups(base)
+def pretraining_curves(table, figure_id, confidence, groups):
+    base = _require(analysis.base_curves(table), figure_id, "base (pre-trained) rows")
+    eval_format = base["eval_format"][0]
+    shots = "/".join(map(str, sorted(base["shots"].unique().to_list())))
+    groups = analysis.dataset_groups(base, groups)
     names = ["learned in pre-training", "not learned in pre-training"]
     fig, axes = _grid(2, ncols=2, width=6.0, height=3.4)
     axis = CheckpointAxis(base)
@@ -283,7 +292,7 @@ def pretraining_curves(table, figure_id, confidence):
     bands are bootstrap intervals.""",
     needs=("finetuned",),
 )
-def finetuned_vs_base(table, figure_id, confidence):
+def finetuned_vs_base(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, relation="in-domain")
     datasets = sorted(rows["train_dataset"].unique().to_list())
     fig, axes = _grid(len(datasets), sharey=False)
@@ -307,11 +316,11 @@ def finetuned_vs_base(table, figure_id, confidence):
     learned in fine-tuning (the base checkpoints do not improve on them) or learned in pre-training.""",
     needs=("finetuned",),
 )
-def finetuning_gain(table, figure_id, confidence):
+def finetuning_gain(table, figure_id, confidence, groups):
     from scipy.stats import norm
 
     rows = _main_transfer(table, figure_id, relation="in-domain")
-    groups = analysis.pretraining_groups(table)
+    groups = analysis.dataset_groups(table, groups)
     order = {"not learned in pre-training": 0, "learned in pre-training": 1}
     datasets = sorted(rows["train_dataset"].unique().to_list(), key=lambda d: (order.get(groups.get(d), 2), d))
     axis = CheckpointAxis(rows)
@@ -352,7 +361,7 @@ def finetuning_gain(table, figure_id, confidence):
     fine-tuned in the main format only, so a gap between formats is what it failed to carry over.""",
     needs=("finetuned",),
 )
-def format_sensitivity(table, figure_id, confidence):
+def format_sensitivity(table, figure_id, confidence, groups):
     transfer = _require(analysis.transfer_matrix(table), figure_id, "fine-tuned rows with matching base rows")
     main_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
     rows = transfer.filter(
@@ -387,7 +396,7 @@ def format_sensitivity(table, figure_id, confidence):
     generation). Bands combine the sets' intervals.""",
     needs=("finetuned", "cross_task"),
 )
-def cross_task(table, figure_id, confidence):
+def cross_task(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, relation="cross-task").with_columns(
         pl.col("train_task").map_elements(_task_kind, return_dtype=pl.String).alias("train_kind"),
         pl.col("eval_task").map_elements(_task_kind, return_dtype=pl.String).alias("eval_kind"),
@@ -415,7 +424,7 @@ def cross_task(table, figure_id, confidence):
     (fine-tuning set -> eval set) pair across checkpoints; one panel per task. Bands are intervals of the change.""",
     needs=("finetuned", "cross_domain"),
 )
-def cross_domain(table, figure_id, confidence):
+def cross_domain(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, relation="cross-domain")
     tasks = sorted(rows["train_task"].unique().to_list())
     fig, axes = _grid(len(tasks), ncols=3, width=4.2, sharey=False)
@@ -479,7 +488,7 @@ def _by_checkpoint_panels(rows: pl.DataFrame, ncols: int = 3):
     one panel per checkpoint, main prompt format. Red is a loss, blue a gain; numbers are the change.""",
     needs=("finetuned",),
 )
-def transfer_heatmap(table, figure_id, confidence):
+def transfer_heatmap(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id)
     fig, axes, axis = _by_checkpoint_panels(rows)
     # Sets grouped by task, so the blocks of the matrix are tasks.
@@ -500,7 +509,7 @@ def transfer_heatmap(table, figure_id, confidence):
     are coloured; each cell notes how many of its sets fall reliably below the pre-trained checkpoint.""",
     needs=("finetuned",),
 )
-def forgetting_heatmap(table, figure_id, confidence):
+def forgetting_heatmap(table, figure_id, confidence, groups):
     forgetting = _require(analysis.forgetting_matrix(_main_transfer(table, figure_id)), figure_id,
                           "cross-domain or cross-task rows")
     fig, axes, axis = _by_checkpoint_panels(forgetting)
@@ -526,7 +535,7 @@ def forgetting_heatmap(table, figure_id, confidence):
     cross-domain and cross-task eval sets, averaged over fine-tuning sets; one line per checkpoint.""",
     needs=("finetuned", "sizes"),
 )
-def train_size(table, figure_id, confidence):
+def train_size(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, all_sizes=True)
     sizes = sorted(rows["train_size"].unique().to_list(), key=analysis.size_order)
     if len(sizes) < 2:
@@ -561,7 +570,7 @@ def train_size(table, figure_id, confidence):
     checkpoints, averaged over fine-tuning sets.""",
     needs=("finetuned", "fticl"),
 )
-def fticl(table, figure_id, confidence):
+def fticl(table, figure_id, confidence, groups):
     transfer = _require(analysis.transfer_matrix(table), figure_id, "fine-tuned rows with matching base rows")
     plain = analysis.main_train_format(transfer["train_format"].unique().to_list())
     if plain is None or "fticl" not in transfer["train_format"].to_list():
@@ -580,4 +589,74 @@ def fticl(table, figure_id, confidence):
         ax.set_ylabel("mean change vs pre-trained")
         axis.decorate(ax)
     _shared_legend(fig, axes[0])
+    return fig
+
+
+def _gain_lines(ax, axis: CheckpointAxis, rows: pl.DataFrame) -> None:
+    """One line per eval set (its mean change over the models tuned for it) and the group's mean (Table 6)."""
+    per_set = _mean_with_interval(rows, ["eval_dataset", "model", "checkpoint"])
+    for dataset, r in per_set.group_by("eval_dataset", maintain_order=True):
+        _line(ax, axis, r, "mean", "low", "high", label=dataset[0], linewidth=1)
+    group = per_set.group_by(["model", "checkpoint"], maintain_order=True).agg(pl.col("mean").mean())
+    _line(ax, axis, group.with_columns(pl.col("mean").alias("low"), pl.col("mean").alias("high")), "mean", "low",
+          "high", band=False, label="group mean", color="black", linewidth=2.5)
+
+
+@figure(
+    "group_gain",
+    "What tuning adds: sets learned in pre-training vs not",
+    """The paper's Figure 8 (and Table 6 as the black line). Per checkpoint, tuned minus pre-trained score on every
+    eval set and benchmark, for the models tuned for it: fine-tuned on the set or on another set of its task, or
+    instruction-tuned (benchmarks). Panels split the sets as in pretraining_curves. Sets not learned in
+    pre-training gain most.""",
+    needs=("finetuned", "with_instruction"),
+)
+def group_gain(table, figure_id, confidence, groups):
+    rows = _require(analysis.tuned_vs_base(table).filter(
+        pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"])), figure_id,
+        "tuned rows with a base row at the same checkpoint, set, format and shots")
+    groups = analysis.dataset_groups(table, groups)
+    rows = rows.with_columns(pl.col("eval_dataset").replace_strict(groups, default=None).alias("group"))
+    fig, axes = _grid(2, ncols=2, width=6.0, height=3.4)
+    axis = CheckpointAxis(rows)
+    for ax, name in zip(axes, (analysis.PRETRAINING, analysis.NOT_PRETRAINING)):
+        members = rows.filter(pl.col("group") == name)
+        if not members.is_empty():
+            _gain_lines(ax, axis, members)
+            _legend_right(ax, ncols=1)
+        ax.set_title(f"{name} ({members['eval_dataset'].n_unique()} sets)")
+        _zero(ax)
+        axis.decorate(ax)
+    axes[0].set_ylabel("tuned − pre-trained")
+    return fig
+
+
+@figure(
+    "instruction_tuned",
+    "Instruction tuning on the multiple-choice benchmarks",
+    """The paper's Figure 9. Per benchmark, the few-shot score of every pre-trained checkpoint (dashed) and of the
+    same checkpoint instruction-tuned on the instruction mix (solid), with bootstrap bands; the panel title says
+    whether the base curve rises (learned in pre-training).""",
+    needs=("instruction",),
+)
+def instruction_tuned(table, figure_id, confidence, groups):
+    tuned = _require(table.filter(pl.col("relation") == "instruction-tuned"), figure_id, "instruction-tuned rows")
+    shots = analysis.comparison_shots(table, instruction_tuned=True)
+    tuned = tuned.filter(pl.col("shots") == shots)
+    base = table.filter((pl.col("relation") == "base") & (pl.col("shots") == shots)
+                        & pl.col("eval_dataset").is_in(tuned["eval_dataset"].unique().to_list()))
+    groups = analysis.dataset_groups(table, groups)
+    benchmarks = sorted(tuned["eval_dataset"].unique().to_list(),
+                        key=lambda d: (groups.get(d) != analysis.PRETRAINING, d))
+    fig, axes = _grid(len(benchmarks), ncols=3)
+    axis = CheckpointAxis(pl.concat([tuned, base]))
+    for ax, benchmark in zip(axes, benchmarks):
+        for model, rows in base.filter(pl.col("eval_dataset") == benchmark).group_by("model", maintain_order=True):
+            _line(ax, axis, rows, "value", "ci_low", "ci_high", label=f"{model[0]} pre-trained", linestyle="--")
+        for model, rows in tuned.filter(pl.col("eval_dataset") == benchmark).group_by("model", maintain_order=True):
+            _line(ax, axis, rows, "value", "ci_low", "ci_high", label=f"{model[0]} instruction-tuned")
+        ax.set_title(f"{benchmark}\n({groups.get(benchmark, 'no base curve')})", fontsize=9)
+        ax.set_ylabel(f"{_ylabel_for(tuned)} ({shots}-shot)")
+        axis.decorate(ax)
+    _shared_legend(fig, axes[0], ncols=2)
     return fig

@@ -20,8 +20,26 @@ def _html_table(table: pl.DataFrame, caption: str) -> str:
     return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
 
 
-def overview_html(results: pl.DataFrame, transfer: pl.DataFrame, forgetting: pl.DataFrame) -> str:
+def overview_html(results: pl.DataFrame, transfer: pl.DataFrame, forgetting: pl.DataFrame,
+                  mrc: pl.DataFrame | None = None, group_gain: pl.DataFrame | None = None) -> str:
+    """The main tables; `results` and `transfer` with one metric per eval set (analysis.headline)."""
     parts = []
+    if group_gain is not None and not group_gain.is_empty():
+        table6 = group_gain.pivot(on="group", index=["model", "checkpoint", "step"], values="mean_delta",
+                                  sort_columns=True).sort(["model", "step"], nulls_last=True).drop("step")
+        parts.append(_html_table(table6, "Table 6: mean change from tuning (tuned − pre-trained) per pre-training group"))
+        members = group_gain.group_by("group").agg(pl.col("datasets").first()).sort("group")
+        parts.append(_html_table(members, "Table 6: the sets of each group"))
+    if mrc is not None and not mrc.is_empty():
+        ratio = mrc.pivot(on="direction", index=["model", "checkpoint", "step"], values="mrc",
+                          sort_columns=True).sort(["model", "step"], nulls_last=True).drop("step")
+        parts.append(_html_table(ratio, "Mean ratio of change (MRC) on the other task kind, per checkpoint"))
+    tuned = transfer.filter(pl.col("relation") == "instruction-tuned")
+    if not tuned.is_empty():
+        parts.append(_html_table(tuned.select("model", "checkpoint", "eval_dataset", "shots", "metric", "base",
+                                              "finetuned", "delta", "delta_ci_low", "delta_ci_high"),
+                                 "Benchmarks: pre-trained (base) vs instruction-tuned"))
+    transfer = transfer.filter(pl.col("relation") != "instruction-tuned")
     if not transfer.is_empty():
         in_domain = transfer.filter(
             (pl.col("relation") == "in-domain") & (pl.col("eval_format") == analysis.main_eval_format(

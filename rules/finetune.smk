@@ -1,4 +1,22 @@
 # Every cell: a pre-trained checkpoint fine-tuned on one train dataset, in one train format, at one train size.
+# Instruction tuning is a cell too: the instruction mix in chat format, once per checkpoint.
+
+
+rule prepare_instructions:
+    input:
+        instruction_source,
+    output:
+        "results/instructions/{dataset}/train.parquet",
+    params:
+        spec=instruction_spec,
+        miniworld=MINIWORLD,
+    log:
+        "logs/prepare_instructions/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_instructions/{dataset}.tsv"
+    shell:
+        "python -m amuro prepare-instructions --spec {params.spec:q} --out {output}"
+        " --miniworld-dir {params.miniworld} > {log} 2>&1"
 
 
 rule build_fticl_prompts:
@@ -26,15 +44,17 @@ rule finetune:
         directory("results/finetuned/{model}/{checkpoint}/{dataset}/{train_format}/{size}"),
     params:
         settings=finetune_settings,
+        launcher=finetune_launcher,
         # Trainer checkpoints live outside the output, so a killed job resumes instead of starting over.
         scratch="results/scratch/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}",
     threads: 1
     resources:
         runtime=240,
+        gpu=finetune_gpus,
     log:
         "logs/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}.log",
     benchmark:
         "benchmarks/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}.tsv"
     shell:
-        "python -m amuro finetune --base {input.base} --train {input.train} --out {output}"
+        "{params.launcher} finetune --base {input.base} --train {input.train} --out {output}"
         " --settings {params.settings:q} --scratch {params.scratch} --threads {threads} > {log} 2>&1"

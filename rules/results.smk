@@ -6,6 +6,7 @@ localrules:
     summarize_predictions,
     results_table,
     matrices,
+    scoring_methods,
     figure,
 
 
@@ -39,17 +40,36 @@ rule matrices:
     output:
         transfer="results/tables/transfer.parquet",
         forgetting="results/tables/forgetting.parquet",
+        mrc="results/tables/mrc.parquet",
+        group_gain="results/tables/group_gain.parquet",
         overview=report(
             "results/tables/overview.html",
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "overview"},
         ),
+    params:
+        settings=analysis_settings(),
     log:
         "logs/matrices.log",
     shell:
-        "python -m amuro matrices --results {input} --transfer {output.transfer}"
-        " --forgetting {output.forgetting} --overview {output.overview} > {log} 2>&1"
+        "python -m amuro matrices --results {input} --settings {params.settings:q} --transfer {output.transfer}"
+        " --forgetting {output.forgetting} --mrc {output.mrc} --group-gain {output.group_gain}"
+        " --overview {output.overview} > {log} 2>&1"
+
+
+# The paper's Table 3: every classification scoring method (free / constrained generation, TokenProb, loglik)
+# from the per-example predictions, which keep each method's label.
+rule scoring_methods:
+    input:
+        classification_prediction_files(),
+    output:
+        methods="results/tables/scoring_methods.parquet",
+        table3="results/tables/table3.parquet",
+    log:
+        "logs/scoring_methods.log",
+    shell:
+        "python -m amuro scoring-methods --out {output.methods} --table3 {output.table3} {input} > {log} 2>&1"
 
 
 # Each figure reads only the evaluations it shows, so asking for one schedules only the cells behind it.
@@ -67,9 +87,9 @@ rule figure:
     params:
         # The caption is the figure's definition in words; the report shows it under the figure.
         caption=figure_caption,
-        confidence=config["metrics"]["confidence"],
+        settings=figure_settings(),
     log:
         "logs/figure/{figure}.log",
     shell:
-        "python -m amuro figure {wildcards.figure} --pdf {output.pdf} --png {output.png}"
-        " --confidence {params.confidence} {input.cells} > {log} 2>&1"
+        "python -m amuro figure {wildcards.figure} --pdf {output.pdf} --png {output.png} --settings {params.settings:q}"
+        " {input.cells} > {log} 2>&1"

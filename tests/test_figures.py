@@ -35,6 +35,17 @@ def synthetic_table(train_formats=("default", "fticl"), sizes=("100", "all")) ->
                 gain = 0.4 if eval_dataset == train else -0.1 if TASK[eval_dataset] != TASK[train] else 0.1
                 add(ckpt, step, tokens, train, train_format, size, eval_dataset, fmt, 0,
                     0.3 + gain * (1.2 if train_format == "fticl" else 1.0) * (0.5 if size == "100" else 1.0))
+        # The second arm: a benchmark the base learns (facts_mc) and one it does not (passage_mc), 4-shot, with acc
+        # and acc_norm, for the base checkpoint and its instruction-tuned copy.
+        for benchmark, tuned, metric in itertools.product(("facts_mc", "passage_mc"), (False, True), ("acc", "acc_norm")):
+            value = 0.25 + (0.15 * i if benchmark == "facts_mc" else 0.0) + (0.3 if tuned and benchmark == "passage_mc" else 0.02 * tuned)
+            rows.append({"model": "m", "checkpoint": ckpt, "step": step, "tokens": tokens,
+                         "train_dataset": "mix" if tuned else None, "train_task": "instruction" if tuned else None,
+                         "train_format": "chat" if tuned else None, "train_size": "all" if tuned else None,
+                         "eval_dataset": benchmark, "eval_task": "multiple_choice", "eval_format": "default",
+                         "shots": 4, "relation": "instruction-tuned" if tuned else "base", "metric": metric,
+                         "value": value - (0.05 if metric == "acc_norm" else 0), "ci_low": value - 0.08,
+                         "ci_high": value + 0.08, "n_examples": 100})
     return finalize(pl.DataFrame(rows, schema=SCHEMA), "synthetic")
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from amuro.config import load_config, model_checkpoints
+from amuro.config import instruction_tuned_models, load_config, model_checkpoints
 from amuro.figures import FIGURES as FIGURES_REGISTRY
+from amuro.tasks import TASKS
 from conftest import DEMO_CONFIG, ROOT
 
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -52,6 +53,16 @@ def expected_jobs(config, figures_left_out: set[str]) -> Counter:
                    results_table=1, matrices=1, figure=len(set(FIGURES_REGISTRY) - figures_left_out), all=1)
     if "fticl" in ft["formats"]:
         jobs["build_fticl_prompts"] = len(ft["datasets"])
+    if all(m["source"] != "miniworld" for m in config["models"].values()):
+        for rule in ("miniworld_generate", "miniworld_tokenizer", "miniworld_pretrain"):
+            del jobs[rule]
+    tuned = sum(len(model_checkpoints(config, m)) for m in instruction_tuned_models(config))
+    if tuned:
+        jobs.update(prepare_instructions=1, finetune=tuned, summarize_predictions=tuned)
+    if config["benchmarks"]["tasks"]:
+        jobs["evaluate_benchmarks"] = checkpoints + tuned
+    if any(TASKS[d["task"]].is_classification for d in config["datasets"].values()):
+        jobs["scoring_methods"] = 1
     return +jobs
 
 
@@ -66,10 +77,11 @@ def test_one_prompt_file_needs_only_its_dataset(tmp_path):
 
 
 def test_one_figure_schedules_only_the_cells_it_shows(tmp_path):
-    # Base curves need no fine-tuning at all.
+    # Base curves (the eval sets and the benchmarks) need no fine-tuning at all.
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/pretraining_curves.pdf")
     assert jobs == Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=5,
-                           prepare_dataset=10, build_prompts=30, evaluate_base=5, summarize_predictions=5, figure=1)
+                           prepare_dataset=10, build_prompts=30, evaluate_base=5, evaluate_benchmarks=5,
+                           summarize_predictions=5, figure=1)
     # The in-domain comparison needs every checkpoint fine-tuned on every train set, and nothing else.
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/finetuned_vs_base.pdf")
     assert jobs["finetune"] == jobs["evaluate_finetuned"] == 5 * 5
@@ -155,7 +167,8 @@ def test_predictions_keep_every_example_and_its_settings(tiny_study):
     assert table.num_rows == 60
     row = table.to_pylist()[0]
     assert row["train_dataset"] == "people_nli" and row["eval_dataset"] == "product_sentiment"
-    assert row["metric"] == "accuracy" and row["scoring"] == "loglik" and len(row["label_logprobs"]) == 2
+    assert row["metric"] == "accuracy" and row["scoring"] == "tokenprob" and len(row["label_tokenprobs"]) == 2
+    assert {row[f"label_{m}"] for m in ("tokenprob", "loglik", "constrained")} <= {"positive", "negative"}
     assert row["prompt"].startswith("Analyze the sentiment")
 
 
@@ -167,15 +180,40 @@ def test_the_study_ends_with_the_results_table_matrices_and_figures(tiny_study):
 
     results = pl.read_parquet(tiny_study / "results/tables/results.parquet")
     assert list(results.schema) == list(SCHEMA)
-    # 3 checkpoints x (base: 3 sets x 2 formats x 2 shot counts + 2 tuned models x 3 sets x 2 formats x 1 shot count)
-    assert results.height == 3 * (3 * 2 * 2 + 2 * 3 * 2)
+    # 3 checkpoints x (base: 3 sets x 2 formats x 2 shot counts + 2 tuned models x 3 sets x 2 formats x 1 shot count
+    # + base and instruction-tuned: 2 benchmarks x (acc, acc_norm))
+    assert results.height == 3 * (3 * 2 * 2 + 2 * 3 * 2 + 2 * 2 * 2)
     assert results.group_by("relation").len().sort("relation").rows() == [
-        ("base", 36), ("cross-task", 24), ("in-domain", 12)]
+        ("base", 36 + 12), ("cross-task", 24), ("in-domain", 12), ("instruction-tuned", 12)]
     transfer = pl.read_parquet(tiny_study / "results/tables/transfer.parquet")
     assert transfer.height == 3 * 2 * 3 * 2  # every fine-tuned row has its base row at 0 shots
     for figure in set(FIGURES_REGISTRY) - FIGURES[TINY]:
         assert (tiny_study / f"results/figures/{figure}.png").stat().st_size > 10_000
         assert (tiny_study / f"results/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.slow
+def test_benchmark_rows_equal_the_per_example_means_and_tuned_models_keep_the_chat_template(tiny_study):
+    import json
+
+    import polars as pl
+
+    results = pl.read_parquet(tiny_study / "results/tables/results.parquet")
+    tuned = results.filter(pl.col("relation") == "instruction-tuned")
+    assert set(tuned["eval_dataset"]) == {"city_country", "passage_check"} and set(tuned["metric"]) == {"acc", "acc_norm"}
+    assert set(tuned["train_dataset"]) == {"chat_mix"} and set(tuned["train_task"]) == {"instruction"}
+    cell = "results/benchmarks/mini/step400-tokens819K/chat_mix-chat-all/passage_check/2shot.parquet"
+    examples = pl.read_parquet(tiny_study / cell)
+    assert examples.height == 2 * 30 and examples["scoring"].unique().to_list() == ["lm-eval"]
+    row = tuned.filter((pl.col("checkpoint") == "step400-tokens819K") & (pl.col("eval_dataset") == "passage_check")
+                       & (pl.col("metric") == "acc")).row(0, named=True)
+    assert row["value"] == pytest.approx(examples.filter(pl.col("metric") == "acc")["score"].mean())
+    meta = json.loads((tiny_study / "results/finetuned/mini/step400-tokens819K/chat_mix/chat/all/train_meta.json").read_text())
+    assert "<|assistant|>" in meta["chat_template"]
+    for table in ("mrc", "group_gain", "scoring_methods", "table3"):
+        assert pl.read_parquet(tiny_study / f"results/tables/{table}.parquet").height > 0
+    gains = pl.read_parquet(tiny_study / "results/tables/group_gain.parquet")
+    assert set(gains["checkpoint"]) == {"step20-tokens40K", "step150-tokens307K", "step400-tokens819K"}
 
 
 @pytest.mark.slow
@@ -195,3 +233,26 @@ def test_fticl_and_train_sizes_add_their_cells(tmp_path):
     assert jobs["finetune"] == 3 * 2 * 2 * 2 and jobs["build_fticl_prompts"] == 2
     cell = "results/predictions/mini/step20-tokens40K/people_nli-fticl-100/people_nli/default/0shot.parquet"
     assert planned_jobs(tmp_path, configfile, cell)["build_fticl_prompts"] == 1
+
+
+def test_the_paper_config_plans_instruction_tuning_per_olmo_checkpoint_and_llama3_on_four_gpus(tmp_path):
+    config = load_config(ROOT / "workflow_config.yaml")
+    olmo, llama = len(model_checkpoints(config, "olmo1b")), len(model_checkpoints(config, "llama3_8b"))
+    assert (olmo, llama) == (8, 1)
+    jobs = planned_jobs(tmp_path, ROOT / "workflow_config.yaml")
+    sft = (olmo + llama) * len(config["finetune"]["datasets"])
+    assert jobs["finetune"] == sft + olmo  # + one Tulu v2 run per OLMo checkpoint
+    assert jobs["prepare_instructions"] == 1
+    assert jobs["evaluate_benchmarks"] == (olmo + llama) + olmo  # every base checkpoint + every Tulu model
+    assert jobs["fetch_checkpoint"] == olmo + llama
+    assert jobs == expected_jobs(config, {"train_size", "fticl"})
+    # Llama3-8B's cells start the deepspeed launcher on 4 GPUs; OLMo's run as one process.
+    out = snakemake(tmp_path, ROOT / "workflow_config.yaml", "--dry-run", "--printshellcmds",
+                    "results/finetuned/llama3_8b/main/xsum/default/all",
+                    "results/finetuned/olmo1b/main/tulu_v2/chat/all").stdout
+    llama_cmd = next(line for line in out.splitlines() if "--out results/finetuned/llama3_8b" in line)
+    assert "Shell command: deepspeed --num_gpus 4 --master_port" in llama_cmd and "--no_local_rank --module amuro finetune" in llama_cmd
+    assert '"learning_rate": 5e-06' in llama_cmd and '"deepspeed": "zero3"' in llama_cmd
+    tulu_cmd = next(line for line in out.splitlines() if "--out results/finetuned/olmo1b/main/tulu_v2" in line)
+    assert "Shell command: python -m amuro finetune" in tulu_cmd and "results/instructions/tulu_v2/train.parquet" in tulu_cmd
+    assert '"epochs": 5' in tulu_cmd
