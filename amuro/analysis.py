@@ -224,7 +224,7 @@ def tuned_vs_base(results: pl.DataFrame) -> pl.DataFrame:
     transfer = transfer_matrix(results)
     fmt = main_eval_format(transfer["eval_format"].unique().to_list())
     sft = transfer.filter(pl.col("relation") != "instruction-tuned")
-    sft = sft.filter((pl.col("train_format") == main_train_format(sft["train_format"].unique().to_list()))
+    sft = sft.filter(pl.col("train_format").eq_missing(main_train_format(sft["train_format"].unique().to_list()))
                      & pl.col("train_size").eq_missing(main_train_size(sft["train_size"].to_list()))
                      & pl.col("shots").eq_missing(comparison_shots(results)))
     tuned = transfer.filter((pl.col("relation") == "instruction-tuned")

@@ -624,7 +624,8 @@ def group_gain(table, figure_id, confidence, groups):
         if not members.is_empty():
             _gain_lines(ax, axis, members)
             _legend_right(ax, ncols=1)
-        ax.set_title(f"{name} ({members['eval_dataset'].n_unique()} sets)")
+        n = members["eval_dataset"].n_unique()
+        ax.set_title(f"{name} ({n} set{'' if n == 1 else 's'})")
         _zero(ax)
         axis.decorate(ax)
     axes[0].set_ylabel("tuned − pre-trained")

@@ -384,3 +384,22 @@ def test_a_benchmark_import_combines_with_a_per_cell_import(tmp_path):
     assert both.height == per_cell.height + benchmarks.height
     assert both.filter(both["checkpoint"] == "step1000-tokens4B")["relation"].value_counts().sort("relation").rows() \
         == [("base", 2), ("in-domain", 1), ("instruction-tuned", 1)]
+
+
+def test_figures_6_8_and_9_draw_from_an_imported_benchmark_table(tmp_path):
+    from amuro.cli import main
+
+    rows = []
+    for step, rise in ((1000, 0.0), (738000, 0.2)):
+        for benchmark, base in (("arc_easy", 0.40), ("hellaswag", 0.30), ("boolq", 0.55)):
+            learned = benchmark != "boolq"
+            rows.append(f"checkpoint-{step},{benchmark},{base + rise * learned:.2f}")
+            rows.append(f"olmo1b_hf_ckpt{step}_tulu_5epoch_2e-6,{benchmark},"
+                        f"{base + rise * learned + (0.01 if learned else 0.15):.2f}")
+    path = write_benchmarks(tmp_path, *rows)
+    config = Path(__file__).parents[1] / "workflow_config.yaml"
+    assert main(["import-table", str(path), str(tmp_path / "tulu.parquet"), "--config", str(config)]) == 0
+    for figure in ("pretraining_curves", "group_gain", "instruction_tuned"):
+        assert main(["figure", figure, "--pdf", str(tmp_path / f"{figure}.pdf"), "--png", str(tmp_path / f"{figure}.png"),
+                     str(tmp_path / "tulu.parquet")]) == 0
+        assert (tmp_path / f"{figure}.png").stat().st_size > 10_000
