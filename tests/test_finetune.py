@@ -8,6 +8,7 @@ memory communication op (about a minute, cached in ~/.cache/torch_extensions); l
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -280,3 +281,21 @@ def test_instruction_tuning_trains_on_chats_and_saves_the_chat_template(base_dir
     assert AutoTokenizer.from_pretrained(base_dir).chat_template is None  # the base checkpoint is untouched
     losses = train_losses(out)
     assert losses[-1] < losses[0]
+
+
+def test_the_deepspeed_launcher_trains_one_cell_on_two_processes_with_zero3(base_dir, train_prompts, tmp_path):
+    # The command the fine-tune rule starts for a model with gpus > 1 (here 2 CPU processes instead of GPUs).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV and not k.startswith("ACCELERATE_")}
+    settings = json.dumps({**SETTINGS, "deepspeed": "zero3"})  # batch 8 = micro 4 x accumulation 1 x 2 processes
+    out = tmp_path / "model"
+    run = subprocess.run([str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(port),
+                          "--no_local_rank", "--module", "amuro", "finetune", "--base", str(base_dir), "--train",
+                          str(train_prompts), "--out", str(out), "--settings", settings, "--scratch",
+                          str(tmp_path / "scratch")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    meta = json.loads((out / "train_meta.json").read_text())
+    assert meta["world_size"] == 2 and meta["gradient_accumulation_steps"] == 1
+    check_saved_model(out, meta["parameters"])
