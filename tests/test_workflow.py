@@ -186,7 +186,8 @@ def test_the_study_ends_with_the_results_table_matrices_and_figures(tiny_study):
     assert results.group_by("relation").len().sort("relation").rows() == [
         ("base", 36 + 12), ("cross-task", 24), ("in-domain", 12), ("instruction-tuned", 12)]
     transfer = pl.read_parquet(tiny_study / "results/tables/transfer.parquet")
-    assert transfer.height == 3 * 2 * 3 * 2  # every fine-tuned row has its base row at 0 shots
+    # every fine-tuned row has its base row at 0 shots, every instruction-tuned row its base row at 2 shots
+    assert transfer.height == 3 * 2 * 3 * 2 + 3 * 2 * 2
     for figure in set(FIGURES_REGISTRY) - FIGURES[TINY]:
         assert (tiny_study / f"results/figures/{figure}.png").stat().st_size > 10_000
         assert (tiny_study / f"results/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
@@ -230,7 +231,7 @@ def test_fticl_and_train_sizes_add_their_cells(tmp_path):
     configfile.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(tmp_path, configfile)
     assert jobs == expected_jobs(load_config(configfile), {"cross_domain"})
-    assert jobs["finetune"] == 3 * 2 * 2 * 2 and jobs["build_fticl_prompts"] == 2
+    assert jobs["finetune"] == 3 * 2 * 2 * 2 + 3 and jobs["build_fticl_prompts"] == 2  # + instruction tuning
     cell = "results/predictions/mini/step20-tokens40K/people_nli-fticl-100/people_nli/default/0shot.parquet"
     assert planned_jobs(tmp_path, configfile, cell)["build_fticl_prompts"] == 1
 
