@@ -12,3 +12,23 @@ DEMO_CONFIG = ROOT / "profiles" / "demo" / "study.yaml"
 def demo_config() -> dict:
     """The demo study as a plain dict, before validation (each test gets its own copy)."""
     return copy.deepcopy(yaml.safe_load(DEMO_CONFIG.read_text()))
+
+
+def write_tiny_olmo(model_dir: Path, texts: list[str], max_positions: int, tie_embeddings: bool = True) -> Path:
+    """A byte-level BPE tokenizer trained on `texts` and a fresh 2-layer OLMo (hidden 32) in one HF directory."""
+    import json
+
+    from transformers import AutoTokenizer, OlmoConfig, OlmoForCausalLM
+
+    from amuro.miniworld.tokenizer import train_tokenizer
+
+    corpus = model_dir.parent / f"{model_dir.name}-corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    train_tokenizer(corpus, model_dir, vocab_size=300, documents=len(texts))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = OlmoConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=max_positions,
+                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+                        tie_word_embeddings=tie_embeddings)
+    OlmoForCausalLM(config).save_pretrained(model_dir)
+    return model_dir

@@ -12,11 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from transformers import AutoTokenizer, OlmoConfig, OlmoForCausalLM
 
 from amuro.benchmarks import BenchmarkError, run_benchmarks, write_task_yamls
-from amuro.miniworld.tokenizer import train_tokenizer
 from amuro.results import summarize_predictions
+from conftest import write_tiny_olmo
 
 COLOURS = ["red", "blue", "green", "yellowish"]  # unequal lengths, so acc_norm can choose differently from acc
 THINGS = ["sky", "grass", "sun", "rose", "sea", "leaf"]
@@ -32,18 +31,8 @@ def benchmark_rows(n: int, prefix: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("model")
-    corpus = root / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": f"{r['query']} {r['choices'][r['gold']]}"}) + "\n"
-                              for r in benchmark_rows(20, "c")))
-    out = root / "step0"
-    train_tokenizer(corpus, out, vocab_size=300, documents=20)
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    config = OlmoConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
-                        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
-    OlmoForCausalLM(config).save_pretrained(out)
-    return out
+    return write_tiny_olmo(tmp_path_factory.mktemp("model") / "step0",
+                           [f"{r['query']} {r['choices'][r['gold']]}" for r in benchmark_rows(20, "c")], max_positions=128)
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,13 @@
-import json
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from transformers import AutoTokenizer, OlmoConfig, OlmoForCausalLM
 
 from amuro import scoring
 from amuro.evaluate import EvalRequest, EvalSettings, Scorer, _shared_stems, evaluate
 from amuro.formats import PROMPT_SCHEMA
 from amuro.metrics import match_label, rouge_l
-from amuro.miniworld.tokenizer import train_tokenizer
+from conftest import write_tiny_olmo
 
 WORDS = "yes no maybe positive negative the cat sat on a mat Kuri lives in Rege Keva so".split()
 
@@ -18,16 +15,10 @@ WORDS = "yes no maybe positive negative the cat sat on a mat Kuri lives in Rege 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A random tiny OLMo with a tokenizer in which ' yes' is one token and ' maybe so' two words."""
-    d = tmp_path_factory.mktemp("model")
-    corpus = d / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": " ".join(WORDS[i:] + WORDS[:i])}) + "\n" for i in range(len(WORDS))) * 20)
-    train_tokenizer(corpus, d / "model", vocab_size=300, documents=400)
-    tok = AutoTokenizer.from_pretrained(d / "model")
     torch.manual_seed(0)
-    OlmoForCausalLM(OlmoConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-                               eos_token_id=tok.eos_token_id, bos_token_id=None)).save_pretrained(d / "model")
-    return d / "model"
+    return write_tiny_olmo(tmp_path_factory.mktemp("model") / "model",
+                           [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 20, max_positions=128,
+                           tie_embeddings=False)
 
 
 def _prompt_file(path, prompts, targets):

@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoFo
 
 from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, check_saved_model, completion_features,
                             finetune, load_examples, sample_rows)
-from amuro.miniworld.tokenizer import train_tokenizer
+from conftest import write_tiny_olmo
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two facts to learn, repeated: after "sky" comes " blue", after "grass" comes " green".
@@ -48,16 +48,8 @@ def restore_environment():
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory) -> Path:
     """A tokenizer and a fresh tiny OLMo model in one HF directory, with a resolved.json like fetched checkpoints."""
-    root = tmp_path_factory.mktemp("base")
-    corpus = root / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": r["prompt"] + r["completion"]}) + "\n" for r in ROWS[:2]) * 20)
-    model_dir = root / "step0"
-    train_tokenizer(corpus, model_dir, vocab_size=300, documents=40)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    config = OlmoConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
-                        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
-    OlmoForCausalLM(config).save_pretrained(model_dir)
+    model_dir = write_tiny_olmo(tmp_path_factory.mktemp("base") / "step0",
+                                [r["prompt"] + r["completion"] for r in ROWS[:2]] * 20, max_positions=64)
     (model_dir / "resolved.json").write_text(json.dumps({"model": "tiny", "checkpoint": "step0", "step": 0}))
     return model_dir
 
