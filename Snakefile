@@ -25,4 +25,4 @@ include: "rules/results.smk"
 
 rule all:
     input:
-        final_outputs(),
+        STUDY.final_outputs(),

@@ -197,3 +197,15 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
             log.info("%s: %s on %d examples (lm-eval's %d-shot run: %.1fs)", where,
                      ", ".join(f"{m} {v:.4f}" for m, v in scores.items()), len(samples), shots, seconds)
     return dict(aggregates)
+
+
+def benchmark_model(model_dir: str | Path, requests: list[dict], settings: dict, local_tasks: dict | None,
+                    meta: dict, threads: int = 1) -> dict[str, dict[int, dict[str, float]]]:
+    """One benchmark job: `run_benchmarks`, with task files for the local benchmarks (`local_tasks`, as
+    `write_task_yamls` takes them) that live only as long as the run: they are inputs, not outputs."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tasks_dir:
+        if local_tasks:
+            settings = {**settings, "tasks_dir": str(write_task_yamls(local_tasks, tasks_dir))}
+        return run_benchmarks(model_dir, requests, settings, meta, threads=threads)

@@ -86,6 +86,12 @@ def build_fticl_prompts(args):
     build(args.dataset, args.task, args.data_dir, args.out, args.shots, args.seed)
 
 
+def free_port(args):
+    from amuro.io import free_port as find
+
+    print(find())
+
+
 def prepare_instructions(args):
     from amuro.instructions import prepare_instructions as run
 
@@ -102,21 +108,14 @@ def finetune(args):
 def evaluate(args):
     from amuro.evaluate import EvalRequest, EvalSettings, evaluate as run
 
-    run(args.model_dir, [EvalRequest.from_dict(r) for r in args.plan], EvalSettings(**args.settings), args.meta,
+    run(args.model_dir, [EvalRequest.from_dict(r) for r in args.requests], EvalSettings(**args.settings), args.meta,
         threads=args.threads)
 
 
 def benchmark(args):
-    import tempfile
+    from amuro.benchmarks import benchmark_model
 
-    from amuro.benchmarks import run_benchmarks, write_task_yamls
-
-    with tempfile.TemporaryDirectory() as tasks_dir:
-        settings = args.settings
-        if args.tasks:
-            # Task files for local benchmarks live only as long as the run: they are inputs, not outputs.
-            settings = {**settings, "tasks_dir": str(write_task_yamls(args.tasks, tasks_dir))}
-        run_benchmarks(args.model_dir, args.plan, settings, args.meta, threads=args.threads)
+    benchmark_model(args.model_dir, args.requests, args.settings, args.tasks, args.meta, threads=args.threads)
 
 
 def summarize(args):
@@ -135,13 +134,9 @@ def results_table(args):
 
 
 def scoring_methods(args):
-    from amuro.io import write_parquet
-    from amuro.scoring import method_comparison, table3
+    from amuro.scoring import write_method_comparison
 
-    comparison = method_comparison(args.predictions)
-    write_parquet(comparison.to_arrow(), args.out)
-    if args.table3:
-        write_parquet(table3(comparison).to_arrow(), args.table3)
+    write_method_comparison(args.predictions, args.out, args.table3)
 
 
 def matrices(args):
@@ -165,7 +160,7 @@ def matrices(args):
 
 
 def figure(args):
-    from amuro.figures import draw
+    from amuro.figures.drawing import draw
     from amuro.results import read_tables
 
     s = args.settings
@@ -287,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--miniworld-dir", help="the mini-world's files (source type miniworld)")
     s.set_defaults(run=prepare_instructions)
 
+    s = sub.add_parser("free-port", help="print a free TCP port (for the deepspeed launcher's --master_port)")
+    s.set_defaults(run=free_port)
+
     s = sub.add_parser("finetune", help="fine-tune one cell (Trainer + DeepSpeed)")
     s.add_argument("--base", required=True, help="the pre-trained checkpoint directory")
     s.add_argument("--train", required=True, help="the train prompt file")
@@ -300,7 +298,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="evaluate one model on all of its eval sets")
     s.add_argument("--model-dir", required=True)
-    s.add_argument("--plan", type=_json, required=True, help="list of eval requests (JSON)")
+    s.add_argument("--requests", type=_json, required=True,
+                   help="list of {dataset, task, format, shots, prompts, output, labels} (JSON)")
     s.add_argument("--settings", type=_json, required=True, help="scoring settings (JSON)")
     s.add_argument("--meta", type=_json, required=True, help="what identifies the model (JSON)")
     s.add_argument("--threads", type=int, default=1)
@@ -308,7 +307,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("benchmark", help="score one model on multiple-choice benchmarks through lm-eval")
     s.add_argument("--model-dir", required=True)
-    s.add_argument("--plan", type=_json, required=True, help="list of {benchmark, task, shots, output} (JSON)")
+    s.add_argument("--requests", type=_json, required=True, help="list of {benchmark, task, shots, output} (JSON)")
     s.add_argument("--settings", type=_json, required=True, help="batch_size, limit, tasks_dir (JSON)")
     s.add_argument("--meta", type=_json, required=True, help="what identifies the model (JSON)")
     s.add_argument("--tasks", type=_json, help="local benchmarks: id -> {task, train, test} JSON-lines files (JSON)")

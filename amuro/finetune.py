@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import shutil
-import socket
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -36,7 +35,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from amuro import instructions, registry
-from amuro.io import atomic_path, write_json, write_parquet
+from amuro.io import atomic_path, free_port, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +171,8 @@ def _chat_examples(train_file, tokenizer, settings: FinetuneSettings) -> tuple[l
 def ensure_process_group_env() -> int:
     """DeepSpeed needs a process group; alone (no launcher) we form a world of one. Returns the world size."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(port))
+                          MASTER_PORT=str(free_port()))
     return int(os.environ["WORLD_SIZE"])
 
 

@@ -1,9 +1,10 @@
-"""Writing outputs so that a failed job never leaves a half-written file or directory behind."""
+"""Writing outputs so that a failed job never leaves a half-written file or directory behind; host helpers."""
 
 import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -48,3 +49,10 @@ def write_json(obj, path: str | os.PathLike) -> None:
 def write_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def free_port() -> int:
+    """A TCP port no process on this host listens on now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

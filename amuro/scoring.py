@@ -173,3 +173,14 @@ def table3(comparison: pl.DataFrame) -> pl.DataFrame:
             .agg(*[pl.col("accuracy").filter(pl.col("method") == m).mean().alias(m) for m in METHODS],
                  evaluations=(pl.col("method") == METHODS[0]).sum().cast(pl.Int64))
             .sort(["model", "eval_dataset", "kind"]))
+
+
+def write_method_comparison(prediction_files: Sequence[str | Path], out: str | Path,
+                            table3_out: str | Path | None = None) -> None:
+    """The per-file method comparison, and optionally its Table 3 pivot, as Parquet."""
+    from amuro.io import write_parquet
+
+    comparison = method_comparison(prediction_files)
+    write_parquet(comparison.to_arrow(), out)
+    if table3_out:
+        write_parquet(table3(comparison).to_arrow(), table3_out)

@@ -4,15 +4,17 @@
 
 rule evaluate_benchmarks:
     input:
-        model=benchmark_model_dir,
-        data=benchmark_data,
+        model=of_run(STUDY.model_dir),
+        data=STUDY.benchmark_inputs(),
     output:
-        benchmark_files(),
+        STUDY.benchmark_patterns(),
     params:
-        plan=benchmark_plan,
-        settings=benchmark_settings(),
-        tasks=benchmark_tasks(),
-        meta=benchmark_meta,
+        requests=as_json(of_run(STUDY.benchmark_requests)),
+        settings=plan.as_json(STUDY.benchmark_settings()),
+        tasks=plan.as_json(STUDY.benchmark_task_files()),
+        meta=as_json(of_run(STUDY.run_meta)),
+    wildcard_constraints:
+        train=STUDY.id_pattern(STUDY.benchmark_runs()),
     threads: 1
     resources:
         runtime=120,
@@ -21,5 +23,6 @@ rule evaluate_benchmarks:
     benchmark:
         "benchmarks/evaluate_benchmarks/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "python -m amuro benchmark --model-dir {input.model} --plan {params.plan:q} --settings {params.settings:q}"
-        " --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads} > {log} 2>&1"
+        "python -m amuro benchmark --model-dir {input.model} --requests {params.requests:q}"
+        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads}"
+        " > {log} 2>&1"

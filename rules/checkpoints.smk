@@ -3,11 +3,11 @@
 
 rule fetch_checkpoint:
     input:
-        checkpoint_source,
+        of_run(STUDY.checkpoint_inputs),
     output:
-        directory("results/checkpoints/{model}/{checkpoint}"),
+        directory(plan.CHECKPOINT),
     params:
-        spec=model_spec,
+        spec=as_json(of_run(STUDY.model_spec)),
         miniworld=MINIWORLD,
     log:
         "logs/fetch_checkpoint/{model}/{checkpoint}.log",

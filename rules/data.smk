@@ -3,12 +3,13 @@
 
 rule prepare_dataset:
     input:
-        dataset_source,
+        of_dataset(STUDY.dataset_inputs),
     output:
-        expand("results/data/{{dataset}}/{split}.parquet", split=study.SPLITS),
+        plan.per_split(plan.DATA),
     params:
-        spec=dataset_spec,
-        seed=dataset_seed,
+        spec=as_json(of_dataset(STUDY.dataset_spec)),
+        seed=of_dataset(STUDY.dataset_seed),
+        out_dir=plan.DATA_DIR,
         miniworld=MINIWORLD,
     log:
         "logs/prepare_dataset/{dataset}.log",
@@ -16,23 +17,25 @@ rule prepare_dataset:
         "benchmarks/prepare_dataset/{dataset}.tsv"
     shell:
         "python -m amuro prepare-data --dataset {wildcards.dataset} --spec {params.spec:q} --seed {params.seed}"
-        " --out-dir results/data/{wildcards.dataset} --miniworld-dir {params.miniworld} > {log} 2>&1"
+        " --out-dir {params.out_dir} --miniworld-dir {params.miniworld} > {log} 2>&1"
 
 
 rule build_prompts:
     input:
-        expand("results/data/{{dataset}}/{split}.parquet", split=study.SPLITS),
+        rules.prepare_dataset.output,
     output:
-        expand("results/prompts/{{dataset}}/{{format}}/{split}.parquet", split=study.SPLITS),
+        plan.per_split(plan.PROMPTS),
     params:
-        task=dataset_task,
-        shots=",".join(map(str, SHOTS)),
+        task=of_dataset(STUDY.dataset_task),
+        shots=",".join(map(str, STUDY.prompt_shots)),
         seed=config["seed"],
+        data_dir=plan.DATA_DIR,
+        out_dir=plan.PROMPT_DIR,
     log:
         "logs/build_prompts/{dataset}/{format}.log",
     benchmark:
         "benchmarks/build_prompts/{dataset}/{format}.tsv"
     shell:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
-        " --data-dir results/data/{wildcards.dataset} --out-dir results/prompts/{wildcards.dataset}/{wildcards.format}"
-        " --shots {params.shots} --seed {params.seed} > {log} 2>&1"
+        " --data-dir {params.data_dir} --out-dir {params.out_dir} --shots {params.shots}"
+        " --seed {params.seed} > {log} 2>&1"

@@ -1,45 +1,33 @@
 # Each model is loaded once and evaluated on every eval set, format and shot count; per-example predictions.
+# Pre-trained checkpoints and fine-tuned models run the same job; only their shot counts (and so outputs) differ.
 
 
 rule evaluate_base:
     input:
-        model="results/checkpoints/{model}/{checkpoint}",
-        prompts=eval_prompt_files,
+        model=of_run(STUDY.model_dir),
+        prompts=of_run(STUDY.eval_prompts),
     output:
-        base_prediction_files(),
+        STUDY.prediction_patterns(base=True),
     params:
-        plan=base_eval_plan,
-        settings=eval_settings(),
-        meta=base_meta,
+        requests=as_json(of_run(STUDY.eval_requests)),
+        settings=plan.as_json(STUDY.eval_settings()),
+        meta=as_json(of_run(STUDY.run_meta)),
+    wildcard_constraints:
+        train=plan.BASE,
     threads: 1
     resources:
         runtime=120,
     log:
-        "logs/evaluate/{model}/{checkpoint}/base.log",
+        "logs/evaluate/{model}/{checkpoint}/{train}.log",
     benchmark:
-        "benchmarks/evaluate/{model}/{checkpoint}/base.tsv"
+        "benchmarks/evaluate/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "python -m amuro evaluate --model-dir {input.model} --plan {params.plan:q} --settings {params.settings:q}"
-        " --meta {params.meta:q} --threads {threads} > {log} 2>&1"
+        "python -m amuro evaluate --model-dir {input.model} --requests {params.requests:q}"
+        " --settings {params.settings:q} --meta {params.meta:q} --threads {threads} > {log} 2>&1"
 
 
-rule evaluate_finetuned:
-    input:
-        model="results/finetuned/{model}/{checkpoint}/{dataset}/{train_format}/{size}",
-        prompts=eval_prompt_files,
+use rule evaluate_base as evaluate_finetuned with:
     output:
-        finetuned_prediction_files(),
-    params:
-        plan=finetuned_eval_plan,
-        settings=eval_settings(),
-        meta=finetuned_meta,
-    threads: 1
-    resources:
-        runtime=120,
-    log:
-        "logs/evaluate/{model}/{checkpoint}/{dataset}-{train_format}-{size}.log",
-    benchmark:
-        "benchmarks/evaluate/{model}/{checkpoint}/{dataset}-{train_format}-{size}.tsv"
-    shell:
-        "python -m amuro evaluate --model-dir {input.model} --plan {params.plan:q} --settings {params.settings:q}"
-        " --meta {params.meta:q} --threads {threads} > {log} 2>&1"
+        STUDY.prediction_patterns(base=False),
+    wildcard_constraints:
+        train=STUDY.id_pattern(STUDY.finetuned_runs()),

@@ -4,11 +4,11 @@
 
 rule prepare_instructions:
     input:
-        instruction_source,
+        STUDY.instruction_inputs(),
     output:
-        "results/instructions/{dataset}/train.parquet",
+        plan.INSTRUCTIONS,
     params:
-        spec=instruction_spec,
+        spec=plan.as_json(STUDY.instruction_spec()),
         miniworld=MINIWORLD,
     log:
         "logs/prepare_instructions/{dataset}.log",
@@ -21,40 +21,39 @@ rule prepare_instructions:
 
 rule build_fticl_prompts:
     input:
-        expand("results/data/{{dataset}}/{split}.parquet", split=study.SPLITS),
+        rules.prepare_dataset.output,
     output:
-        "results/prompts/{dataset}/fticl/train.parquet",
+        plan.fill(plan.PROMPTS, format="fticl", split="train"),
     params:
-        task=dataset_task,
-        shots=fticl_shots,
+        task=of_dataset(STUDY.dataset_task),
+        shots=of_dataset(STUDY.fticl_shots),
         seed=config["seed"],
+        data_dir=plan.DATA_DIR,
     log:
         "logs/build_fticl_prompts/{dataset}.log",
     shell:
         "python -m amuro build-fticl-prompts --dataset {wildcards.dataset} --task {params.task}"
-        " --data-dir results/data/{wildcards.dataset} --out {output} --shots {params.shots}"
-        " --seed {params.seed} > {log} 2>&1"
+        " --data-dir {params.data_dir} --out {output} --shots {params.shots} --seed {params.seed} > {log} 2>&1"
 
 
 rule finetune:
     input:
-        base="results/checkpoints/{model}/{checkpoint}",
-        train=train_prompts,
+        base=plan.CHECKPOINT,
+        train=of_run(STUDY.train_prompts),
     output:
-        directory("results/finetuned/{model}/{checkpoint}/{dataset}/{train_format}/{size}"),
+        directory(plan.FINETUNED),
     params:
-        settings=finetune_settings,
-        launcher=finetune_launcher,
-        # Trainer checkpoints live outside the output, so a killed job resumes instead of starting over.
-        scratch="results/scratch/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}",
+        settings=as_json(of_run(STUDY.finetune_settings)),
+        launcher=of_run(STUDY.launcher),
+        scratch=plan.SCRATCH,
     threads: 1
     resources:
         runtime=240,
-        gpu=finetune_gpus,
+        gpu=of_run(STUDY.gpus),
     log:
-        "logs/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}.log",
+        "logs/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}.log",
     benchmark:
-        "benchmarks/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}.tsv"
+        "benchmarks/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}.tsv"
     shell:
         "{params.launcher} finetune --base {input.base} --train {input.train} --out {output}"
         " --settings {params.settings:q} --scratch {params.scratch} --threads {threads} > {log} 2>&1"

@@ -9,13 +9,16 @@ rule miniworld_generate:
         benchmarks=directory(f"{MINIWORLD}/benchmarks"),
         instructions=directory(f"{MINIWORLD}/instructions"),
     params:
-        settings=miniworld_settings(["seed", "world", "corpus", "tasks", "benchmarks", "instructions"]),
+        settings=plan.as_json(
+            STUDY.miniworld_settings("seed", "world", "corpus", "tasks", "benchmarks", "instructions")
+        ),
+        out_dir=MINIWORLD,
     log:
         "logs/miniworld_generate.log",
     benchmark:
         "benchmarks/miniworld_generate.tsv"
     shell:
-        "python -m amuro miniworld-generate --settings {params.settings:q} --out $(dirname {output.world}) > {log} 2>&1"
+        "python -m amuro miniworld-generate --settings {params.settings:q} --out {params.out_dir} > {log} 2>&1"
 
 
 rule miniworld_tokenizer:
@@ -42,7 +45,7 @@ rule miniworld_pretrain:
     output:
         directory(f"{MINIWORLD}/pretrain"),
     params:
-        settings=miniworld_settings(["seed", "model", "pretrain"]),
+        settings=plan.as_json(STUDY.miniworld_settings("seed", "model", "pretrain")),
     threads: workflow.cores
     resources:
         runtime=60,

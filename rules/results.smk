@@ -12,11 +12,11 @@ localrules:
 
 rule summarize_predictions:
     input:
-        evaluated_prediction_files,
+        of_run(STUDY.evaluated_files),
     output:
-        "results/tables/cells/{model}/{checkpoint}/{train}.parquet",
+        plan.SUMMARY,
     params:
-        settings=summary_settings,
+        settings=as_json(of_run(STUDY.summary_settings)),
     log:
         "logs/summarize_predictions/{model}/{checkpoint}/{train}.log",
     shell:
@@ -25,9 +25,9 @@ rule summarize_predictions:
 
 rule results_table:
     input:
-        all_summaries(),
+        STUDY.summary_files(),
     output:
-        "results/tables/results.parquet",
+        STUDY.table("results.parquet"),
     log:
         "logs/results_table.log",
     shell:
@@ -36,20 +36,20 @@ rule results_table:
 
 rule matrices:
     input:
-        "results/tables/results.parquet",
+        rules.results_table.output,
     output:
-        transfer="results/tables/transfer.parquet",
-        forgetting="results/tables/forgetting.parquet",
-        mrc="results/tables/mrc.parquet",
-        group_gain="results/tables/group_gain.parquet",
+        transfer=STUDY.table("transfer.parquet"),
+        forgetting=STUDY.table("forgetting.parquet"),
+        mrc=STUDY.table("mrc.parquet"),
+        group_gain=STUDY.table("group_gain.parquet"),
         overview=report(
-            "results/tables/overview.html",
+            STUDY.table("overview.html"),
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "overview"},
         ),
     params:
-        settings=analysis_settings(),
+        settings=plan.as_json(STUDY.analysis_settings()),
     log:
         "logs/matrices.log",
     shell:
@@ -62,24 +62,24 @@ rule matrices:
 # from the per-example predictions, which keep each method's label.
 rule scoring_methods:
     input:
-        classification_prediction_files(),
+        STUDY.classification_prediction_files(),
     output:
-        methods="results/tables/scoring_methods.parquet",
-        table3="results/tables/table3.parquet",
+        methods=STUDY.table("scoring_methods.parquet"),
+        table3=STUDY.table("table3.parquet"),
     log:
         "logs/scoring_methods.log",
     shell:
         "python -m amuro scoring-methods --out {output.methods} --table3 {output.table3} {input} > {log} 2>&1"
 
 
-# Each figure reads only the evaluations it shows, so asking for one schedules only the cells behind it.
+# Each figure reads only the evaluations it shows, so asking for one schedules only the runs behind it.
 rule figure:
     input:
         cells=figure_inputs,
     output:
-        pdf="results/figures/{figure}.pdf",
+        pdf=plan.fill(plan.FIGURE, ext="pdf"),
         png=report(
-            "results/figures/{figure}.png",
+            plan.fill(plan.FIGURE, ext="png"),
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
@@ -87,7 +87,7 @@ rule figure:
     params:
         # The caption is the figure's definition in words; the report shows it under the figure.
         caption=figure_caption,
-        settings=figure_settings(),
+        settings=plan.as_json(STUDY.figure_settings()),
     log:
         "logs/figure/{figure}.log",
     shell:

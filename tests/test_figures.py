@@ -5,8 +5,8 @@ import itertools
 import polars as pl
 import pytest
 
-from amuro.config import validate_config
-from amuro.figures import FIGURES, FigureDataError, draw, finetuned_cells, unmet_need
+from amuro.figures import FIGURES
+from amuro.figures.drawing import DRAWERS, FigureDataError, draw
 from amuro.results import SCHEMA, finalize, relation
 
 TASK = {"nli_a": "nli", "nli_b": "nli", "summ_a": "summarization", "summ_b": "summarization"}
@@ -81,19 +81,5 @@ def test_a_figure_without_its_rows_says_what_is_missing(tmp_path):
     assert not (tmp_path / "f.pdf").exists()
 
 
-def test_the_config_decides_which_figures_a_study_can_draw(demo_config):
-    demo_config = validate_config(demo_config, "demo")
-    assert unmet_need("pretraining_curves", demo_config) is None
-    assert unmet_need("cross_domain", demo_config) is None
-    assert "two train sizes" in unmet_need("train_size", demo_config)
-    assert "fticl" in unmet_need("fticl", demo_config)
-    assert "unknown figure" in unmet_need("figure_99", demo_config)
-
-
-def test_a_figure_reads_only_the_cells_it_shows(demo_config):
-    demo_config["finetune"].update(formats=["default", "fticl"], sizes=[100, "all"])
-    demo_config = validate_config(demo_config, "demo")
-    assert finetuned_cells("pretraining_curves", demo_config) == []
-    assert {c[1:] for c in finetuned_cells("finetuned_vs_base", demo_config)} == {("default", "all")}
-    assert {c[1:] for c in finetuned_cells("train_size", demo_config)} == {("default", "100"), ("default", "all")}
-    assert {c[1:] for c in finetuned_cells("fticl", demo_config)} == {("default", "all"), ("fticl", "all")}
+def test_every_catalogued_figure_has_a_drawing():
+    assert set(DRAWERS) == set(FIGURES)

@@ -1,21 +1,21 @@
-"""Every figure of the study, each a pure function of the long-format results table, registered under a stable id.
+"""How each figure is drawn: one function per figure id of `amuro.figures.catalog`, a pure function of the
+long-format results table.
 
-A figure states what it needs (`needs`): the workflow asks only for the evaluated models it needs, `all` leaves
-out figures the configured study cannot fill, and drawing from a table that lacks the rows raises FigureDataError
-naming what is missing. Matplotlib is imported only when a figure is drawn, so the registry is cheap to import.
+Drawing from a table that lacks the rows a figure shows raises FigureDataError naming what is missing. Matplotlib is
+imported only when a figure is drawn.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from amuro import analysis
-from amuro.config import eval_datasets, format_tokens, instruction_tuned_models
+from amuro.config import format_tokens
+from amuro.figures.catalog import FIGURES
 from amuro.io import atomic_path
 from amuro.tasks import TASKS
 
@@ -27,72 +27,19 @@ class FigureDataError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Figure:
-    id: str
-    title: str
-    caption: str
-    draw: Callable
-    # What the configured study must contain: "finetuned", "cross_domain", "cross_task", "sizes", "fticl".
-    needs: frozenset[str] = field(default_factory=frozenset)
+# figure id -> its drawing function (table, figure id, confidence, groups) -> matplotlib figure
+DRAWERS: dict[str, Callable] = {}
 
 
-FIGURES: dict[str, Figure] = {}
+def draws(figure_id: str):
+    if figure_id not in FIGURES:
+        raise KeyError(f"figure '{figure_id}' is not in amuro.figures.catalog")
 
-
-def figure(id: str, title: str, caption: str, needs: tuple[str, ...] = ()):
-    def register(draw):
-        FIGURES[id] = Figure(id, title, " ".join(caption.split()), draw, frozenset(needs))
-        return draw
+    def register(draw_figure):
+        DRAWERS[figure_id] = draw_figure
+        return draw_figure
 
     return register
-
-
-# --- What a configured study can draw ------------------------------------------------------------------------------
-
-def unmet_need(figure_id: str, config: dict) -> str | None:
-    """Why the study in `config` cannot draw this figure, or None if it can."""
-    if figure_id not in FIGURES:
-        return f"unknown figure '{figure_id}' (figures: {', '.join(FIGURES)})"
-    needs = FIGURES[figure_id].needs
-    ft = config["finetune"]
-    evals = eval_datasets(config)
-    task = {name: spec["task"] for name, spec in config["datasets"].items()}
-    if needs and not ft["datasets"]:
-        return "it needs fine-tuned models; finetune.datasets is empty"
-    if needs & {"finetuned", "cross_domain", "cross_task", "sizes", "fticl"} and not (
-        set(config["evaluation"]["base_shots"]) & set(config["evaluation"]["finetuned_shots"])
-    ):
-        return ("it compares fine-tuned models with their base checkpoints at the same number of shots; "
-                "evaluation.base_shots and evaluation.finetuned_shots have none in common")
-    if "cross_domain" in needs and not any(
-        task[e] == task[t] and e != t for t in ft["datasets"] for e in evals
-    ):
-        return "it needs an eval set of a fine-tuned task other than the fine-tuning set itself (cross-domain)"
-    if "cross_task" in needs and not any(task[e] != task[t] for t in ft["datasets"] for e in evals):
-        return "it needs an eval set of a task other than a fine-tuned one (cross-task)"
-    if "sizes" in needs and len(ft["sizes"]) < 2:
-        return "it needs at least two train sizes in finetune.sizes"
-    if "fticl" in needs and not ("fticl" in ft["formats"] and analysis.main_train_format(ft["formats"])):
-        return "it needs finetune.formats to hold fticl and a plain format (default, io or instruct)"
-    if "instruction" in needs and not (instruction_tuned_models(config) and config["benchmarks"]["tasks"]):
-        return "it needs instruction tuning (instruction_tuning.source) and benchmarks (benchmarks.tasks)"
-    return None
-
-
-def finetuned_cells(figure_id: str, config: dict) -> list[tuple[str, str, str]]:
-    """The fine-tuning cells (train dataset, train format, train size) whose evaluations the figure reads."""
-    needs = FIGURES[figure_id].needs
-    tuned = [(config["instruction_tuning"]["name"], "chat", "all")] if (
-        needs & {"instruction", "with_instruction"} and instruction_tuned_models(config)) else []
-    if not needs & {"finetuned", "sizes", "fticl", "cross_domain", "cross_task"}:
-        return tuned
-    ft = config["finetune"]
-    formats = [analysis.main_train_format(ft["formats"])]
-    sizes = [str(s) for s in ft["sizes"]] if "sizes" in needs else [analysis.main_train_size(ft["sizes"])]
-    if "fticl" in needs:
-        formats.append("fticl")
-    return [(d, f, s) for d in ft["datasets"] for f in formats for s in sizes] + tuned
 
 
 # --- Selections ----------------------------------------------------------------------------------------------------
@@ -245,23 +192,15 @@ def draw(figure_id: str, table: pl.DataFrame, pdf: str | Path, png: str | Path, 
     """
     if figure_id not in FIGURES:
         raise FigureDataError(f"unknown figure '{figure_id}' (figures: {', '.join(FIGURES)})")
-    spec = FIGURES[figure_id]
     table = analysis.headline(table, benchmark_metric)
-    fig = spec.draw(table, figure_id, confidence, groups or {})
-    fig.suptitle(spec.title, fontsize=11)
+    fig = DRAWERS[figure_id](table, figure_id, confidence, groups or {})
+    fig.suptitle(FIGURES[figure_id].title, fontsize=11)
     save(fig, pdf, png)
 
 
 # --- The figures ---------------------------------------------------------------------------------------------------
 
-@figure(
-    "pretraining_curves",
-    "Pre-trained checkpoints without fine-tuning",
-    """The paper's Figure 6. Few-shot score of every pre-trained checkpoint on every eval set and benchmark (main
-    prompt format, each set's largest shot count), in pre-training order, with the bootstrap interval as a band.
-    Sets are split by whether the last checkpoint scores reliably above the first (learned during pre-training, or
-    not), unless analysis.groups names their group.""",
-)
+@draws("pretraining_curves")
 def pretraining_curves(table, figure_id, confidence, groups):
     base = _require(analysis.base_curves(table), figure_id, "base (pre-trained) rows")
     eval_format = base["eval_format"][0]
@@ -284,14 +223,7 @@ def pretraining_curves(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "finetuned_vs_base",
-    "In-domain: pre-trained vs fine-tuned",
-    """For each fine-tuning set, the in-domain score of the fine-tuned model (solid) and of the pre-trained checkpoint
-    it started from (dashed) across checkpoints, at the shot count both were evaluated with, main prompt format;
-    bands are bootstrap intervals.""",
-    needs=("finetuned",),
-)
+@draws("finetuned_vs_base")
 def finetuned_vs_base(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, relation="in-domain")
     datasets = sorted(rows["train_dataset"].unique().to_list())
@@ -308,14 +240,7 @@ def finetuned_vs_base(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "finetuning_gain",
-    "What fine-tuning adds, by whether pre-training learned the set",
-    """In-domain change from fine-tuning (fine-tuned minus pre-trained score) per fine-tuning set and checkpoint, with
-    90 % intervals (rescaled from the table's bootstrap intervals). Sets are grouped as in pretraining_curves:
-    learned in fine-tuning (the base checkpoints do not improve on them) or learned in pre-training.""",
-    needs=("finetuned",),
-)
+@draws("finetuning_gain")
 def finetuning_gain(table, figure_id, confidence, groups):
     from scipy.stats import norm
 
@@ -353,14 +278,7 @@ def finetuning_gain(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "format_sensitivity",
-    "Sensitivity to the evaluation prompt format",
-    """In-domain score per evaluation prompt format (default, input-output, instruct) across checkpoints, for the
-    fine-tuned model (solid) and its pre-trained checkpoint (dashed); one panel per fine-tuning set. The model was
-    fine-tuned in the main format only, so a gap between formats is what it failed to carry over.""",
-    needs=("finetuned",),
-)
+@draws("format_sensitivity")
 def format_sensitivity(table, figure_id, confidence, groups):
     transfer = _require(analysis.transfer_matrix(table), figure_id, "fine-tuned rows with matching base rows")
     main_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
@@ -388,14 +306,7 @@ def format_sensitivity(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "cross_task",
-    "Cross-task generalisation",
-    """Change from fine-tuning (fine-tuned minus pre-trained) on eval sets of other tasks, averaged over the sets of
-    each task kind, per fine-tuning set and checkpoint; one panel per direction (for example classification ->
-    generation). Bands combine the sets' intervals.""",
-    needs=("finetuned", "cross_task"),
-)
+@draws("cross_task")
 def cross_task(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, relation="cross-task").with_columns(
         pl.col("train_task").map_elements(_task_kind, return_dtype=pl.String).alias("train_kind"),
@@ -417,13 +328,7 @@ def cross_task(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "cross_domain",
-    "Cross-domain generalisation",
-    """Change from fine-tuning (fine-tuned minus pre-trained) on the other eval sets of the fine-tuned task, per
-    (fine-tuning set -> eval set) pair across checkpoints; one panel per task. Bands are intervals of the change.""",
-    needs=("finetuned", "cross_domain"),
-)
+@draws("cross_domain")
 def cross_domain(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, relation="cross-domain")
     tasks = sorted(rows["train_task"].unique().to_list())
@@ -481,13 +386,7 @@ def _by_checkpoint_panels(rows: pl.DataFrame, ncols: int = 3):
     return fig, axes, axis
 
 
-@figure(
-    "transfer_heatmap",
-    "Transfer matrix per checkpoint",
-    """Fine-tuned minus pre-trained score for every fine-tuning set (rows) and eval set (columns, grouped by task),
-    one panel per checkpoint, main prompt format. Red is a loss, blue a gain; numbers are the change.""",
-    needs=("finetuned",),
-)
+@draws("transfer_heatmap")
 def transfer_heatmap(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id)
     fig, axes, axis = _by_checkpoint_panels(rows)
@@ -501,14 +400,7 @@ def transfer_heatmap(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "forgetting_heatmap",
-    "Forgetting per checkpoint",
-    """Outside the fine-tuning set: mean change from fine-tuning on the eval sets of each task, split into the
-    fine-tuned task's other sets (cross-domain) and other tasks (cross-task), one panel per checkpoint. Only losses
-    are coloured; each cell notes how many of its sets fall reliably below the pre-trained checkpoint.""",
-    needs=("finetuned",),
-)
+@draws("forgetting_heatmap")
 def forgetting_heatmap(table, figure_id, confidence, groups):
     forgetting = _require(analysis.forgetting_matrix(_main_transfer(table, figure_id)), figure_id,
                           "cross-domain or cross-task rows")
@@ -528,13 +420,7 @@ def forgetting_heatmap(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "train_size",
-    "Change from fine-tuning by train size (Yang et al.)",
-    """Mean change from fine-tuning (fine-tuned minus pre-trained) by number of training examples, for in-domain,
-    cross-domain and cross-task eval sets, averaged over fine-tuning sets; one line per checkpoint.""",
-    needs=("finetuned", "sizes"),
-)
+@draws("train_size")
 def train_size(table, figure_id, confidence, groups):
     rows = _main_transfer(table, figure_id, all_sizes=True)
     sizes = sorted(rows["train_size"].unique().to_list(), key=analysis.size_order)
@@ -562,14 +448,7 @@ def train_size(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "fticl",
-    "Fine-tuning with in-context examples (FTICL) vs plain fine-tuning (Yang et al.)",
-    """Mean change from fine-tuning (fine-tuned minus pre-trained) for plain fine-tuning and for FTICL (fixed
-    demonstrations in every training prompt), for in-domain, cross-domain and cross-task eval sets across
-    checkpoints, averaged over fine-tuning sets.""",
-    needs=("finetuned", "fticl"),
-)
+@draws("fticl")
 def fticl(table, figure_id, confidence, groups):
     transfer = _require(analysis.transfer_matrix(table), figure_id, "fine-tuned rows with matching base rows")
     plain = analysis.main_train_format(transfer["train_format"].unique().to_list())
@@ -602,15 +481,7 @@ def _gain_lines(ax, axis: CheckpointAxis, rows: pl.DataFrame) -> None:
           "high", band=False, label="group mean", color="black", linewidth=2.5)
 
 
-@figure(
-    "group_gain",
-    "What tuning adds: sets learned in pre-training vs not",
-    """The paper's Figure 8 (and Table 6 as the black line). Per checkpoint, tuned minus pre-trained score on every
-    eval set and benchmark, for the models tuned for it: fine-tuned on the set or on another set of its task, or
-    instruction-tuned (benchmarks). Panels split the sets as in pretraining_curves. Sets not learned in
-    pre-training gain most.""",
-    needs=("finetuned", "with_instruction"),
-)
+@draws("group_gain")
 def group_gain(table, figure_id, confidence, groups):
     rows = _require(analysis.tuned_vs_base(table).filter(
         pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"])), figure_id,
@@ -632,14 +503,7 @@ def group_gain(table, figure_id, confidence, groups):
     return fig
 
 
-@figure(
-    "instruction_tuned",
-    "Instruction tuning on the multiple-choice benchmarks",
-    """The paper's Figure 9. Per benchmark, the few-shot score of every pre-trained checkpoint (dashed) and of the
-    same checkpoint instruction-tuned on the instruction mix (solid), with bootstrap bands; the panel title says
-    whether the base curve rises (learned in pre-training).""",
-    needs=("instruction",),
-)
+@draws("instruction_tuned")
 def instruction_tuned(table, figure_id, confidence, groups):
     tuned = _require(table.filter(pl.col("relation") == "instruction-tuned"), figure_id, "instruction-tuned rows")
     shots = analysis.comparison_shots(table, instruction_tuned=True)

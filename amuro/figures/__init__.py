@@ -1,0 +1,5 @@
+"""The study's figures: `catalog` says what each one is and needs (cheap, used for planning); `drawing` draws them."""
+
+from amuro.figures.catalog import FIGURES, Figure
+
+__all__ = ["FIGURES", "Figure"]
