@@ -43,7 +43,9 @@ SCHEMA: dict[str, pl.DataType] = {
 # What identifies a row; no two rows of a table may share it.
 KEY = [c for c in SCHEMA if c not in ("step", "tokens", "train_task", "eval_task", "relation",
                                        "value", "ci_low", "ci_high", "n_examples")]
-RELATIONS = ("base", "in-domain", "cross-domain", "cross-task", "instruction-tuned")
+# `unknown`: a fine-tuned model on another set whose task (or whose train set's task) is not known, e.g. a set of an
+# imported table outside the paper's list; it is neither cross-domain nor cross-task.
+RELATIONS = ("base", "in-domain", "cross-domain", "cross-task", "instruction-tuned", "unknown")
 # The train task of instruction tuning (a chat mix, not one task): its evaluations are "instruction-tuned".
 INSTRUCTION_TASK = "instruction"
 # Checkpoints in pre-training order (a name without a step, like `main`, is the final model and sorts last).
@@ -55,14 +57,16 @@ class ResultsError(ValueError):
     pass
 
 
-def relation(train_dataset: str | None, train_task: str | None, eval_dataset: str, eval_task: str) -> str:
-    """How an evaluation relates to what the model was fine-tuned on."""
+def relation(train_dataset: str | None, train_task: str | None, eval_dataset: str, eval_task: str | None) -> str:
+    """How an evaluation relates to what the model was fine-tuned on (tasks None: not known)."""
     if train_dataset is None:
         return "base"
     if train_task == INSTRUCTION_TASK:
         return "instruction-tuned"
     if eval_dataset == train_dataset:
         return "in-domain"
+    if eval_task is None or train_task is None:
+        return "unknown"
     if eval_task == train_task:
         return "cross-domain"
     return "cross-task"

@@ -403,7 +403,7 @@ def figure_settings():
 
 def analysis_settings():
     return as_json({"benchmark_metric": config["benchmarks"]["metric"], "groups": config["analysis"]["groups"],
-                    "mrc_eval_sets": config["analysis"]["mrc_eval_sets"]})
+                    "mrc_eval_sets": config["analysis"]["mrc_eval_sets"], "shots": config["analysis"]["shots"]})
 
 
 def classification_prediction_files():
