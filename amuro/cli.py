@@ -123,15 +123,17 @@ def summarize(args):
     from amuro.results import summarize_predictions, write_table
 
     s = args.settings
+    point_estimate = s.get("point_estimate", "mean")
     table = summarize_predictions(args.predictions, s["train_task"], resamples=s["resamples"],
-                                  confidence=s["confidence"], seed=s["seed"])
-    write_table(table, args.out)
+                                  confidence=s["confidence"], seed=s["seed"], point_estimate=point_estimate)
+    write_table(table, args.out, settings={"point_estimate": point_estimate, "interval": "percentile bootstrap",
+                                           "resamples": s["resamples"], "confidence": s["confidence"]})
 
 
 def results_table(args):
-    from amuro.results import read_tables, write_table
+    from amuro.results import merged_settings, read_tables, write_table
 
-    write_table(read_tables(args.tables), args.out)
+    write_table(read_tables(args.tables), args.out, settings=merged_settings(args.tables))
 
 
 def scoring_methods(args):

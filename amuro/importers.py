@@ -477,6 +477,15 @@ def _check_unique(path: Path, cells: list[_Cell], hint: str = SWEEP_HINT) -> Non
 
 # --- The command: either table, told apart by its header, into a long-format Parquet file ----------------------
 
+# How the released numbers were made, recorded with the imported table (amuro.results.table_settings).
+IMPORTED_SETTINGS = {
+    PER_CELL: {"source": "Amuro & Char per-cell table", "point_estimate": "interval_midpoint",
+               "interval": "Performance +- 1.96 std (std: the bootstrap standard error)"},
+    BENCHMARKS: {"source": "Amuro & Char benchmark table", "point_estimate": "reported (lm-eval)",
+                 "interval": "none"},
+}
+
+
 def import_table(source: str | Path, out: str | Path, config: str | Path | None = None, skip_bad_rows: bool = False,
                  learning_rates: dict[str, float] | None = None, shots: int | None = None,
                  metric: str | None = None) -> pl.DataFrame:
@@ -513,7 +522,7 @@ def import_table(source: str | Path, out: str | Path, config: str | Path | None 
     else:
         table = import_benchmark_table(source, skip_bad_rows=skip_bad_rows, checkpoint_names=names,
                                        train_dataset=mix, shots=4 if shots is None else shots, metric=metric or "acc")
-    write_table(table, out)
+    write_table(table, out, settings=IMPORTED_SETTINGS[kind])
     log.info("%s (%s table): %d rows -> %s", source, kind, table.height, out)
     return table
 

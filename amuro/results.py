@@ -7,12 +7,14 @@ so the same predictions always give the same bytes; tables imported from other s
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from amuro import metrics
 from amuro.checkpoints import parse_revision
@@ -84,11 +86,13 @@ def summarize_predictions(
     resamples: int = 3000,
     confidence: float = 0.95,
     seed: int = 0,
+    point_estimate: str = "mean",
 ) -> pl.DataFrame:
     """Long-format rows from prediction files, one per file and metric.
 
     A file holds one eval set, format and shot count of one model; multiple-choice benchmarks hold one row per
-    example and metric (acc and acc_norm), other sets one metric.
+    example and metric (acc and acc_norm), other sets one metric. `value` is the point estimate
+    (metrics.POINT_ESTIMATES: the mean, or the paper's midpoint of the bootstrap interval).
     """
     rows = []
     for path in files:
@@ -120,7 +124,7 @@ def summarize_predictions(
             }
             values = scores.filter(pl.col("metric") == metric)["score"].to_list()
             summary = metrics.summarize(values, resamples=resamples, confidence=confidence,
-                                        seed=_bootstrap_seed(seed, row))
+                                        seed=_bootstrap_seed(seed, row), point_estimate=point_estimate)
             rows.append({**row, **summary})
             log.info("%s: %s %.3f [%.3f, %.3f] n=%d", path, metric, summary["value"], summary["ci_low"],
                      summary["ci_high"], summary["n_examples"])
@@ -170,5 +174,28 @@ def read_tables(paths: Sequence[str | Path]) -> pl.DataFrame:
     return combine((read_table(p) for p in paths), source=", ".join(map(str, paths[:3])) + (" ..." if len(paths) > 3 else ""))
 
 
-def write_table(table: pl.DataFrame, path: str | Path) -> None:
-    write_parquet(table.to_arrow(), path)
+SETTINGS_KEY = b"amuro.settings"
+
+
+def write_table(table: pl.DataFrame, path: str | Path, settings: dict | None = None) -> None:
+    """Write a table; `settings` (how its numbers were made, e.g. the point estimate) go into the file's metadata."""
+    arrow = table.to_arrow()
+    if settings:
+        arrow = arrow.replace_schema_metadata({SETTINGS_KEY: json.dumps(settings, sort_keys=True).encode()})
+    write_parquet(arrow, path)
+
+
+def table_settings(path: str | Path) -> dict:
+    """The settings recorded in a table file by write_table ({} if none)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata[SETTINGS_KEY]) if SETTINGS_KEY in metadata else {}
+
+
+def merged_settings(paths: Sequence[str | Path]) -> dict:
+    """The settings of several tables: a value all of them share, else the sorted list of their values."""
+    values: dict[str, list] = {}
+    for path in paths:
+        for key, value in table_settings(path).items():
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return {k: v[0] if len(v) == 1 else sorted(v, key=json.dumps) for k, v in sorted(values.items())}

@@ -19,7 +19,7 @@ import polars as pl
 from amuro import analysis
 from amuro.io import write_text
 from amuro.report import overview_html
-from amuro.results import read_tables, write_table
+from amuro.results import merged_settings, read_tables, write_table
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ def summary_tables(results: pl.DataFrame, settings: dict) -> tuple[dict[str, pl.
 def write_summary_tables(inputs: Sequence[str | Path], settings: dict, outputs: dict[str, str | Path | None]) -> None:
     """Read the long tables, write each table whose output path is given (TABLES and "overview")."""
     tables, overview = summary_tables(read_tables(list(inputs)), settings)
+    # What the tables were made with and from: the analysis settings and the input tables' own settings.
+    recorded = {"analysis": {**DEFAULTS, **settings}, "inputs": merged_settings(list(inputs))}
     for name, table in tables.items():
         if outputs.get(name):
-            write_table(table, outputs[name])
+            write_table(table, outputs[name], settings=recorded)
     if outputs.get("overview"):
         write_text(overview, outputs["overview"])
 

@@ -339,6 +339,8 @@ def eval_settings():
             "max_new_tokens_classification": evaluation["max_new_tokens"]["classification"],
             "batch_size": evaluation["batch_size"],
             "rouge_stemmer": config["metrics"]["rouge_stemmer"],
+            "generation_stop": evaluation["generation_stop"],
+            "label_match": evaluation["label_match"],
         }
     )
 
@@ -380,6 +382,7 @@ def summary_settings(wildcards):
             "resamples": metrics["bootstrap_resamples"],
             "confidence": metrics["confidence"],
             "seed": config["seed"],
+            "point_estimate": metrics["point_estimate"],
         }
     )
 
