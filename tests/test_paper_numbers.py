@@ -122,3 +122,11 @@ def test_without_configured_groups_table6_reads_them_from_the_base_curves_of_kno
     gains = tables(tmp_path, imported, tmp_path / "curves.yaml")["group_gain"]
     datasets = ",".join(gains["datasets"].to_list())
     assert "cnn" in datasets and "llmbar" not in datasets and "rte" not in datasets
+
+
+@pytest.mark.parametrize("figure", ["pretraining_curves", "group_gain", "instruction_tuned", "format_sensitivity",
+                                    "cross_task", "transfer_heatmap"])
+def test_the_figures_draw_from_the_imports_with_every_row_kind(tmp_path, imported, figure):
+    assert main(["figure", figure, "--pdf", str(tmp_path / "f.pdf"), "--png", str(tmp_path / "f.png"),
+                 *map(str, imported)]) == 0
+    assert (tmp_path / "f.png").stat().st_size > 10_000
