@@ -120,20 +120,15 @@ def benchmark(args):
 
 
 def summarize(args):
-    from amuro.results import summarize_predictions, write_table
+    from amuro.results import write_summary
 
-    s = args.settings
-    point_estimate = s.get("point_estimate", "mean")
-    table = summarize_predictions(args.predictions, s["train_task"], resamples=s["resamples"],
-                                  confidence=s["confidence"], seed=s["seed"], point_estimate=point_estimate)
-    write_table(table, args.out, settings={"point_estimate": point_estimate, "interval": "percentile bootstrap",
-                                           "resamples": s["resamples"], "confidence": s["confidence"]})
+    write_summary(args.predictions, args.settings, args.out)
 
 
 def results_table(args):
-    from amuro.results import merged_settings, read_tables, write_table
+    from amuro.results import write_results_table
 
-    write_table(read_tables(args.tables), args.out, settings=merged_settings(args.tables))
+    write_results_table(args.tables, args.out)
 
 
 def scoring_methods(args):

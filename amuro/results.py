@@ -199,3 +199,21 @@ def merged_settings(paths: Sequence[str | Path]) -> dict:
             if value not in values.setdefault(key, []):
                 values[key].append(value)
     return {k: v[0] if len(v) == 1 else sorted(v, key=json.dumps) for k, v in sorted(values.items())}
+
+
+def write_summary(predictions: Sequence[str | Path], settings: dict, out: str | Path) -> None:
+    """`amuro summarize`: one evaluated model's prediction files as long-format rows, with how they were made.
+
+    settings: train_task, resamples, confidence, seed and point_estimate (default mean), as summary_settings() in
+    the rules passes them."""
+    point_estimate = settings.get("point_estimate", "mean")
+    table = summarize_predictions(predictions, settings["train_task"], resamples=settings["resamples"],
+                                  confidence=settings["confidence"], seed=settings["seed"],
+                                  point_estimate=point_estimate)
+    write_table(table, out, settings={"point_estimate": point_estimate, "interval": "percentile bootstrap",
+                                      "resamples": settings["resamples"], "confidence": settings["confidence"]})
+
+
+def write_results_table(tables: Sequence[str | Path], out: str | Path) -> None:
+    """`amuro results-table`: the tables as one, with their merged settings (merged_settings)."""
+    write_table(read_tables(tables), out, settings=merged_settings(tables))
