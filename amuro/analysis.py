@@ -20,6 +20,8 @@ BENCHMARK_TASK = "multiple_choice"  # eval_task of the lm-eval benchmarks
 PRETRAINING, NOT_PRETRAINING = "learned in pre-training", "not learned in pre-training"
 CELL = ["model", "checkpoint", "step", "tokens", "train_dataset", "train_task", "train_format", "train_size"]
 EVAL = ["eval_dataset", "eval_task", "eval_format", "shots", "metric"]
+# What pairs a tuned row with its base row.
+PAIR = ["model", "checkpoint", "eval_dataset", "eval_format", "shots", "metric"]
 
 TRANSFER_SCHEMA: dict[str, pl.DataType] = {
     **{c: SCHEMA[c] for c in CELL + EVAL[:4]},
@@ -188,29 +190,46 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
     return dict(sorted(groups.items()))
 
 
-def comparison_shots(results: pl.DataFrame, instruction_tuned: bool = False) -> int | None:
-    """The shot count at which tuned models are compared with their base: the largest both were run with.
+def comparison_shots(results: pl.DataFrame, instruction_tuned: bool = False, shots: int | None = None) -> int | None:
+    """The shot count at which tuned models are compared with their base.
 
-    Supervised fine-tuning and instruction tuning are evaluated on different sets with their own shot counts, so
-    each has its own comparison.
+    `shots` (the setting analysis.shots) decides when given. Otherwise the count that pairs the most tuned rows
+    with a base row of the same checkpoint, set, format and metric (ties: the larger count), so that a stray pair
+    at some other count never decides. Supervised fine-tuning and instruction tuning are evaluated on different
+    sets with their own shot counts, so each has its own comparison.
     """
+    if shots is not None:
+        return shots
     tuned = results.filter((pl.col("relation") == "instruction-tuned") if instruction_tuned
                            else ~pl.col("relation").is_in(["base", "instruction-tuned"]))
-    base = set(results.filter(pl.col("relation") == "base")["shots"].to_list())
-    common = set(tuned["shots"].to_list()) & base
-    return max(common) if common else None
+    base = results.filter(pl.col("relation") == "base").select(PAIR).unique()
+    pairs = tuned.select(PAIR).join(base, on=PAIR, how="inner", nulls_equal=True)
+    if pairs.is_empty():
+        return None
+    counts = pairs.group_by("shots").len().sort(["len", "shots"], descending=True)
+    return counts["shots"][0]
 
 
 # --- The paper's summary tables --------------------------------------------------------------------------------
 
 def headline(results: pl.DataFrame, benchmark_metric: str = "acc") -> pl.DataFrame:
     """One metric per eval set: benchmarks carry acc and acc_norm, tables and figures show one of them."""
-    return results.filter((pl.col("eval_task") != BENCHMARK_TASK) | (pl.col("metric") == benchmark_metric))
+    return results.filter(pl.col("eval_task").ne_missing(BENCHMARK_TASK) | (pl.col("metric") == benchmark_metric))
 
 
 def dataset_groups(results: pl.DataFrame, configured: dict[str, str] | None = None) -> dict[str, str]:
-    """Eval set -> learned in pre-training or not: as configured, else from the base curves (pretraining_groups)."""
+    """Eval set -> learned in pre-training or not, for the figures that show every set: as configured, the other
+    sets from the base curves (pretraining_groups)."""
     return dict(sorted({**pretraining_groups(results), **(configured or {})}.items()))
+
+
+def table_groups(results: pl.DataFrame, configured: dict[str, str] | None = None) -> dict[str, str]:
+    """The groups of Table 6: exactly the configured ones; only when none is configured, every set of a known task
+    grouped from the base curves (pretraining_groups)."""
+    if configured:
+        return dict(sorted(configured.items()))
+    known = set(results.filter(pl.col("eval_task").is_not_null())["eval_dataset"].to_list())
+    return {d: g for d, g in pretraining_groups(results).items() if d in known}
 
 
 GROUP_GAIN_SCHEMA: dict[str, pl.DataType] = {
@@ -219,27 +238,29 @@ GROUP_GAIN_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def tuned_vs_base(results: pl.DataFrame) -> pl.DataFrame:
-    """Transfer rows of every tuned model (main train format and size, main eval format, its comparison shots)."""
+def tuned_vs_base(results: pl.DataFrame, shots: int | None = None) -> pl.DataFrame:
+    """Transfer rows of every tuned model (main train format and size, main eval format, the comparison shots:
+    `shots` if given, else each arm's comparison_shots)."""
     transfer = transfer_matrix(results)
     fmt = main_eval_format(transfer["eval_format"].unique().to_list())
     sft = transfer.filter(pl.col("relation") != "instruction-tuned")
     sft = sft.filter(pl.col("train_format").eq_missing(main_train_format(sft["train_format"].unique().to_list()))
                      & pl.col("train_size").eq_missing(main_train_size(sft["train_size"].to_list()))
-                     & pl.col("shots").eq_missing(comparison_shots(results)))
+                     & pl.col("shots").eq_missing(comparison_shots(results, shots=shots)))
     tuned = transfer.filter((pl.col("relation") == "instruction-tuned")
-                            & pl.col("shots").eq_missing(comparison_shots(results, instruction_tuned=True)))
+                            & pl.col("shots").eq_missing(comparison_shots(results, instruction_tuned=True, shots=shots)))
     return pl.concat([sft, tuned]).filter(pl.col("eval_format") == fmt)
 
 
-def group_gains(results: pl.DataFrame, groups: dict[str, str]) -> pl.DataFrame:
+def group_gains(results: pl.DataFrame, groups: dict[str, str], shots: int | None = None) -> pl.DataFrame:
     """The paper's Table 6: per checkpoint and group, the mean over the group's sets of Perf(tuned) - Perf(base).
 
     A set's change is the mean over the tuned models that were trained for it: fine-tuned on it (in-domain) or on
     another set of its task (cross-domain), or instruction-tuned. Cross-task rows measure forgetting, not learning,
-    and are left out. Pass a headline() table, so that every set has one metric.
+    and are left out. Only the sets `groups` names count (table_groups). Pass a headline() table, so that every
+    set has one metric.
     """
-    rows = tuned_vs_base(results).filter(pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"]))
+    rows = tuned_vs_base(results, shots).filter(pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"]))
     rows = rows.with_columns(pl.col("eval_dataset").replace_strict(groups, default=None).alias("group"))
     per_set = rows.filter(pl.col("group").is_not_null()).group_by(
         ["model", "checkpoint", "step", "tokens", "group", "eval_dataset"]).agg(pl.col("delta").mean())
@@ -252,20 +273,24 @@ def group_gains(results: pl.DataFrame, groups: dict[str, str]) -> pl.DataFrame:
 
 MRC_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String, "checkpoint": pl.String, "step": pl.Int64, "tokens": pl.Int64, "direction": pl.String,
-    "mrc": pl.Float64, "n_pairs": pl.Int64, "n_undefined": pl.Int64,
+    "aggregate": pl.String, "mrc": pl.Float64, "n_checkpoints": pl.Int64, "n_pairs": pl.Int64,
+    "n_undefined": pl.Int64,
 }
+PER_CHECKPOINT, MEAN_OVER_CHECKPOINTS = "checkpoint", "mean over checkpoints"
 
 
-def mean_ratio_of_change(results: pl.DataFrame, eval_sets: str = "cross_task") -> pl.DataFrame:
+def mean_ratio_of_change(results: pl.DataFrame, eval_sets: str = "cross_task", shots: int | None = None) -> pl.DataFrame:
     """The paper's transfer summary: MRC = mean over eval sets d of the other task kind of
     (Perf_t(d) - Perf_base(d)) / Perf_base(d), per checkpoint and direction (classification -> generation and
     generation -> classification), over every fine-tuned model t of the first kind.
 
     eval_sets: `cross_task` takes every eval set of the other kind; `train_sets` only the other kind's fine-tuning
     sets (what the paper's released numbers use). Pairs whose base scores 0 have no ratio; they are counted in
-    n_undefined, not averaged.
+    n_undefined, not averaged. Besides the rows per checkpoint (aggregate "checkpoint"), one row per model and
+    direction (aggregate "mean over checkpoints", checkpoint null) holds the mean of the checkpoints' MRCs: the
+    number the paper reports.
     """
-    rows = tuned_vs_base(results).filter(pl.col("relation") == "cross-task")
+    rows = tuned_vs_base(results, shots).filter(pl.col("relation") == "cross-task")
     kind = {name: task.kind for name, task in TASKS.items()}
     rows = rows.with_columns(pl.col("train_task").replace_strict(kind, default=None).alias("from"),
                              pl.col("eval_task").replace_strict(kind, default=None).alias("to"))
@@ -278,6 +303,13 @@ def mean_ratio_of_change(results: pl.DataFrame, eval_sets: str = "cross_task") -
     table = rows.group_by(["model", "checkpoint", "step", "tokens", "direction"]).agg(
         pl.col("relative_change").mean().alias("mrc"),
         pl.col("relative_change").is_not_null().sum().alias("n_pairs"),
-        pl.col("relative_change").is_null().sum().alias("n_undefined"))
-    return (table.select([pl.col(c).cast(t) for c, t in MRC_SCHEMA.items()])
-            .sort(["model", "step", "checkpoint", "direction"], nulls_last=True))
+        pl.col("relative_change").is_null().sum().alias("n_undefined")).with_columns(
+        pl.lit(PER_CHECKPOINT).alias("aggregate"), pl.lit(1).alias("n_checkpoints"))
+    mean = table.group_by(["model", "direction"]).agg(
+        pl.col("mrc").mean(), pl.col("mrc").is_not_null().sum().alias("n_checkpoints"),
+        pl.col("n_pairs").sum(), pl.col("n_undefined").sum()).with_columns(
+        pl.lit(None, pl.String).alias("checkpoint"), pl.lit(None, pl.Int64).alias("step"),
+        pl.lit(None, pl.Int64).alias("tokens"), pl.lit(MEAN_OVER_CHECKPOINTS).alias("aggregate"))
+    columns = [pl.col(c).cast(t) for c, t in MRC_SCHEMA.items()]
+    return (pl.concat([table.select(columns), mean.select(columns)])
+            .sort(["model", "aggregate", "step", "checkpoint", "direction"], nulls_last=True))

@@ -119,18 +119,15 @@ def benchmark(args):
 
 
 def summarize(args):
-    from amuro.results import summarize_predictions, write_table
+    from amuro.results import write_summary
 
-    s = args.settings
-    table = summarize_predictions(args.predictions, s["train_task"], resamples=s["resamples"],
-                                  confidence=s["confidence"], seed=s["seed"])
-    write_table(table, args.out)
+    write_summary(args.predictions, args.settings, args.out)
 
 
 def results_table(args):
-    from amuro.results import read_tables, write_table
+    from amuro.results import write_results_table
 
-    write_table(read_tables(args.tables), args.out)
+    write_results_table(args.tables, args.out)
 
 
 def scoring_methods(args):
@@ -140,23 +137,17 @@ def scoring_methods(args):
 
 
 def matrices(args):
-    from amuro import analysis
-    from amuro.io import write_text
-    from amuro.report import overview_html
-    from amuro.results import read_table, write_table
+    from amuro.tables import write_summary_tables
 
-    s = args.settings
-    results = read_table(args.results)
-    transfer = analysis.transfer_matrix(results)
-    forgetting = analysis.forgetting_matrix(transfer)
-    headline = analysis.headline(results, s["benchmark_metric"])
-    mrc = analysis.mean_ratio_of_change(headline, s["mrc_eval_sets"])
-    gains = analysis.group_gains(headline, analysis.dataset_groups(headline, s["groups"]))
-    for table, path in ((transfer, args.transfer), (forgetting, args.forgetting), (mrc, args.mrc),
-                        (gains, args.group_gain)):
-        write_table(table, path)
-    if args.overview:
-        write_text(overview_html(headline, analysis.transfer_matrix(headline), forgetting, mrc, gains), args.overview)
+    write_summary_tables([args.results], args.settings, {"transfer": args.transfer, "forgetting": args.forgetting,
+                                                         "mrc": args.mrc, "group_gain": args.group_gain,
+                                                         "overview": args.overview})
+
+
+def tables(args):
+    from amuro.tables import write_tables_for_config
+
+    write_tables_for_config(args.tables, args.config, args.out_dir)
 
 
 def figure(args):
@@ -169,52 +160,10 @@ def figure(args):
 
 
 def import_table(args):
-    from amuro.importers import (BENCHMARKS, INSTRUCTION_MIX, PER_CELL, TableImportError, import_amuro_char,
-                                 import_benchmark_table, table_kind)
-    from amuro.results import write_table
+    from amuro.importers import import_table as run
 
-    kind = table_kind(args.source)
-    # An option of the other table would silently do nothing: refuse it instead.
-    other = {PER_CELL: [("--shots", args.shots), ("--metric", args.metric)],
-             BENCHMARKS: [("--learning-rate", args.learning_rate)]}[kind]
-    given = [name for name, value in other if value not in (None, [])]
-    if given:
-        raise TableImportError(f"{args.source} is a {kind} table, which {' and '.join(given)} cannot apply to "
-                               f"(--learning-rate is for the per-cell table only; --shots and --metric for the "
-                               f"benchmark table only)")
-    names, mix = {}, INSTRUCTION_MIX
-    if args.config:
-        from amuro.config import load_config
-
-        config = load_config(args.config)
-        names = _checkpoint_names(config)
-        # Our own instruction-tuned rows carry the arm's name; imported ones must match to be compared.
-        arm = config.get("instruction_tuning") or {}
-        if arm.get("source") and arm.get("name"):
-            mix = arm["name"]
-    if kind == PER_CELL:
-        table = import_amuro_char(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names,
-                                  learning_rates=dict(args.learning_rate))
-    else:
-        table = import_benchmark_table(args.source, skip_bad_rows=args.skip_bad_rows, checkpoint_names=names,
-                                       train_dataset=mix, shots=4 if args.shots is None else args.shots,
-                                       metric=args.metric or "acc")
-    write_table(table, args.out)
-    logging.getLogger("amuro").info("%s (%s table): %d rows -> %s", args.source, kind, table.height, args.out)
-
-
-def _checkpoint_names(config: dict) -> dict[int, str]:
-    """Step -> the config's revision name (stepN-tokensM) over every model."""
-    from amuro.checkpoints import parse_revision
-    from amuro.config import model_checkpoints
-
-    names = {}
-    for model in config["models"]:
-        for name in model_checkpoints(config, model):
-            step = parse_revision(name)["step"]
-            if step is not None:
-                names[step] = name
-    return names
+    run(args.source, args.out, config=args.config, skip_bad_rows=args.skip_bad_rows,
+        learning_rates=dict(args.learning_rate), shots=args.shots, metric=args.metric)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -337,9 +286,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--forgetting", required=True)
     s.add_argument("--mrc", required=True, help="mean ratio of change per checkpoint and direction")
     s.add_argument("--group-gain", required=True, help="Table 6: mean gain per checkpoint and pre-training group")
-    s.add_argument("--settings", type=_json, required=True, help="benchmark_metric, groups, mrc_eval_sets (JSON)")
+    s.add_argument("--settings", type=_json, required=True,
+                   help="benchmark_metric, groups, mrc_eval_sets, shots (JSON; amuro.tables.settings_from_config)")
     s.add_argument("--overview", help="also write an HTML overview of the main tables")
     s.set_defaults(run=matrices)
+
+    s = sub.add_parser("tables", help="the summary tables (transfer, forgetting, Table 6, MRC, HTML overview) from "
+                                      "long-format tables, ours or imported")
+    s.add_argument("--config", required=True, help="the workflow config whose analysis settings apply")
+    s.add_argument("--out-dir", required=True, help="writes transfer.parquet, forgetting.parquet, "
+                                                    "group_gain.parquet, mrc.parquet and overview.html there")
+    s.add_argument("tables", nargs="+", help="long-format tables (results.parquet, imported tables)")
+    s.set_defaults(run=tables)
 
     s = sub.add_parser("figure", help="draw one figure from long-format tables (ours or imported ones)")
     s.add_argument("figure", help="figure id")

@@ -1,8 +1,9 @@
 """Evaluate one model (a pre-trained checkpoint or a fine-tuned cell) on all of its eval sets.
 
 The model is loaded once; each request is one (eval dataset, format, shots) prompt file and one output file of
-per-example predictions. Generation tasks are decoded greedily (left padding, stop at EOS or the end of the
-line) and scored with ROUGE-L. Classification is scored by every method of amuro.scoring (tokenprob, loglik,
+per-example predictions. Generation tasks are decoded greedily (left padding, stop at EOS or where the next
+demonstration or header would start: GENERATION_STOPS) and scored with ROUGE-L. A k-shot prompt longer than the
+model's context loses whole demonstrations, the farthest first; each prediction records how many it kept. Classification is scored by every method of amuro.scoring (tokenprob, loglik,
 constrained, generate), all kept per example, and the configured one is the `score`. They need one short greedy
 generation and one forward pass per example and label stem: the same pass gives the label tokens' log-probabilities
 (loglik, constrained) and the next-token distribution of the prompt (tokenprob).
@@ -21,12 +22,44 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from amuro import metrics, scoring
+from amuro import metrics, scoring, tokenization
 from amuro.io import write_parquet
 from amuro.tasks import TASKS
 
 log = logging.getLogger(__name__)
+
+# Where a free generation ends (after some non-space text): `paragraph` at a blank line or a `###` header, where the
+# next demonstration or field would start (cnn_dailymail's highlights are several lines, so a line is not the end);
+# `line` at the first newline.
+GENERATION_STOPS = {"paragraph": ("\n\n", "###"), "line": ("\n",)}
+
+
+def stop_index(text: str, rule: str) -> int | None:
+    """Where `rule` ends a generation: the first stop marker after the first non-space character, else None."""
+    first = next((i for i, ch in enumerate(text) if not ch.isspace()), None)
+    if first is None:
+        return None
+    hits = [i for i in (text.find(marker, first + 1) for marker in GENERATION_STOPS[rule]) if i >= 0]
+    return min(hits) if hits else None
+
+
+def cut_generation(text: str, rule: str) -> str:
+    """A generation up to where `rule` ends it, without surrounding whitespace."""
+    end = stop_index(text, rule)
+    return (text if end is None else text[:end]).strip()
+
+
+class StopAfterText(StoppingCriteria):
+    """Stops a row once its generated text holds a stop marker after some non-space text."""
+
+    def __init__(self, tokenizer, prompt_width: int, rule: str):
+        self.tokenizer, self.prompt_width, self.rule = tokenizer, prompt_width, rule
+
+    def __call__(self, input_ids, scores, **kwargs):
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        return torch.tensor([stop_index(t, self.rule) is not None for t in texts], device=input_ids.device)
 
 
 @dataclass(frozen=True)
@@ -51,17 +84,23 @@ class EvalSettings:
     max_new_tokens_classification: int = 5
     batch_size: int = 16
     rouge_stemmer: bool = False
+    generation_stop: str = "paragraph"  # one of GENERATION_STOPS
+    label_match: str = "first_word"  # one of metrics.LABEL_MATCHES: how a free generation names a label
 
     def __post_init__(self):
         if self.classification not in scoring.METHODS:
             raise ValueError(f"classification scoring {self.classification!r} is not one of "
                              f"{', '.join(scoring.METHODS)}")
+        if self.generation_stop not in GENERATION_STOPS:
+            raise ValueError(f"generation_stop {self.generation_stop!r} is not one of {', '.join(GENERATION_STOPS)}")
+        if self.label_match not in metrics.LABEL_MATCHES:
+            raise ValueError(f"label_match {self.label_match!r} is not one of {', '.join(metrics.LABEL_MATCHES)}")
 
 
 class Scorer:
     """A causal LM and its tokenizer, with batched greedy generation and label scores."""
 
-    def __init__(self, model_dir: str | Path, batch_size: int):
+    def __init__(self, model_dir: str | Path, batch_size: int, generation_stop: str = "paragraph"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -73,19 +112,35 @@ class Scorer:
         # projection of every prompt token.
         self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.batch_size = batch_size
-        self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = self.tokenizer.eos_token_id
+        self.generation_stop = generation_stop
+        # As in fine-tuning (amuro.tokenization): the tokenizer's BOS, if it has one, and EOS as pad if no pad.
+        self.pad_id = tokenization.pad_id(self.tokenizer)
+        self.bos = list(tokenization.bos_ids(self.tokenizer))
         self.truncated = 0
 
     def encode(self, text: str, room: int = 0) -> list[int]:
-        """Token ids without special tokens; cut from the left so `room` more tokens still fit (counted)."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """The prompt's ids (after the tokenizer's BOS, if any); cut from the left, BOS kept, so that `room` more
+        tokens still fit (counted: only a query too long on its own is cut, see fit_demonstrations)."""
+        ids = tokenization.encode(self.tokenizer, text)
         limit = self.max_len - room
         if len(ids) > limit:
             self.truncated += 1
-            ids = ids[-limit:]
+            ids = self.bos + ids[len(ids) - (limit - len(self.bos)):]
         return ids
+
+    def fit_demonstrations(self, prompt: str, demo_chars: Sequence[int] | None, room: int) -> tuple[str, int]:
+        """The prompt without as many of its leading demonstrations (whole ones, the farthest from the query first)
+        as it takes for it and `room` more tokens to fit the context, and how many demonstrations it keeps.
+
+        demo_chars: the length in characters of each demonstration block (prompt files record it); without it the
+        prompt is kept whole (encode then cuts it from the left)."""
+        shots = len(demo_chars or [])
+        limit = self.max_len - room
+        offset = 0
+        while shots and len(tokenization.encode(self.tokenizer, prompt[offset:])) > limit:
+            offset += demo_chars[len(demo_chars) - shots]
+            shots -= 1
+        return prompt[offset:], shots
 
     def _left_padded(self, batch: list[list[int]]):
         width = max(map(len, batch))
@@ -98,20 +153,20 @@ class Scorer:
 
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
-        """Greedy continuations, cut at the first newline (every reference is a single line)."""
+        """Greedy continuations, each cut where self.generation_stop ends it (cut_generation)."""
         encoded = [self.encode(p, room=max_new_tokens) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
         out: list[str] = [""] * len(prompts)
         for start in tqdm(range(0, len(order), self.batch_size), desc=desc, mininterval=10):
             idx = order[start:start + self.batch_size]
             ids, mask = self._left_padded([encoded[i] for i in idx])
+            stop = StopAfterText(self.tokenizer, ids.shape[1], self.generation_stop)
             gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=self.pad_id,
                                       eos_token_id=self.tokenizer.eos_token_id,
-                                      stop_strings=["\n"], tokenizer=self.tokenizer)
+                                      stopping_criteria=StoppingCriteriaList([stop]))
             for i, row in zip(idx, gen[:, ids.shape[1]:]):
-                text = self.tokenizer.decode(row, skip_special_tokens=True)
-                out[i] = text.split("\n")[0].strip()
+                out[i] = cut_generation(self.tokenizer.decode(row, skip_special_tokens=True), self.generation_stop)
         return out
 
     @torch.no_grad()
@@ -178,6 +233,7 @@ PREDICTION_FIELDS = [
     ("label_logprobs", pa.list_(pa.float64())), ("label_tokenprobs", pa.list_(pa.float64())),
     ("eval_dataset", pa.string()), ("eval_task", pa.string()), ("eval_format", pa.string()),
     ("scoring", pa.string()), ("rouge_stemmer", pa.bool_()), ("max_new_tokens", pa.int32()),
+    ("generation_stop", pa.string()), ("label_match", pa.string()), ("shots_used", pa.int32()),
 ]
 # Classification-only columns, empty on generation rows.
 LABEL_COLUMNS = ["label_loglik", "label_generate", "label_tokenprob", "label_constrained", "label_logprobs",
@@ -190,21 +246,32 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
     if not rows:
         raise ValueError(f"{req.prompts}: no {req.shots}-shot prompts (the prompt file holds shots "
                          f"{sorted(set(table.column('shots').to_pylist()))})")
-    prompts = [r["prompt"] for r in rows]
     task = TASKS[req.task]
     desc = f"{req.dataset}/{req.format}/{req.shots}shot"
     out = []
     if task.is_classification:
         budget = settings.max_new_tokens_classification
-        generations = scorer.generate(prompts, budget, desc + " generate")
         # The label continues the prompt as the completions in the prompt file do (" yes", or "yes" for io);
         # TokenProb accepts either.
         lead = "" if req.format == "io" else " "
         continuations = [scorer.tokenizer(lead + label, add_special_tokens=False)["input_ids"] for label in req.labels]
+        room = max(budget, *map(len, continuations))
+    else:
+        budget = settings.max_new_tokens_generation
+        room = budget
+    fitted = [scorer.fit_demonstrations(r["prompt"], r.get("demo_chars"), room) for r in rows]
+    prompts = [prompt for prompt, _ in fitted]
+    shots_used = [used for _, used in fitted]
+    if any(used < req.shots for used in shots_used):
+        log.warning("%s: %d of %d prompts were longer than the model's %d positions and lost whole demonstrations "
+                    "(fewest kept: %d of %d)", desc, sum(used < req.shots for used in shots_used), len(rows),
+                    scorer.max_len, min(shots_used), req.shots)
+    if task.is_classification:
+        generations = scorer.generate(prompts, budget, desc + " generate")
         token_sets = scoring.label_token_ids(scorer.tokenizer, req.labels)
         logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, desc + " labels")
         for r, gen, lp, tp in zip(rows, generations, logprobs, tokenprobs):
-            by = scoring.predict(req.labels, gen, continuations, lp, tp)
+            by = scoring.predict(req.labels, gen, continuations, lp, tp, settings.label_match, req.task)
             chosen = by[settings.classification]
             out.append({"prediction": chosen or "", "score": metrics.accuracy(r["target"], chosen),
                         "metric": "accuracy", "generation": gen, "label_loglik": by["loglik"],
@@ -212,15 +279,16 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
                         "label_constrained": by["constrained"], "label_logprobs": [sum(x) for x in lp],
                         "label_tokenprobs": tp})
     else:
-        budget = settings.max_new_tokens_generation
         for r, gen in zip(rows, scorer.generate(prompts, budget, desc)):
             out.append({"prediction": gen, "score": metrics.rouge_l(r["target"], gen, settings.rouge_stemmer),
                         "metric": "rougeL", "generation": gen, **dict.fromkeys(LABEL_COLUMNS)})
     records = [{"id": r["id"], "shots": req.shots, "prompt": r["prompt"], "reference": r["target"], **o,
                 "eval_dataset": req.dataset, "eval_task": req.task, "eval_format": req.format,
                 "scoring": settings.classification if task.is_classification else "generate",
-                "rouge_stemmer": settings.rouge_stemmer, "max_new_tokens": budget}
-               for r, o in zip(rows, out)]
+                "rouge_stemmer": settings.rouge_stemmer, "max_new_tokens": budget,
+                "generation_stop": settings.generation_stop,
+                "label_match": settings.label_match if task.is_classification else None, "shots_used": used}
+               for r, o, used in zip(rows, out, shots_used)]
     fields = [pa.field(k, pa.string()) for k in sorted(meta)] + [pa.field(n, t) for n, t in PREDICTION_FIELDS]
     return pa.Table.from_pylist([{**meta, **rec} for rec in records], schema=pa.schema(fields))
 
@@ -230,7 +298,7 @@ def evaluate(model_dir: str | Path, requests: list[EvalRequest], settings: EvalS
     """meta: what identifies the model (model, checkpoint, train cell), stored on every row."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    scorer = Scorer(model_dir, settings.batch_size)
+    scorer = Scorer(model_dir, settings.batch_size, settings.generation_stop)
     for req in requests:
         start = time.perf_counter()
         table = evaluate_request(scorer, req, settings, meta)
@@ -239,5 +307,5 @@ def evaluate(model_dir: str | Path, requests: list[EvalRequest], settings: EvalS
         log.info("%s %s %d-shot: %s %.3f on %d examples (%.1fs)", req.dataset, req.format, req.shots,
                  table.column("metric")[0], mean, table.num_rows, time.perf_counter() - start)
     if scorer.truncated:
-        log.warning("%d prompts were longer than the model's %d positions and were cut from the left",
-                    scorer.truncated, scorer.max_len)
+        log.warning("%d prompts were longer than the model's %d positions without any demonstration and were cut "
+                    "from the left", scorer.truncated, scorer.max_len)

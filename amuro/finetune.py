@@ -11,7 +11,6 @@ Runs as a single CPU/GPU process without a launcher, or as N processes under the
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
-from amuro import instructions, registry
+from amuro import instructions, registry, tokenization
 from amuro.io import atomic_path, free_port, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,9 @@ class FinetuneSettings:
     size: int | None = None  # training examples, sampled with `seed` in their original order; None = all
     save_steps: int = 50  # Trainer checkpoint interval in scratch_dir, for resuming
     chat_template: str | None = None  # instruction tuning: for a tokenizer without one (None: Tulu v2's)
+    # Gradient clipping (max global norm; 0 = none). The paper's code (open-instruct) does not clip; the HF Trainer
+    # clips at 1.0 unless told otherwise. The DeepSpeed configs take it from here ("gradient_clipping": "auto").
+    max_grad_norm: float = 1.0
 
     def __post_init__(self):
         if self.size == "all":
@@ -75,6 +77,8 @@ class FinetuneSettings:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.size is not None and self.size < 1:
             raise ValueError(f"size must be >= 1 or None, not {self.size}")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm must be >= 0 (0: no clipping), not {self.max_grad_norm}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneSettings":
@@ -86,18 +90,20 @@ class FinetuneSettings:
 # ---------------------------------------------------------------------------------------------------------- data
 
 def completion_features(prompt_ids: list[int], completion_ids: list[int], eos_id: int,
-                        max_seq_len: int) -> tuple[dict, bool]:
+                        max_seq_len: int, keep_start: int = 0) -> tuple[dict, bool]:
     """One training example: prompt + completion + EOS, with the loss on completion + EOS only.
 
-    Too long: the prompt is cut from the left so the completion survives; a completion longer than max_seq_len on
-    its own loses its end. Returns the features and whether anything was cut.
+    Too long: the prompt is cut from the left (its first `keep_start` tokens, the BOS, stay) so the completion
+    survives; a completion longer than max_seq_len on its own loses its end. Returns the features and whether
+    anything was cut.
     """
     completion_ids = list(completion_ids) + [eos_id]
     cut = len(prompt_ids) + len(completion_ids) > max_seq_len
     if cut:
-        completion_ids = completion_ids[:max_seq_len]
-        keep = max_seq_len - len(completion_ids)
-        prompt_ids = prompt_ids[len(prompt_ids) - keep:] if keep else []
+        head, rest = list(prompt_ids[:keep_start]), list(prompt_ids[keep_start:])
+        completion_ids = completion_ids[:max_seq_len - len(head)]
+        keep = max_seq_len - len(head) - len(completion_ids)
+        prompt_ids = head + (rest[len(rest) - keep:] if keep else [])
     input_ids = list(prompt_ids) + completion_ids
     return {
         "input_ids": input_ids,
@@ -137,11 +143,13 @@ def _completion_examples(train_prompts, tokenizer, settings: FinetuneSettings) -
     rows = sample_rows(table.num_rows, settings.size, settings.seed)
     prompts = [table["prompt"][i].as_py() for i in rows]
     completions = [table["completion"][i].as_py() for i in rows]
+    # The prompt after the tokenizer's BOS, if it has one, as evaluation encodes it (amuro.tokenization).
+    bos = list(tokenization.bos_ids(tokenizer))
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
     features, n_cut = [], 0
     for p, c in zip(prompt_ids, completion_ids):
-        example, cut = completion_features(p, c, tokenizer.eos_token_id, settings.max_seq_len)
+        example, cut = completion_features(bos + p, c, tokenizer.eos_token_id, settings.max_seq_len, len(bos))
         features.append(example)
         n_cut += cut
     return features, n_cut
@@ -269,9 +277,9 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     train_set, n_cut = load_examples(train_prompts, tokenizer, settings)
-    # Training pads on the right; the saved tokenizer keeps its own padding side for whoever loads it.
-    pad_tokenizer = copy.deepcopy(tokenizer)
-    pad_tokenizer.padding_side = "right"
+    # Training pads on the right, with EOS where the tokenizer has no pad token (Llama-3); the saved tokenizer keeps
+    # its own settings for whoever loads it.
+    pad_tokenizer = tokenization.padding_tokenizer(tokenizer, "right")
 
     cuda = torch.cuda.is_available()
     # Before the model is loaded: under ZeRO-3 the arguments make from_pretrained shard the weights as they load.
@@ -280,6 +288,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
         per_device_train_batch_size=settings.micro_batch_size, gradient_accumulation_steps=accumulation,
         warmup_steps=settings.warmup_fraction,  # a float below 1 is a fraction: ceil(fraction x optimizer steps)
         lr_scheduler_type=settings.scheduler, weight_decay=settings.weight_decay, seed=settings.seed,
+        max_grad_norm=settings.max_grad_norm,
         bf16=cuda, use_cpu=not cuda, deepspeed=str(DEEPSPEED_CONFIGS / f"{settings.deepspeed}.json"),
         train_sampling_strategy="group_by_length", include_num_input_tokens_seen="non_padding",
         logging_steps=5, logging_first_step=True, save_strategy="steps", save_steps=settings.save_steps,
@@ -331,6 +340,8 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "examples": len(train_set),
             "examples_cut": n_cut,
             "chat_template": tokenizer.chat_template,
+            "bos_ids": list(tokenization.bos_ids(tokenizer)),
+            "pad_token_id": pad_tokenizer.pad_token_id,
             "parameters": expected,
             "optimizer_steps": trainer.state.max_steps,
             "warmup_steps": args.get_warmup_steps(trainer.state.max_steps),

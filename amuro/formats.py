@@ -88,10 +88,17 @@ def demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, seed
     return chosen
 
 
+# demo_chars: the length in characters of each demonstration block at the start of the prompt, so that evaluation
+# can drop whole demonstrations from a prompt too long for the model (amuro.evaluate.Scorer.fit_demonstrations).
 PROMPT_SCHEMA = pa.schema([
     ("id", pa.string()), ("shots", pa.int32()), ("prompt", pa.string()), ("completion", pa.string()),
-    ("target", pa.string()), ("demo_ids", pa.list_(pa.string())),
+    ("target", pa.string()), ("demo_ids", pa.list_(pa.string())), ("demo_chars", pa.list_(pa.int32())),
 ])
+
+
+def demo_chars(demonstrations: list[tuple[str, str]]) -> list[int]:
+    """The length of each demonstration's block in an assemble()d prompt."""
+    return [len(p) + len(c) + len(DEMO_SEPARATOR) for p, c in demonstrations]
 
 
 def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_dir: str | Path,
@@ -111,9 +118,10 @@ def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_d
             demos = demonstration_ids(dataset, ex["id"], pool, max_shots, seed) if max(split_shots) else []
             for k in split_shots:
                 ids = demos[:k]
-                rows.append({"id": ex["id"], "shots": k,
-                             "prompt": assemble([rendered[i] for i in ids], prompt),
-                             "completion": completion, "target": ex["target"], "demo_ids": ids})
+                shown = [rendered[i] for i in ids]
+                rows.append({"id": ex["id"], "shots": k, "prompt": assemble(shown, prompt),
+                             "completion": completion, "target": ex["target"], "demo_ids": ids,
+                             "demo_chars": demo_chars(shown)})
         write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), Path(out_dir) / f"{split}.parquet")
 
 
@@ -131,5 +139,5 @@ def build_fticl_prompts(dataset: str, task: str, data_dir: str | Path, out_file:
             continue
         prompt, completion = render(task, "default", ex)
         rows.append({"id": ex["id"], "shots": shots, "prompt": assemble(demos, prompt), "completion": completion,
-                     "target": ex["target"], "demo_ids": sorted(fixed)})
+                     "target": ex["target"], "demo_ids": sorted(fixed), "demo_chars": demo_chars(demos)})
     write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), out_file)

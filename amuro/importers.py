@@ -3,7 +3,10 @@
 Two tables: the per-cell table of the fine-tuning arm (`,model_id,eval dataset,Performance,std`) and the benchmark
 table of the instruction-tuning arm (`,model_id,eval dataset,Performance`); `table_kind` tells them apart by header.
 With them the matrices and figures can be drawn from the paper's published numbers, next to or instead of our own
-runs. Every row is checked; rows that cannot be read are reported by file line, never dropped silently.
+runs. Every row the file states is imported: an evaluation set outside the paper's list keeps its name (task unknown,
+so it stays out of the task-based summaries), a Tulu-tuned model on a supervised set is an `instruction-tuned` row,
+and an id without a `_Kshots` suffix is a zero-shot run (UNSUFFIXED_SHOTS). Only a row that cannot be read at all
+(an id of no known form, a value that is not a number, a missing field) is an error, reported by file line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from amuro.checkpoints import parse_revision
-from amuro.results import INSTRUCTION_TASK, SCHEMA, finalize, relation
+from amuro.results import INSTRUCTION_TASK, SCHEMA, finalize, relation, write_table
 from amuro.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -39,11 +42,26 @@ EVAL_ALIASES = {"cnn": "cnn_dailymail"}
 TRAIN_ALIASES = {**EVAL_ALIASES, "mnli": "mnli_matched"}
 EVAL_FORMATS = {"_instruct": "instruct", "_inputoutput": "io"}
 
+# The shot suffix is optional: the table's rows without one come from the paper's first, zero-shot evaluations
+# (its fine-tuned models were evaluated zero-shot before v5 moved every model to 4 shots; its zero-shot base models
+# score near 0 on NLI, as these rows do: `olmo1b_original_hf,rte` is 0.015, the 4-shot row 0.24).
 FINETUNED_ID = re.compile(r"(?P<model>[A-Za-z0-9]+)_hf_(?:ckpt(?P<step>\d+)|main)_(?P<train>[A-Za-z0-9_]+?)"
-                          r"_(?P<epochs>\d+)epoch_(?P<lr>[0-9][0-9.eE+-]*)_(?P<shots>\d+)shots")
-BASE_ID = re.compile(r"(?P<model>[A-Za-z0-9]+)_(?:checkpoint-(?P<step>\d+)_)?original_hf_(?P<shots>\d+)shots")
-ID_FORMS = ("MODEL_hf_ckptSTEP_TRAIN_Nepoch_LR_Kshots, MODEL_hf_main_TRAIN_Nepoch_LR_Kshots, "
-            "MODEL_checkpoint-STEP_original_hf_Kshots or MODEL_original_hf_Kshots")
+                          r"_(?P<epochs>\d+)epochs?_(?P<lr>[0-9][0-9.eE+-]*)(?:_(?P<shots>\d+)shots)?")
+# `original` without `_hf` names the same checkpoint, evaluated before the paper's HF conversion was redone.
+BASE_ID = re.compile(r"(?P<model>[A-Za-z0-9]+)_(?:checkpoint-(?P<step>\d+)_)?original(?:_hf)?(?:_(?P<shots>\d+)shots)?")
+# `checkpoint-STEP[_Kshots]` names no model: as in the benchmark table, it is OLMo-1B.
+SHORT_BASE_ID = re.compile(r"checkpoint-(?P<step>\d+)(?:_(?P<shots>\d+)shots)?")
+ID_FORMS = ("MODEL_hf_ckptSTEP_TRAIN_Nepoch_LR[_Kshots], MODEL_hf_main_TRAIN_Nepoch_LR[_Kshots], "
+            "MODEL_checkpoint-STEP_original[_hf][_Kshots], MODEL_original[_hf][_Kshots] or checkpoint-STEP[_Kshots]")
+UNSUFFIXED_SHOTS = 0
+# The paper's instruction-tuning runs in the per-cell table (Tulu v2, evaluated on supervised sets and LLMBar).
+TULU_TRAIN_NAMES = ("tulu",)
+# What the per-cell table's Performance is for a set whose task we do not know (the paper's code wrote accuracy or
+# ROUGE-L, whichever its scorer returned).
+UNKNOWN_METRIC = "performance"
+# The learning rates the paper reports (xsum 2e-7, everything else 2e-6, Tulu v2 2e-6): when two runs of one cell
+# differ only in their rate, the run at this rate is the paper's number (override with learning_rates).
+PAPER_LEARNING_RATES = {"xsum": 2e-7, "*": 2e-6}
 
 # The benchmark table of the instruction-tuning arm: OLMo-1B checkpoints before and after Tulu v2 tuning.
 BENCHMARK_COLUMNS = ("model_id", "eval dataset", "Performance")
@@ -83,21 +101,26 @@ class _Cell:
     model_id: str
     hyper: dict[str, str]  # epochs and learning rate: not in our schema, kept to explain duplicates
     row: dict
+    named: bool = True  # the id names its model (the table's main form); False for `checkpoint-STEP`
 
 
 def import_amuro_char(path: str | Path, skip_bad_rows: bool = False,
                       checkpoint_names: dict[int, str] | None = None,
-                      learning_rates: dict[str, float] | None = None) -> pl.DataFrame:
+                      learning_rates: dict[str, float] | None = None, instruction_mix: str = INSTRUCTION_MIX,
+                      preferred_rates: dict[str, float] | None = None) -> pl.DataFrame:
     """The released table as long-format results rows.
 
-    checkpoint_names maps steps to hub revision names. learning_rates keeps, for fine-tuned rows, only the runs at
-    the chosen rate per train dataset (key "*" for every other one), for tables that hold a learning-rate sweep.
+    checkpoint_names maps steps to hub revision names; instruction_mix names the Tulu v2 runs' train_dataset.
+    learning_rates keeps, for fine-tuned rows, only the runs at the chosen rate per train dataset (key "*" for every
+    other one), for tables that hold a learning-rate sweep. Without it, every row is kept, except that where two
+    rows state one cell and the table says which is the paper's number (the run at preferred_rates, default the
+    paper's PAPER_LEARNING_RATES; else the row whose id names its model), the other is logged with its line.
     """
     path = Path(path)
     cells, bad = [], []
     for line, record in _records(path):
         try:
-            cells.append(_cell(line, record, checkpoint_names or {}))
+            cells.append(_cell(line, record, checkpoint_names or {}, instruction_mix))
         except _BadRow as exc:
             bad.append(f"{path}:{line}: {exc}")
     if bad and not skip_bad_rows:
@@ -106,7 +129,12 @@ def import_amuro_char(path: str | Path, skip_bad_rows: bool = False,
         log.warning("%s", message)
     if learning_rates:
         cells = _at_learning_rates(path, cells, learning_rates)
+    cells = _resolve_repeats(path, cells, learning_rates or preferred_rates or PAPER_LEARNING_RATES)
     _check_unique(path, cells)
+    unknown = sorted({c.row["eval_dataset"] for c in cells if c.row["eval_task"] is None})
+    if unknown:
+        log.info("%s: evaluation sets outside the paper's list, imported with task unknown: %s", path,
+                 ", ".join(unknown))
     return finalize(pl.DataFrame([c.row for c in cells], schema=SCHEMA), str(path))
 
 
@@ -154,7 +182,7 @@ def _check_header(path: Path, names: list[str], columns: tuple[str, ...] = COLUM
                                f"missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'}")
 
 
-def _cell(line: int, record: dict[str, str] | None, checkpoint_names: dict[int, str]) -> _Cell:
+def _cell(line: int, record: dict[str, str] | None, checkpoint_names: dict[int, str], instruction_mix: str) -> _Cell:
     if record is None:
         raise _BadRow(f"wrong number of fields, expected {', '.join(COLUMNS)}")
     empty = [c for c in COLUMNS if c != "std" and not record[c].strip()]
@@ -163,13 +191,23 @@ def _cell(line: int, record: dict[str, str] | None, checkpoint_names: dict[int, 
     model_id = record["model_id"].strip()
     run = _parse_model_id(model_id)
     checkpoint = "main" if run["step"] is None else checkpoint_names.get(run["step"], f"step{run['step']}")
-    train_dataset, train_task = (None, None) if run["train"] is None else _dataset(run["train"], TRAIN_ALIASES, "train")
+    train_dataset = train_task = train_format = train_size = None
+    if run["train"] is not None and run["train"].lower() in TULU_TRAIN_NAMES:
+        train_dataset, train_task, train_format, train_size = instruction_mix, INSTRUCTION_TASK, "chat", "all"
+    elif run["train"] is not None:
+        train_dataset, train_task = _dataset(run["train"], TRAIN_ALIASES)
+        # The paper sampled 6,000 examples per set, but the id does not say so.
+        train_format = "default"
     eval_name, eval_format = _split_format(record["eval dataset"].strip())
-    eval_dataset, eval_task = _dataset(eval_name, EVAL_ALIASES, "eval")
+    eval_dataset, eval_task = _dataset(eval_name, EVAL_ALIASES)
     value = _number(record["Performance"], "Performance")
     std = _number(record["std"], "std") if record["std"].strip() else 0.0
     if std < 0:
         raise _BadRow(f"std {std} is negative")
+    if eval_task is None:
+        metric = UNKNOWN_METRIC
+    else:
+        metric = "rougeL" if TASKS[eval_task].kind == "generation" else "accuracy"
     row = {
         "model": run["model"],
         "checkpoint": checkpoint,
@@ -177,35 +215,48 @@ def _cell(line: int, record: dict[str, str] | None, checkpoint_names: dict[int, 
         "tokens": parse_revision(checkpoint)["tokens"],
         "train_dataset": train_dataset,
         "train_task": train_task,
-        "train_format": None if train_dataset is None else "default",
-        "train_size": None,  # the paper sampled 6,000 examples per set, but the id does not say so
+        "train_format": train_format,
+        "train_size": train_size,
         "eval_dataset": eval_dataset,
         "eval_task": eval_task,
         "eval_format": eval_format,
         "shots": run["shots"],
         "relation": relation(train_dataset, train_task, eval_dataset, eval_task),
-        "metric": "rougeL" if TASKS[eval_task].kind == "generation" else "accuracy",
+        "metric": metric,
         "value": value,
+        # The table's std is the bootstrap standard error around the interval's midpoint (its Performance).
         "ci_low": value - Z95 * std,
         "ci_high": value + Z95 * std,
         "n_examples": None,
     }
     hyper = {"epochs": run["epochs"], "lr": run["lr"]} if train_dataset else {}
-    return _Cell(line, model_id, hyper, row)
+    return _Cell(line, model_id, hyper, row, named=run["named"])
 
 
 def _parse_model_id(model_id: str) -> dict:
     m = FINETUNED_ID.fullmatch(model_id) or BASE_ID.fullmatch(model_id)
+    short = None if m else SHORT_BASE_ID.fullmatch(model_id)
+    if short:
+        return {"model": BENCHMARK_MODEL, "step": int(short["step"]), "train": None, "epochs": None, "lr": None,
+                "shots": int(short["shots"]) if short["shots"] else UNSUFFIXED_SHOTS, "named": False}
     if not m:
         raise _BadRow(f"model_id {model_id!r} is not one of the forms {ID_FORMS}")
     parts = m.groupdict()
+    lr = parts.get("lr")
+    if lr is not None:
+        try:
+            if not math.isfinite(float(lr)):
+                raise ValueError
+        except ValueError:
+            raise _BadRow(f"model_id {model_id!r}: learning rate {lr!r} is not a number") from None
     return {
         "model": parts["model"],
         "step": int(parts["step"]) if parts["step"] else None,
         "train": parts.get("train"),
         "epochs": parts.get("epochs"),
-        "lr": parts.get("lr"),
-        "shots": int(parts["shots"]),
+        "lr": lr,
+        "shots": int(parts["shots"]) if parts["shots"] else UNSUFFIXED_SHOTS,
+        "named": True,
     }
 
 
@@ -216,12 +267,10 @@ def _split_format(name: str) -> tuple[str, str]:
     return name, "default"
 
 
-def _dataset(name: str, aliases: dict[str, str], role: str) -> tuple[str, str]:
+def _dataset(name: str, aliases: dict[str, str]) -> tuple[str, str | None]:
+    """Our id and task of a dataset the table names; a set outside the paper's list keeps its name, task unknown."""
     dataset = aliases.get(name, name)
-    if dataset not in PAPER_DATASETS:
-        known = ", ".join(sorted({*PAPER_DATASETS, *aliases}))
-        raise _BadRow(f"{role} dataset {name!r} is not one of the paper's datasets ({known})")
-    return dataset, PAPER_DATASETS[dataset]
+    return dataset, PAPER_DATASETS.get(dataset)
 
 
 def _number(text: str, column: str) -> float:
@@ -291,12 +340,11 @@ def _benchmark_cell(line: int, record: dict[str, str] | None, checkpoint_names: 
     run = _parse_benchmark_id(model_id)
     checkpoint = "main" if run["step"] is None else checkpoint_names.get(run["step"], f"step{run['step']}")
     train, train_task = (train_dataset, INSTRUCTION_TASK) if run["epochs"] is not None else (None, None)
-    name = record["eval dataset"].strip()
-    eval_dataset = BENCHMARK_NAMES.get(re.sub(r"[\s-]+", "_", name.lower()))
-    if eval_dataset is None:
-        known = ", ".join(sorted(set(BENCHMARK_NAMES.values())))
-        raise _BadRow(f"eval dataset {name!r} is not one of the paper's benchmarks ({known}; capitals, hyphens and "
-                      f"spaces allowed, sciq is imported as sciq_mc)")
+    name = re.sub(r"[\s-]+", "_", record["eval dataset"].strip().lower())
+    # A set outside the paper's benchmarks (the table also holds RTE and QQP through lm-eval) keeps its name, with
+    # its task unknown: it is neither one of our benchmarks nor scored like our supervised sets.
+    eval_dataset = BENCHMARK_NAMES.get(name, name)
+    eval_task = BENCHMARK_TASK if name in BENCHMARK_NAMES else None
     value = _number(record["Performance"], "Performance")
     if not 0 <= value <= 1:
         raise _BadRow(f"Performance {value:g} is not a fraction in [0, 1]")
@@ -310,10 +358,10 @@ def _benchmark_cell(line: int, record: dict[str, str] | None, checkpoint_names: 
         "train_format": "chat" if train else None,
         "train_size": "all" if train else None,  # Tulu v2 was used whole
         "eval_dataset": eval_dataset,
-        "eval_task": BENCHMARK_TASK,
+        "eval_task": eval_task,
         "eval_format": "default",
         "shots": shots,
-        "relation": relation(train, train_task, eval_dataset, BENCHMARK_TASK),
+        "relation": relation(train, train_task, eval_dataset, eval_task),
         "metric": metric,
         "value": value,
         "ci_low": None,
@@ -369,6 +417,41 @@ def _at_learning_rates(path: Path, cells: list[_Cell], learning_rates: dict[str,
     return kept
 
 
+def _resolve_repeats(path: Path, cells: list[_Cell], preferred: dict[str, float]) -> list[_Cell]:
+    """Where two rows state a number for one cell, keep one when the table says which is the paper's: the run at
+    the preferred learning rate, else the row whose id names its model (the table's main form). The others are
+    logged with their lines and values; rows that nothing tells apart are left to _check_unique."""
+    key_columns = ("model", "checkpoint", "train_dataset", "eval_dataset", "eval_format", "shots")
+    groups: dict[tuple, list[_Cell]] = {}
+    for cell in cells:
+        groups.setdefault(tuple(cell.row[c] for c in key_columns), []).append(cell)
+    dropped = set()
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        chosen, reason = same, ""
+        if all(c.hyper for c in same) and len({c.hyper["epochs"] for c in same}) == 1:
+            rate = preferred.get(same[0].row["train_dataset"], preferred.get("*"))
+            at_rate = [c for c in same if rate is not None and math.isclose(float(c.hyper["lr"]), rate)]
+            if at_rate:
+                chosen, reason = at_rate, f"the run at the paper's learning rate {rate:g} (choose another with " \
+                                          f"--learning-rate)"
+        if len(chosen) > 1 and sum(c.named for c in chosen) == 1:
+            chosen, reason = [c for c in chosen if c.named], "the row whose id names its model"
+        if len(chosen) != 1:
+            continue
+        for cell in same:
+            if cell is not chosen[0]:
+                dropped.add(cell.line)
+                log.warning("%s:%d: %r (%g) states the same cell as line %d (%r, %g); kept: %s", path, cell.line,
+                            cell.model_id, cell.row["value"], chosen[0].line, chosen[0].model_id,
+                            chosen[0].row["value"], reason)
+    if dropped:
+        log.warning("%s: %d row(s) left out as second numbers of a cell: lines %s", path, len(dropped),
+                    ", ".join(map(str, sorted(dropped))))
+    return [c for c in cells if c.line not in dropped]
+
+
 SWEEP_HINT = ("\n(for a learning-rate sweep, choose one rate per train set: --learning-rate xsum=2e-7 "
               "--learning-rate '*=2e-6')")
 
@@ -390,3 +473,79 @@ def _check_unique(path: Path, cells: list[_Cell], hint: str = SWEEP_HINT) -> Non
                        f"{', '.join(differs) or 'no hyper-parameter (a repeated row)'}")
     if clashes:
         raise TableImportError(f"{path}: {len(clashes)} row(s) repeat a cell:\n" + "\n".join(clashes) + hint)
+
+
+# --- The command: either table, told apart by its header, into a long-format Parquet file ----------------------
+
+# How the released numbers were made, recorded with the imported table (amuro.results.table_settings).
+IMPORTED_SETTINGS = {
+    PER_CELL: {"source": "Amuro & Char per-cell table", "point_estimate": "interval_midpoint",
+               "interval": "Performance +- 1.96 std (std: the bootstrap standard error)"},
+    BENCHMARKS: {"source": "Amuro & Char benchmark table", "point_estimate": "reported (lm-eval)",
+                 "interval": "none"},
+}
+
+
+def import_table(source: str | Path, out: str | Path, config: str | Path | None = None, skip_bad_rows: bool = False,
+                 learning_rates: dict[str, float] | None = None, shots: int | None = None,
+                 metric: str | None = None) -> pl.DataFrame:
+    """Import a released table (per-cell or benchmark, by its header) and write it to `out`.
+
+    config: a workflow config whose revision names the steps map to, whose learning rates decide between runs of
+    one cell at several rates, and whose instruction_tuning.name names the Tulu v2 rows (when that arm is on).
+    shots and metric apply to the benchmark table only, learning_rates to the per-cell table only.
+    """
+    kind = table_kind(source)
+    # An option of the other table would silently do nothing: refuse it instead.
+    other = {PER_CELL: [("--shots", shots), ("--metric", metric)],
+             BENCHMARKS: [("--learning-rate", learning_rates)]}[kind]
+    given = [name for name, value in other if value not in (None, [], {})]
+    if given:
+        raise TableImportError(f"{source} is a {kind} table, which {' and '.join(given)} cannot apply to "
+                               f"(--learning-rate is for the per-cell table only; --shots and --metric for the "
+                               f"benchmark table only)")
+    names, mix, rates = {}, INSTRUCTION_MIX, None
+    if config:
+        from amuro.config import load_config
+
+        study = load_config(config)
+        names = checkpoint_names(study)
+        rates = config_learning_rates(study)
+        # Our own instruction-tuned rows carry the arm's name; imported ones must match to be compared.
+        arm = study.get("instruction_tuning") or {}
+        if arm.get("source") and arm.get("name"):
+            mix = arm["name"]
+    if kind == PER_CELL:
+        table = import_amuro_char(source, skip_bad_rows=skip_bad_rows, checkpoint_names=names,
+                                  learning_rates=dict(learning_rates or {}), instruction_mix=mix,
+                                  preferred_rates=rates)
+    else:
+        table = import_benchmark_table(source, skip_bad_rows=skip_bad_rows, checkpoint_names=names,
+                                       train_dataset=mix, shots=4 if shots is None else shots, metric=metric or "acc")
+    write_table(table, out, settings=IMPORTED_SETTINGS[kind])
+    log.info("%s (%s table): %d rows -> %s", source, kind, table.height, out)
+    return table
+
+
+def checkpoint_names(config: dict) -> dict[int, str]:
+    """Step -> the config's revision name (stepN-tokensM) over every model."""
+    from amuro.config import model_checkpoints
+
+    names = {}
+    for model in config["models"]:
+        for name in model_checkpoints(config, model):
+            step = parse_revision(name)["step"]
+            if step is not None:
+                names[step] = name
+    return names
+
+
+def config_learning_rates(config: dict) -> dict[str, float]:
+    """The learning rate the config fine-tunes each train set at ("*": the rest), in the imported rows' names."""
+    tuning = config["finetune"]
+    rates = {"*": tuning["hyperparameters"]["learning_rate"]}
+    rates.update({name: o["learning_rate"] for name, o in tuning["overrides"].items() if "learning_rate" in o})
+    arm = config.get("instruction_tuning") or {}
+    if arm.get("source"):
+        rates[arm["name"]] = arm["hyperparameters"]["learning_rate"]
+    return rates

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from amuro import registry
+from amuro import registry, tokenization
 from amuro.io import write_parquet
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,10 @@ def chat_features(messages: list[dict], tokenizer, max_seq_len: int) -> tuple[di
             extend(render(i + 1, prompt=False), learn=True)
         else:
             extend(render(i + 1, prompt=False), learn=False)
+    # The tokenizer's BOS before the chat, as before every prompt (amuro.tokenization), unless the template wrote it.
+    bos = list(tokenization.bos_ids(tokenizer))
+    if bos and input_ids[:len(bos)] != bos:
+        input_ids, labels = bos + input_ids, [-100] * len(bos) + labels
     cut = len(input_ids) > max_seq_len
     input_ids, labels = input_ids[:max_seq_len], labels[:max_seq_len]
     if all(label == -100 for label in labels):

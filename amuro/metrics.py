@@ -43,8 +43,26 @@ def normalize_label(text: str) -> str:
     return words[0].strip(_PUNCTUATION) if words else ""
 
 
-def match_label(generation: str, labels: Sequence[str]) -> str | None:
-    """The label (as given in `labels`) that a free generation's first word names, else None."""
+# How a free generation names a label: `first_word` (its first word is the label; the default) or `paper_substring`
+# (the released table's rule: the first label word in a fixed order that occurs anywhere in the lower-cased
+# generation, so "not" and "know" count as "no" and "a neutral contradiction" as "contradiction").
+LABEL_MATCHES = ("first_word", "paper_substring")
+PAPER_SUBSTRING_ORDER = {"nli": ("contradiction", "neutral", "entailment"), "paraphrase": ("no", "yes")}
+
+
+def match_label(generation: str, labels: Sequence[str], mode: str = "first_word", task: str | None = None) -> str | None:
+    """The label (as given in `labels`) that a free generation names under `mode` (LABEL_MATCHES), else None.
+
+    paper_substring checks the task's words in PAPER_SUBSTRING_ORDER first, then any other label in `labels` order.
+    """
+    if mode == "paper_substring":
+        text = generation.lower()
+        words = {label.strip(_SURROUNDING).lower(): label for label in labels}
+        order = [w for w in PAPER_SUBSTRING_ORDER.get(task, ()) if w in words]
+        order += [w for w in words if w not in order]
+        return next((words[w] for w in order if w and w in text), None)
+    if mode != "first_word":
+        raise ValueError(f"label match {mode!r} is not one of {', '.join(LABEL_MATCHES)}")
     answer = normalize_label(generation)
     for label in labels:
         canonical = label.strip(_SURROUNDING).lower()
@@ -87,13 +105,23 @@ def bootstrap_ci(
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+# The point estimate of a summary: `mean` (the default) or `interval_midpoint`, the midpoint of the bootstrap
+# interval, which is what the paper's released table reports as Performance.
+POINT_ESTIMATES = ("mean", "interval_midpoint")
+
+
 def summarize(
-    scores: Sequence[float], resamples: int = 3000, confidence: float = 0.95, seed: int = 0
+    scores: Sequence[float], resamples: int = 3000, confidence: float = 0.95, seed: int = 0,
+    point_estimate: str = "mean",
 ) -> dict[str, float | int]:
-    """Mean of `scores` with its bootstrap interval: keys value, ci_low, ci_high, n_examples."""
+    """The point estimate of `scores` (POINT_ESTIMATES) with its bootstrap interval: keys value, ci_low, ci_high,
+    n_examples."""
+    if point_estimate not in POINT_ESTIMATES:
+        raise ValueError(f"point_estimate {point_estimate!r} is not one of {', '.join(POINT_ESTIMATES)}")
     ci_low, ci_high = bootstrap_ci(scores, resamples=resamples, confidence=confidence, seed=seed)
+    mean = float(np.mean(np.asarray(scores, dtype=float)))
     return {
-        "value": float(np.mean(np.asarray(scores, dtype=float))),
+        "value": mean if point_estimate == "mean" else (ci_low + ci_high) / 2,
         "ci_low": ci_low,
         "ci_high": ci_high,
         "n_examples": len(scores),

@@ -15,6 +15,7 @@ from functools import cached_property
 from amuro import config as study_config
 from amuro.analysis import main_train_format, main_train_size
 from amuro.figures.catalog import FIGURES
+from amuro.tables import settings_from_config as summary_table_settings
 from amuro.tasks import TASKS
 
 MINIWORLD = "results/miniworld"
@@ -342,6 +343,8 @@ class Study:
             "max_new_tokens_classification": evaluation["max_new_tokens"]["classification"],
             "batch_size": evaluation["batch_size"],
             "rouge_stemmer": self.config["metrics"]["rouge_stemmer"],
+            "generation_stop": evaluation["generation_stop"],
+            "label_match": evaluation["label_match"],
         }
 
     # --- Benchmarks (the instruction-tuning arm) ---------------------------------------------------------------
@@ -404,15 +407,15 @@ class Study:
             train_task = self.dataset_task(run.train_dataset)
         metrics = self.config["metrics"]
         return {"train_task": train_task, "resamples": metrics["bootstrap_resamples"],
-                "confidence": metrics["confidence"], "seed": self.config["seed"]}
+                "confidence": metrics["confidence"], "seed": self.config["seed"],
+                "point_estimate": metrics["point_estimate"]}
 
     def table(self, name: str) -> str:
         return fill(TABLE, name=name)
 
     def analysis_settings(self) -> dict:
-        analysis = self.config["analysis"]
-        return {"benchmark_metric": self.config["benchmarks"]["metric"], "groups": analysis["groups"],
-                "mrc_eval_sets": analysis["mrc_eval_sets"]}
+        """The summary tables' settings; `amuro tables --config` reads the same ones."""
+        return summary_table_settings(self.config)
 
     def classification_prediction_files(self) -> list[str]:
         """Classification predictions in the main eval format: the data of the scoring-method comparison (Table 3)."""

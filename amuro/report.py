@@ -31,6 +31,8 @@ def overview_html(results: pl.DataFrame, transfer: pl.DataFrame, forgetting: pl.
         members = group_gain.group_by("group").agg(pl.col("datasets").first()).sort("group")
         parts.append(_html_table(members, "Table 6: the sets of each group"))
     if mrc is not None and not mrc.is_empty():
+        if "aggregate" in mrc.columns:  # the mean over checkpoints (the paper's number) is labelled as such
+            mrc = mrc.with_columns(pl.col("checkpoint").fill_null(pl.col("aggregate")))
         ratio = mrc.pivot(on="direction", index=["model", "checkpoint", "step"], values="mrc",
                           sort_columns=True).sort(["model", "step"], nulls_last=True).drop("step")
         parts.append(_html_table(ratio, "Mean ratio of change (MRC) on the other task kind, per checkpoint"))

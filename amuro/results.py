@@ -7,12 +7,14 @@ so the same predictions always give the same bytes; tables imported from other s
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from amuro import metrics
 from amuro.checkpoints import parse_revision
@@ -43,7 +45,9 @@ SCHEMA: dict[str, pl.DataType] = {
 # What identifies a row; no two rows of a table may share it.
 KEY = [c for c in SCHEMA if c not in ("step", "tokens", "train_task", "eval_task", "relation",
                                        "value", "ci_low", "ci_high", "n_examples")]
-RELATIONS = ("base", "in-domain", "cross-domain", "cross-task", "instruction-tuned")
+# `unknown`: a fine-tuned model on another set whose task (or whose train set's task) is not known, e.g. a set of an
+# imported table outside the paper's list; it is neither cross-domain nor cross-task.
+RELATIONS = ("base", "in-domain", "cross-domain", "cross-task", "instruction-tuned", "unknown")
 # The train task of instruction tuning (a chat mix, not one task): its evaluations are "instruction-tuned".
 INSTRUCTION_TASK = "instruction"
 # Checkpoints in pre-training order (a name without a step, like `main`, is the final model and sorts last).
@@ -55,14 +59,16 @@ class ResultsError(ValueError):
     pass
 
 
-def relation(train_dataset: str | None, train_task: str | None, eval_dataset: str, eval_task: str) -> str:
-    """How an evaluation relates to what the model was fine-tuned on."""
+def relation(train_dataset: str | None, train_task: str | None, eval_dataset: str, eval_task: str | None) -> str:
+    """How an evaluation relates to what the model was fine-tuned on (tasks None: not known)."""
     if train_dataset is None:
         return "base"
     if train_task == INSTRUCTION_TASK:
         return "instruction-tuned"
     if eval_dataset == train_dataset:
         return "in-domain"
+    if eval_task is None or train_task is None:
+        return "unknown"
     if eval_task == train_task:
         return "cross-domain"
     return "cross-task"
@@ -80,11 +86,13 @@ def summarize_predictions(
     resamples: int = 3000,
     confidence: float = 0.95,
     seed: int = 0,
+    point_estimate: str = "mean",
 ) -> pl.DataFrame:
     """Long-format rows from prediction files, one per file and metric.
 
     A file holds one eval set, format and shot count of one model; multiple-choice benchmarks hold one row per
-    example and metric (acc and acc_norm), other sets one metric.
+    example and metric (acc and acc_norm), other sets one metric. `value` is the point estimate
+    (metrics.POINT_ESTIMATES: the mean, or the paper's midpoint of the bootstrap interval).
     """
     rows = []
     for path in files:
@@ -116,7 +124,7 @@ def summarize_predictions(
             }
             values = scores.filter(pl.col("metric") == metric)["score"].to_list()
             summary = metrics.summarize(values, resamples=resamples, confidence=confidence,
-                                        seed=_bootstrap_seed(seed, row))
+                                        seed=_bootstrap_seed(seed, row), point_estimate=point_estimate)
             rows.append({**row, **summary})
             log.info("%s: %s %.3f [%.3f, %.3f] n=%d", path, metric, summary["value"], summary["ci_low"],
                      summary["ci_high"], summary["n_examples"])
@@ -166,5 +174,46 @@ def read_tables(paths: Sequence[str | Path]) -> pl.DataFrame:
     return combine((read_table(p) for p in paths), source=", ".join(map(str, paths[:3])) + (" ..." if len(paths) > 3 else ""))
 
 
-def write_table(table: pl.DataFrame, path: str | Path) -> None:
-    write_parquet(table.to_arrow(), path)
+SETTINGS_KEY = b"amuro.settings"
+
+
+def write_table(table: pl.DataFrame, path: str | Path, settings: dict | None = None) -> None:
+    """Write a table; `settings` (how its numbers were made, e.g. the point estimate) go into the file's metadata."""
+    arrow = table.to_arrow()
+    if settings:
+        arrow = arrow.replace_schema_metadata({SETTINGS_KEY: json.dumps(settings, sort_keys=True).encode()})
+    write_parquet(arrow, path)
+
+
+def table_settings(path: str | Path) -> dict:
+    """The settings recorded in a table file by write_table ({} if none)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata[SETTINGS_KEY]) if SETTINGS_KEY in metadata else {}
+
+
+def merged_settings(paths: Sequence[str | Path]) -> dict:
+    """The settings of several tables: a value all of them share, else the sorted list of their values."""
+    values: dict[str, list] = {}
+    for path in paths:
+        for key, value in table_settings(path).items():
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return {k: v[0] if len(v) == 1 else sorted(v, key=json.dumps) for k, v in sorted(values.items())}
+
+
+def write_summary(predictions: Sequence[str | Path], settings: dict, out: str | Path) -> None:
+    """`amuro summarize`: one evaluated model's prediction files as long-format rows, with how they were made.
+
+    settings: train_task, resamples, confidence, seed and point_estimate (default mean), as summary_settings() in
+    the rules passes them."""
+    point_estimate = settings.get("point_estimate", "mean")
+    table = summarize_predictions(predictions, settings["train_task"], resamples=settings["resamples"],
+                                  confidence=settings["confidence"], seed=settings["seed"],
+                                  point_estimate=point_estimate)
+    write_table(table, out, settings={"point_estimate": point_estimate, "interval": "percentile bootstrap",
+                                      "resamples": settings["resamples"], "confidence": settings["confidence"]})
+
+
+def write_results_table(tables: Sequence[str | Path], out: str | Path) -> None:
+    """`amuro results-table`: the tables as one, with their merged settings (merged_settings)."""
+    write_table(read_tables(tables), out, settings=merged_settings(tables))

@@ -113,10 +113,11 @@ def constrained_choice(token_ids: Sequence[Sequence[int]], token_logprobs: Seque
 
 
 def predict(labels: Sequence[str], generation: str, token_ids: Sequence[Sequence[int]],
-            token_logprobs: Sequence[Sequence[float]], tokenprobs: Sequence[float]) -> dict[str, str | None]:
-    """Each method's label for one example (None where the free generation names no label)."""
+            token_logprobs: Sequence[Sequence[float]], tokenprobs: Sequence[float], label_match: str = "first_word",
+            task: str | None = None) -> dict[str, str | None]:
+    """Each method's label for one example (None where the free generation names no label under `label_match`)."""
     return {
-        "generate": metrics.match_label(generation, labels),
+        "generate": metrics.match_label(generation, labels, label_match, task),
         "constrained": labels[constrained_choice(token_ids, token_logprobs)],
         "tokenprob": labels[best(tokenprobs)],
         "loglik": labels[best([sum(lp) for lp in token_logprobs])],
@@ -159,20 +160,21 @@ def method_comparison(prediction_files: Sequence[str | Path]) -> pl.DataFrame:
 
 
 def table3(comparison: pl.DataFrame) -> pl.DataFrame:
-    """The paper's Table 3: accuracy of each method per model, eval set and model kind ("base" / "fine-tuned").
+    """The paper's Table 3: accuracy of each method per model, eval set, model kind ("base" / "fine-tuned") and
+    shot count (0-shot and 4-shot base runs answer differently, so they are never averaged together).
 
     Each cell is the unweighted mean of the per-evaluation accuracies of `comparison`: for "base" over every
-    pre-trained checkpoint, format and shot count; for "fine-tuned" over every fine-tuned cell trained on that same
-    eval set (in-domain only, as the paper compares a fine-tuned model on its own task), across checkpoints,
-    train formats, train sizes, eval formats and shot counts. `evaluations` counts the accuracies averaged.
+    pre-trained checkpoint and format; for "fine-tuned" over every fine-tuned cell trained on that same eval set
+    (in-domain only, as the paper compares a fine-tuned model on its own task), across checkpoints, train formats,
+    train sizes and eval formats. `evaluations` counts the accuracies averaged.
     """
     kind = pl.when(pl.col("train") == "base").then(pl.lit("base")).otherwise(pl.lit("fine-tuned"))
     rows = (comparison.with_columns(kind=kind)
             .filter((pl.col("kind") == "base") | (pl.col("train_dataset") == pl.col("eval_dataset"))))
-    return (rows.group_by(["model", "eval_dataset", "kind"])
+    return (rows.group_by(["model", "eval_dataset", "kind", "shots"])
             .agg(*[pl.col("accuracy").filter(pl.col("method") == m).mean().alias(m) for m in METHODS],
                  evaluations=(pl.col("method") == METHODS[0]).sum().cast(pl.Int64))
-            .sort(["model", "eval_dataset", "kind"]))
+            .sort(["model", "eval_dataset", "kind", "shots"]))
 
 
 def write_method_comparison(prediction_files: Sequence[str | Path], out: str | Path,

@@ -32,3 +32,24 @@ def write_tiny_olmo(model_dir: Path, texts: list[str], max_positions: int, tie_e
                         tie_word_embeddings=tie_embeddings)
     OlmoForCausalLM(config).save_pretrained(model_dir)
     return model_dir
+
+
+def make_llama_like(model_dir: Path, out_dir: Path) -> Path:
+    """A copy of a tiny model directory whose tokenizer behaves like Llama-3's: no pad token, and a BOS that it adds
+    only with add_special_tokens=True (here its EOS token doubles as BOS, so the vocabulary stays the same)."""
+    import shutil
+
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    shutil.copytree(model_dir, out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    eos = tokenizer.eos_token
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{eos} $A", pair=f"{eos} $A $B", special_tokens=[(eos, tokenizer.eos_token_id)])
+    tokenizer.bos_token = eos
+    tokenizer.pad_token = None
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (out_dir / name).unlink(missing_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

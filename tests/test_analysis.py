@@ -8,6 +8,7 @@ import pytest
 from amuro.analysis import (
     NOT_PRETRAINING,
     PRETRAINING,
+    comparison_shots,
     dataset_groups,
     forgetting_matrix,
     group_gains,
@@ -15,6 +16,7 @@ from amuro.analysis import (
     mean_ratio_of_change,
     main_train_size,
     pretraining_groups,
+    table_groups,
     transfer_matrix,
 )
 from amuro.results import SCHEMA, finalize
@@ -114,7 +116,8 @@ def second_arm_table():
 
 
 def test_mrc_is_the_mean_relative_change_on_the_other_task_kind():
-    mrc = {r["direction"]: r for r in mean_ratio_of_change(headline(second_arm_table())).iter_rows(named=True)}
+    mrc = {r["direction"]: r for r in mean_ratio_of_change(headline(second_arm_table())).iter_rows(named=True)
+           if r["aggregate"] == "checkpoint"}
     # classification -> generation: nli_a-tuned on summ: (0.05 - 0.20) / 0.20
     assert mrc["classification -> generation"]["mrc"] == pytest.approx(-0.75)
     # generation -> classification: summ-tuned on nli_a and nli_b: mean of 0.04 / 0.40 and -0.05 / 0.50
@@ -144,3 +147,37 @@ def test_configured_groups_override_the_ones_read_from_the_base_curves(table):
     computed = {"nli_a": NOT_PRETRAINING, "nli_b": PRETRAINING, "summ": NOT_PRETRAINING}
     assert dataset_groups(table) == pretraining_groups(table) == computed
     assert dataset_groups(table, {"nli_b": NOT_PRETRAINING}) == {**computed, "nli_b": NOT_PRETRAINING}
+
+
+def test_the_comparison_shots_pair_the_most_cells_unless_set(table):
+    # 0 shots pairs three fine-tuned rows with their base; one stray pair at 7 shots must not decide.
+    stray = finalize(pl.concat([table, pl.DataFrame([
+        row("s10", 10, "nli_a", 0.33, 0.30, 0.36, shots=7),
+        row("s10", 10, "nli_a", 0.90, 0.85, 0.95, train="nli_a", shots=7)], schema=SCHEMA)]), "hand-made")
+    assert comparison_shots(stray) == 0
+    assert comparison_shots(stray, shots=7) == 7
+    assert comparison_shots(stray, instruction_tuned=True) is None  # no instruction-tuned rows
+    # The same count of pairs at two shot counts: the larger one.
+    tie = finalize(pl.concat([table.filter(pl.col("eval_dataset") == "nli_a"), pl.DataFrame([
+        row("s10", 10, "nli_a", 0.90, 0.85, 0.95, train="nli_a", shots=4)], schema=SCHEMA)]), "hand-made")
+    assert comparison_shots(tie) == 4
+
+
+def test_table6_uses_exactly_the_configured_groups(table):
+    configured = {"nli_b": NOT_PRETRAINING}
+    assert table_groups(table, configured) == configured
+    assert table_groups(table) == pretraining_groups(table)
+    gains = group_gains(headline(table), table_groups(table, configured))
+    assert gains["datasets"].to_list() == ["nli_b"] and gains["mean_delta"].to_list() == [pytest.approx(-0.10)]
+
+
+def test_the_mrc_table_holds_the_mean_over_checkpoints_marked_as_such():
+    one = second_arm_table()
+    two = finalize(pl.concat([one, one.with_columns(pl.lit("s20").alias("checkpoint"), pl.lit(20, pl.Int64).alias("step"),
+                                                    pl.col("value") * 2)]), "two checkpoints")
+    mrc = mean_ratio_of_change(headline(two))
+    per = mrc.filter(pl.col("aggregate") == "checkpoint")
+    mean = mrc.filter(pl.col("aggregate") == "mean over checkpoints").row(0, named=True)
+    assert per.height == 4 and mean["checkpoint"] is None and mean["n_checkpoints"] == 2
+    # classification -> generation: -0.75 at s10; at s20 both scores double, so the ratio is the same.
+    assert mean["direction"] == "classification -> generation" and mean["mrc"] == pytest.approx(-0.75)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from amuro import scoring
-from amuro.evaluate import EvalRequest, EvalSettings, Scorer, _shared_stems, evaluate
+from amuro.evaluate import (EvalRequest, EvalSettings, Scorer, StopAfterText, _shared_stems, cut_generation,
+                            evaluate)
 from amuro.formats import PROMPT_SCHEMA
 from amuro.metrics import match_label, rouge_l
 from conftest import write_tiny_olmo
@@ -110,8 +111,9 @@ def test_generation_is_scored_with_rouge_l(tiny_model, tmp_path):
                           str(tmp_path / "out.parquet"))
     evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=6), {"model": "toy", "train": "base"})
     for row in pq.read_table(tmp_path / "out.parquet").to_pylist():
-        assert row["metric"] == "rougeL" and "\n" not in row["prediction"]
+        assert row["metric"] == "rougeL" and "\n\n" not in row["prediction"] and "###" not in row["prediction"]
         assert row["score"] == rouge_l(row["reference"], row["prediction"])
+        assert row["generation_stop"] == "paragraph" and row["shots_used"] == 0 and row["label_match"] is None
 
 
 def test_asking_for_shots_the_prompt_file_lacks_is_an_error(tiny_model, tmp_path):
@@ -121,3 +123,63 @@ def test_asking_for_shots_the_prompt_file_lacks_is_an_error(tiny_model, tmp_path
     with pytest.raises(ValueError, match=r"no 4-shot prompts.*holds shots \[0\]"):
         evaluate(tiny_model, [request], EvalSettings(), {"model": "toy"})
     assert not (tmp_path / "o.parquet").exists()
+
+
+CNN_REFERENCE = "Kuri lives in Rege .\nThe cat sat on a mat ."
+
+
+@pytest.mark.parametrize(("text", "rule", "expected"), [
+    # Several lines of highlights survive; the next demonstration (blank line) or header ends the prediction.
+    (" Kuri lives in Rege .\nThe cat sat on a mat .\n\n### Input: next", "paragraph", CNN_REFERENCE),
+    (" Kuri lives in Rege .\nThe cat sat on a mat .\n### Input: next", "paragraph", CNN_REFERENCE),
+    # A leading newline is not the end: the prediction starts at the first text.
+    ("\n\nKuri lives in Rege .\n\nmore", "paragraph", "Kuri lives in Rege ."),
+    ("\nKuri lives in Rege .\nThe cat", "line", "Kuri lives in Rege ."),
+    ("\n\n  \n", "paragraph", ""),
+])
+def test_generation_ends_where_the_next_demonstration_or_header_would_start(text, rule, expected):
+    assert cut_generation(text, rule) == expected
+
+
+def test_a_multi_line_reference_is_matched_whole_by_the_paragraph_rule():
+    generated = "\nKuri lives in Rege .\nThe cat sat on a mat .\n\n### Input:"
+    assert rouge_l(CNN_REFERENCE, cut_generation(generated, "paragraph")) == 1.0
+    assert rouge_l(CNN_REFERENCE, cut_generation(generated, "line")) < 0.7
+    # The old rule (cut at the first newline, whatever came before it) predicted nothing here.
+    assert generated.split("\n")[0].strip() == ""
+
+
+def test_the_stopping_criterion_stops_a_row_only_after_some_text(tiny_model):
+    scorer = Scorer(tiny_model, batch_size=2)
+    prompt = scorer.encode("the cat")
+    generated = [scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
+                 for text in ("\n\n", "\n\nthe cat\n\n")]
+    width = max(map(len, generated))
+    # As in generate(): one prompt width, then each row's new tokens (a finished row continues with padding).
+    ids = torch.tensor([prompt + g + [scorer.pad_id] * (width - len(g)) for g in generated])
+    stop = StopAfterText(scorer.tokenizer, len(prompt), "paragraph")
+    assert stop(ids, None).tolist() == [False, True]
+
+
+def test_a_k_shot_prompt_too_long_for_the_model_loses_whole_demonstrations(tiny_model, tmp_path):
+    from amuro.formats import assemble, demo_chars
+
+    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in ("so", "the cat", "a mat", "Keva")]
+    query = "Kuri lives in Keva so"
+    prompt = assemble(demos, query)
+    scorer = Scorer(tiny_model, batch_size=1)  # 128 positions
+    assert 128 - 60 < len(scorer.encode(prompt)) <= 128
+    # With room for 60 new tokens the prompt does not fit: the farthest demonstrations go, whole.
+    fitted, kept = scorer.fit_demonstrations(prompt, demo_chars(demos), room=60)
+    assert 0 < kept < 4 and fitted == assemble(demos[4 - kept:], query)
+    assert len(scorer.encode(fitted)) <= 128 - 60 and scorer.truncated == 0
+    assert scorer.fit_demonstrations(prompt, demo_chars(demos), room=0) == (prompt, 4)
+
+    rows = [{"id": "ex0", "shots": 4, "prompt": prompt, "completion": " yes", "target": "yes",
+             "demo_ids": ["a", "b", "c", "d"], "demo_chars": demo_chars(demos)}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), tmp_path / "test.parquet")
+    request = EvalRequest("toy_sum", "summarization", "default", 4, str(tmp_path / "test.parquet"),
+                          str(tmp_path / "out.parquet"))
+    evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=60), {"model": "toy", "train": "base"})
+    row = pq.read_table(tmp_path / "out.parquet").to_pylist()[0]
+    assert row["shots_used"] == kept and row["prompt"] == prompt

@@ -99,6 +99,47 @@ def test_truncation_cuts_the_prompt_from_the_left_and_keeps_the_completion():
     assert cut
 
 
+def test_a_bos_stays_first_when_the_prompt_is_cut():
+    features, cut = completion_features([0, 3, 4, 5, 6], [8, 9], eos_id=2, max_seq_len=5, keep_start=1)
+    assert features["input_ids"] == [0, 6, 8, 9, 2] and features["labels"] == [IGNORE_INDEX] * 2 + [8, 9, 2]
+    assert cut
+
+
+def test_a_llama_like_tokenizer_trains_with_its_bos_and_eos_padding(base_dir, train_prompts, tmp_path):
+    """Llama-3's tokenizer has no pad token (a padding collator stops on the first batch) and adds its BOS only
+    when asked for special tokens: training and evaluation put the BOS first and pad with EOS."""
+    from conftest import make_llama_like
+
+    llama = make_llama_like(base_dir, tmp_path / "llama")
+    tokenizer = AutoTokenizer.from_pretrained(llama)
+    assert tokenizer.pad_token is None
+    dataset, _ = load_examples(train_prompts, tokenizer, FinetuneSettings.from_dict(SETTINGS))
+    prompt = tokenizer(ROWS[0]["prompt"], add_special_tokens=False)["input_ids"]
+    assert dataset[0]["input_ids"][:len(prompt) + 1] == [tokenizer.eos_token_id] + prompt
+    out = tmp_path / "ft"
+    finetune(llama, train_prompts, out, FinetuneSettings.from_dict({**SETTINGS, "epochs": 1, "max_grad_norm": 0.0}),
+             tmp_path / "scratch")
+    meta = json.loads((out / "train_meta.json").read_text())
+    assert meta["bos_ids"] == [tokenizer.eos_token_id] and meta["pad_token_id"] == tokenizer.eos_token_id
+    assert meta["settings"]["max_grad_norm"] == 0.0
+    assert AutoTokenizer.from_pretrained(out).pad_token is None  # the saved tokenizer keeps its own settings
+
+    from amuro.evaluate import Scorer
+
+    scorer = Scorer(out, batch_size=2)
+    assert scorer.encode("the sky")[0] == tokenizer.eos_token_id and scorer.pad_id == tokenizer.eos_token_id
+    prompts = [ROWS[0]["prompt"], "the"]
+    assert scorer.generate(prompts, 4, "test") == [Scorer(out, 1).generate([p], 4, "test")[0] for p in prompts]
+
+
+def test_gradient_clipping_is_a_recorded_hyper_parameter(finetuned):
+    meta = json.loads((finetuned / "train_meta.json").read_text())
+    assert meta["settings"]["max_grad_norm"] == 1.0  # the default; the paper config sets 0 (no clipping)
+    assert meta["bos_ids"] == [] and meta["pad_token_id"] is not None  # OLMo-like: no BOS
+    with pytest.raises(ValueError, match="max_grad_norm must be >= 0"):
+        FinetuneSettings.from_dict({**SETTINGS, "max_grad_norm": -1})
+
+
 def test_a_completion_longer_than_max_seq_len_loses_its_end():
     features, cut = completion_features([1, 3], [10, 11, 12, 13, 14], eos_id=2, max_seq_len=4)
     assert features["input_ids"] == features["labels"] == [10, 11, 12, 13]

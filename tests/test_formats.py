@@ -86,6 +86,12 @@ def test_prompt_files_are_byte_identical_across_runs_and_never_leak(tmp_path):
         assert row["id"] not in row["demo_ids"]
         assert all(d.startswith("train-") for d in row["demo_ids"])
         assert row["prompt"].count("### Sentiment:") == row["shots"] + 1
+        # Each demonstration's block length: dropping the first j blocks leaves the last shots - j and the query.
+        assert len(row["demo_chars"]) == row["shots"]
+        query = next(r["prompt"] for r in test if r["id"] == row["id"] and r["shots"] == 0)
+        assert len(row["prompt"]) == sum(row["demo_chars"]) + len(query)
+        rest = row["prompt"][sum(row["demo_chars"][:1]):]
+        assert rest.count("### Sentiment:") == max(row["shots"], 1) and rest.endswith(query)
     train = pq.read_table(tmp_path / "a" / "train.parquet").to_pylist()
     assert {r["shots"] for r in train} == {0}
 

@@ -78,12 +78,13 @@ BAD_TABLE = (
     "olmo1b_original_hf_4shots,xsum,0.1,0.01",  # line 2
     "foo,xsum,0.1,0.01",  # line 3: unparseable id
     "olmo1b_original_hf_4shots,rte,0.5,0.01",  # line 4
-    "olmo1b_original_hf_4shots,imdb,0.5,0.01",  # line 5: unknown dataset
+    "olmo1b_original_hf_4shots,imdb,0.5,0.01",  # line 5: a set outside the paper's list: imported, task unknown
     "olmo1b_original_hf_4shots,sciq,n/a,0.01",  # line 6: non-numeric
-    "olmo1b_hf_main_squad_3epoch_2e-6_4shots,sciq,0.2,0.01",  # line 7: unknown train dataset
+    "olmo1b_hf_main_squad_3epoch_2e-6_4shots,sciq,0.2,0.01",  # line 7: a train set outside the list: imported
     "olmo1b_original_hf_4shots,,0.5,0.01",  # line 8: empty field
+    "olmo1b_hf_main_xsum_3epoch_fast_4shots,xsum,0.2,0.01",  # line 9: a learning rate that is not a number
 )
-BAD_LINES = (3, 5, 6, 7, 8)
+BAD_LINES = (3, 6, 8, 9)
 
 
 def test_every_bad_row_is_reported_by_line(tmp_path):
@@ -93,25 +94,96 @@ def test_every_bad_row_is_reported_by_line(tmp_path):
     message = str(err.value)
     for line in BAD_LINES:
         assert f"paper.csv:{line}:" in message
-    assert "paper.csv:2:" not in message and "paper.csv:4:" not in message
-    assert "model_id 'foo'" in message and "'imdb'" in message and "'squad'" in message and "'n/a'" in message
+    for line in (2, 4, 5, 7):
+        assert f"paper.csv:{line}:" not in message
+    assert "model_id 'foo'" in message and "'n/a'" in message and "empty field(s) eval dataset" in message
 
 
 def test_skip_bad_rows_keeps_good_rows_and_logs_the_bad(tmp_path, caplog):
     path = write_table(tmp_path, *BAD_TABLE)
     with caplog.at_level(logging.WARNING, logger="amuro.importers"):
         table = import_amuro_char(path, skip_bad_rows=True)
-    assert sorted(table["eval_dataset"].to_list()) == ["rte", "xsum"]
+    assert sorted(table["eval_dataset"].to_list()) == ["imdb", "rte", "sciq", "xsum"]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for line in BAD_LINES:
         assert f"paper.csv:{line}:" in logged
 
 
+# The released per-cell table's other row kinds: ids without a shot suffix, `original` without `_hf`, the short
+# `checkpoint-STEP_Kshots`, Tulu-tuned models on supervised sets and LLMBar's subsets, and a 7-shot stray pair.
+RELEASED_FORMS = (
+    "olmo1b_original_hf,rte,0.015,0.002",  # line 2: base, no shot suffix -> 0 shots
+    "olmo1b_checkpoint-18000_original,socialiqa,0.03,0.001",  # line 3: `original` without _hf, 0 shots
+    "olmo1b_hf_ckpt592000_mnli_3epoch_2e-6,mnli_matched,0.82,0.004",  # line 4: fine-tuned, 0 shots
+    "olmo1b_hf_ckpt505000_tulu_5epoch_2e-6_4shots,mnli_matched_instruct,0.53,0.005",  # line 5: Tulu on NLI
+    "olmo1b_hf_main_tulu_5epoch_2e-6_4shots,llmbar_Natural,0.40,0.05",  # line 6: Tulu on LLMBar
+    "olmo1b_original_hf_4shots,llmbar_Adversarial_Manual,0.34,0.07",  # line 7: base on LLMBar
+    "checkpoint-1000_4shots,paws,0.55,0.005",  # line 8: the short form (OLMo-1B)
+    "olmo1b_hf_main_paws_3epoch_2e-6_7shots,paws,0.77,0.005",  # line 9: 7 shots
+    "olmo1b_hf_main_squad_3epoch_2e-6_4shots,llmbar_Natural,0.5,0.05",  # line 10: both sets unknown
+)
+
+
+def test_every_released_row_kind_is_imported_with_what_the_file_states(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="amuro.importers"):
+        table = import_amuro_char(write_table(tmp_path, *RELEASED_FORMS))
+    assert table.height == len(RELEASED_FORMS)
+    rows = {(r["checkpoint"], r["train_dataset"], r["eval_dataset"], r["eval_format"], r["shots"]): r
+            for r in table.iter_rows(named=True)}
+    assert rows[("main", None, "rte", "default", 0)]["relation"] == "base"
+    assert rows[("step18000", None, "socialiqa", "default", 0)]["model"] == "olmo1b"
+    assert rows[("step592000", "mnli_matched", "mnli_matched", "default", 0)]["relation"] == "in-domain"
+
+    tulu = rows[("step505000", "tulu_v2", "mnli_matched", "instruct", 4)]
+    assert (tulu["relation"], tulu["train_task"], tulu["train_format"], tulu["train_size"]) == (
+        "instruction-tuned", "instruction", "chat", "all")
+    assert tulu["eval_task"] == "nli" and tulu["metric"] == "accuracy"
+
+    llmbar = rows[("main", "tulu_v2", "llmbar_Natural", "default", 4)]
+    assert llmbar["eval_task"] is None and llmbar["metric"] == "performance" and llmbar["value"] == 0.40
+    assert rows[("main", None, "llmbar_Adversarial_Manual", "default", 4)]["relation"] == "base"
+
+    short = rows[("step1000", None, "paws", "default", 4)]
+    assert short["model"] == "olmo1b" and short["relation"] == "base"
+    assert rows[("main", "paws", "paws", "default", 7)]["relation"] == "in-domain"
+
+    unknown = rows[("main", "squad", "llmbar_Natural", "default", 4)]
+    assert unknown["train_task"] is None and unknown["relation"] == "unknown"
+    assert "task unknown: llmbar_Adversarial_Manual, llmbar_Natural" in caplog.text
+
+
+def test_the_tulu_rows_take_the_configured_mix_name(tmp_path):
+    path = write_table(tmp_path, RELEASED_FORMS[3])
+    assert import_amuro_char(path, instruction_mix="tulu")["train_dataset"].to_list() == ["tulu"]
+
+
+def test_a_second_number_for_one_cell_is_left_out_only_when_the_table_says_which_is_the_papers(tmp_path, caplog):
+    path = write_table(
+        tmp_path,
+        "olmo1b_hf_main_mnli_3epoch_2e-6,rte,0.65,0.01",  # line 2: the paper's rate for mnli
+        "olmo1b_hf_main_mnli_3epoch_2e-5,rte,0.43,0.01",  # line 3: a sweep run of the same cell
+        "olmo1b_checkpoint-1000_original_hf_4shots,socialiqa,0.018466,0.0007",  # line 4
+        "checkpoint-1000_4shots,socialiqa,0.018451,0.0007",  # line 5: the same evaluation, short id
+    )
+    with caplog.at_level(logging.WARNING, logger="amuro.importers"):
+        table = import_amuro_char(path)
+    assert sorted(table["value"].to_list()) == [0.018466, 0.65]
+    assert "paper.csv:3: 'olmo1b_hf_main_mnli_3epoch_2e-5' (0.43) states the same cell as line 2" in caplog.text
+    assert "paper.csv:5: 'checkpoint-1000_4shots'" in caplog.text and "lines 3, 5" in caplog.text
+    # An explicit choice wins over the paper's rate.
+    chosen = import_amuro_char(path, learning_rates={"mnli_matched": 2e-5})
+    assert 0.43 in chosen["value"].to_list() and 0.65 not in chosen["value"].to_list()
+    # A config's rates are the preference when given.
+    preferred = import_amuro_char(path, preferred_rates={"*": 2e-5})
+    assert 0.43 in preferred["value"].to_list()
+
+
 def test_duplicate_cells_name_both_lines_and_the_differing_learning_rate(tmp_path):
+    # Neither run is at the paper's rate for xsum (2e-7): nothing says which is the cell's number.
     path = write_table(tmp_path, "olmo1b_hf_main_xsum_3epoch_2e-6_4shots,xsum,0.3,0.01",
-                       "olmo1b_hf_main_xsum_3epoch_2e-7_4shots,xsum_instruct,0.2,0.01",
-                       "olmo1b_hf_main_xsum_3epoch_2e-7_4shots,xsum,0.25,0.01")
-    with pytest.raises(TableImportError, match=r"paper\.csv:4: same cell as line 2 .*lr 2e-6 vs 2e-7"):
+                       "olmo1b_hf_main_xsum_3epoch_2e-5_4shots,xsum_instruct,0.2,0.01",
+                       "olmo1b_hf_main_xsum_3epoch_2e-5_4shots,xsum,0.25,0.01")
+    with pytest.raises(TableImportError, match=r"paper\.csv:4: same cell as line 2 .*lr 2e-6 vs 2e-5"):
         import_amuro_char(path)
 
 
@@ -127,12 +199,12 @@ def test_a_learning_rate_sweep_imports_once_a_rate_is_chosen_per_train_set(tmp_p
         tmp_path,
         "olmo1b_hf_main_xsum_3epoch_2e-6_4shots,xsum,0.20,0.01",
         "olmo1b_hf_main_xsum_3epoch_2e-7_4shots,xsum,0.25,0.01",
-        "olmo1b_hf_main_paws_3epoch_2e-6_4shots,paws,0.80,0.01",
+        "olmo1b_hf_main_paws_3epoch_2e-4_4shots,paws,0.80,0.01",
         "olmo1b_hf_main_paws_3epoch_2e-5_4shots,paws,0.50,0.01",
     )
     with pytest.raises(TableImportError, match=r"--learning-rate"):
         import_amuro_char(path)
-    rows = by_cell(import_amuro_char(path, learning_rates={"xsum": 2e-7, "*": 2e-6}))
+    rows = by_cell(import_amuro_char(path, learning_rates={"xsum": 2e-7, "*": 2e-4}))
     assert rows[("main", "xsum", "xsum", "default")]["value"] == 0.25
     assert rows[("main", "paws", "paws", "default")]["value"] == 0.80
 
@@ -267,14 +339,14 @@ def test_benchmark_table_through_the_command_line_with_and_without_config(tmp_pa
 
 BAD_BENCHMARKS = (
     "checkpoint-1000,arc_easy,0.40",  # line 2
-    "checkpoint-1000,mmlu,0.30",  # line 3: unknown benchmark
+    "checkpoint-1000,mmlu,0.30",  # line 3: outside the paper's benchmarks: imported, task unknown
     "olmo1b_hf_ckpt1000_alpaca_5epoch_2e-6,arc_easy,0.40",  # line 4: not a Tulu run
     "checkpoint-1000,boolq,62.0",  # line 5: a percentage among fractions
     "checkpoint-1000,sciq,n/a",  # line 6: not a number
     "checkpoint-1000,openbookqa",  # line 7: a field short
     "olmo1b_original_hf,boolq,0.6",  # line 8
 )
-BAD_BENCHMARK_LINES = (3, 4, 5, 6, 7)
+BAD_BENCHMARK_LINES = (4, 5, 6, 7)
 
 
 def test_bad_benchmark_rows_are_reported_by_line_or_skipped(tmp_path, caplog):
@@ -286,17 +358,26 @@ def test_bad_benchmark_rows_are_reported_by_line_or_skipped(tmp_path, caplog):
     message = str(err.value)
     for line in BAD_BENCHMARK_LINES:
         assert f"paper.csv:{line}:" in message
-    assert "paper.csv:2:" not in message and "paper.csv:8:" not in message
-    assert "'mmlu' is not one of the paper's benchmarks (arc_challenge, arc_easy, boolq, hellaswag, openbookqa, " \
-           "sciq_mc" in message
+    assert "paper.csv:2:" not in message and "paper.csv:3:" not in message and "paper.csv:8:" not in message
     assert "'olmo1b_hf_ckpt1000_alpaca_5epoch_2e-6'" in message and "not a fraction in [0, 1]" in message
 
     with caplog.at_level(logging.WARNING, logger="amuro.importers"):
         table = import_benchmark_table(path, skip_bad_rows=True)
-    assert sorted(table["eval_dataset"].to_list()) == ["arc_easy", "boolq"]
+    assert sorted(table["eval_dataset"].to_list()) == ["arc_easy", "boolq", "mmlu"]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for line in BAD_BENCHMARK_LINES:
         assert f"paper.csv:{line}:" in logged
+
+
+def test_benchmark_rows_outside_the_papers_benchmarks_keep_their_name_with_task_unknown(tmp_path):
+    from amuro.importers import import_benchmark_table
+
+    # The released benchmark table also holds RTE and QQP (lm-eval, base checkpoints only).
+    table = import_benchmark_table(write_benchmarks(tmp_path, "checkpoint-1000,rte,0.527", "checkpoint-1000,qqp,0.47",
+                                                    "checkpoint-1000,boolq,0.6"))
+    rows = {r["eval_dataset"]: r for r in table.iter_rows(named=True)}
+    assert rows["rte"]["eval_task"] is None and rows["rte"]["relation"] == "base" and rows["rte"]["metric"] == "acc"
+    assert rows["qqp"]["value"] == 0.47 and rows["boolq"]["eval_task"] == "multiple_choice"
 
 
 def test_a_benchmark_table_in_percent_is_refused_not_rescaled(tmp_path):

@@ -82,3 +82,17 @@ def test_prepare_instructions_samples_and_rejects_a_conversation_without_an_answ
         prepare_instructions("mix", {"type": "local", "file": str(source)}, sample=None, seed=0,
                              out=tmp_path / "bad.parquet")
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_a_tokenizer_with_a_bos_gets_it_before_the_chat_outside_the_loss(tmp_path):
+    from conftest import make_llama_like, write_tiny_olmo
+
+    base = write_tiny_olmo(tmp_path / "m", [m["content"] for m in TWO_TURNS] * 10, max_positions=256)
+    llama = AutoTokenizer.from_pretrained(make_llama_like(base, tmp_path / "llama"))
+    olmo = AutoTokenizer.from_pretrained(base)
+    for tok in (llama, olmo):
+        ensure_chat_template(tok, None)
+    with_bos, _ = chat_features(TWO_TURNS, llama, max_seq_len=512)
+    plain, _ = chat_features(TWO_TURNS, olmo, max_seq_len=512)
+    assert with_bos["input_ids"] == [llama.eos_token_id] + plain["input_ids"]
+    assert with_bos["labels"] == [-100] + plain["labels"]

@@ -155,3 +155,39 @@ def test_summarize_reports_mean_interval_and_count():
     assert summary["value"] == pytest.approx(np.mean(SCORES))
     assert summary["n_examples"] == len(SCORES)
     assert (summary["ci_low"], summary["ci_high"]) == bootstrap_ci(SCORES, resamples=500, confidence=0.95, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("generation", "labels", "task", "expected"),
+    [
+        # The released table's rule: substrings, in a fixed order, anywhere in the text.
+        ("I do not know", ("no", "yes"), "paraphrase", "no"),  # "not" and "know" hold "no"
+        ("yes, they are", ("no", "yes"), "paraphrase", "yes"),
+        ("Yes. I know.", ("no", "yes"), "paraphrase", "no"),  # "no" is checked before "yes"
+        ("it is neutral, not a contradiction", ("entailment", "neutral", "contradiction"), "nli", "contradiction"),
+        ("entailment or neutral", ("entailment", "neutral", "contradiction"), "nli", "neutral"),
+        ("The relation is entailment", ("entailment", "neutral", "contradiction"), "nli", "entailment"),
+        ("something else", ("entailment", "neutral", "contradiction"), "nli", None),
+        # A task without a fixed order checks the labels in their configured order.
+        ("maybe yes", ("yes", "maybe", "no"), "sentiment", "yes"),
+    ],
+)
+def test_the_papers_substring_label_match(generation, labels, task, expected):
+    assert match_label(generation, labels, "paper_substring", task) == expected
+
+
+def test_the_default_label_match_reads_the_first_word_only():
+    assert match_label("I do not know", ("no", "yes")) is None
+    assert match_label("The relation is entailment", ("entailment", "neutral", "contradiction")) is None
+    with pytest.raises(ValueError, match="'contains' is not one of first_word, paper_substring"):
+        match_label("yes", ("yes", "no"), "contains")
+
+
+def test_the_point_estimate_is_the_mean_or_the_midpoint_of_the_interval():
+    scores = [1.0] * 7 + [0.0] * 3
+    mean, mid = summarize(scores, resamples=400, seed=2), summarize(scores, resamples=400, seed=2,
+                                                                   point_estimate="interval_midpoint")
+    assert mean["value"] == pytest.approx(0.7)
+    assert mid["value"] == pytest.approx((mean["ci_low"] + mean["ci_high"]) / 2)
+    with pytest.raises(ValueError, match="point_estimate 'median'"):
+        summarize(scores, point_estimate="median")

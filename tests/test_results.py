@@ -27,6 +27,8 @@ def write_predictions(path, scores, train=None, eval_dataset="people_nli", eval_
         ("people_nli", "nli", "product_nli", "nli", "cross-domain"),
         ("people_nli", "nli", "diary_summary", "summarization", "cross-task"),
         ("product_sentiment", "sentiment", "people_nli", "nli", "cross-task"),
+        ("people_nli", "nli", "llmbar_Natural", None, "unknown"),  # an imported set whose task is not known
+        ("tulu_v2", "instruction", "llmbar_Natural", None, "instruction-tuned"),
     ],
 )
 def test_relation_says_how_the_eval_set_relates_to_the_fine_tuning_set(train_dataset, train_task, eval_dataset,
@@ -106,3 +108,39 @@ def test_checkpoints_sort_in_pre_training_order_with_the_final_model_last():
     table = finalize(pl.DataFrame(rows, schema=SCHEMA), "t")
     assert table["checkpoint"].to_list() == ["step20", "step1000", "main"]
     assert set(KEY) <= set(SCHEMA)
+
+
+def test_the_faithful_point_estimate_is_the_midpoint_of_the_bootstrap_interval(tmp_path):
+    from amuro.metrics import bootstrap_ci
+
+    scores = [1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1]
+    path = write_predictions(tmp_path / "a.parquet", scores)
+    mean = summarize_predictions([path], None, resamples=500, seed=3).row(0, named=True)
+    mid = summarize_predictions([path], None, resamples=500, seed=3, point_estimate="interval_midpoint").row(0, named=True)
+    # Hand computation: the same seeded interval, its midpoint instead of the mean 9/12.
+    assert mean["value"] == pytest.approx(0.75)
+    assert (mid["ci_low"], mid["ci_high"]) == (mean["ci_low"], mean["ci_high"])
+    assert mid["value"] == pytest.approx((mean["ci_low"] + mean["ci_high"]) / 2)
+    low, high = bootstrap_ci(scores, resamples=500, seed=mean_seed(mean))
+    assert (low, high) == pytest.approx((mean["ci_low"], mean["ci_high"]))
+
+
+def mean_seed(row):
+    from amuro.results import _bootstrap_seed
+
+    return _bootstrap_seed(3, row)
+
+
+def test_summaries_record_how_their_values_were_made_and_the_results_table_merges_it(tmp_path):
+    from amuro.cli import main
+    from amuro.results import table_settings
+
+    path = write_predictions(tmp_path / "a.parquet", [1, 0, 1])
+    for name, estimate in (("mean.parquet", "mean"), ("mid.parquet", "interval_midpoint")):
+        settings = ('{"train_task": null, "resamples": 200, "confidence": 0.95, "seed": 1, '
+                    f'"point_estimate": "{estimate}"}}')
+        assert main(["summarize", "--settings", settings, "--out", str(tmp_path / name), str(path)]) == 0
+    assert table_settings(tmp_path / "mid.parquet")["point_estimate"] == "interval_midpoint"
+    assert main(["results-table", "--out", str(tmp_path / "all.parquet"), str(tmp_path / "mean.parquet")]) == 0
+    assert table_settings(tmp_path / "all.parquet") == table_settings(tmp_path / "mean.parquet")
+    assert table_settings(tmp_path / "all.parquet")["point_estimate"] == "mean"

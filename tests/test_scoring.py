@@ -87,8 +87,8 @@ def test_constrained_decoding_breaks_ties_by_label_order_and_stops_at_a_complete
     assert scoring.constrained_choice([[1, 2], [1]], [[-0.1, -0.1], [-0.1]]) == 1
 
 
-def _predictions(path, meta, references, labels, metric="accuracy"):
-    rows = [{**meta, "eval_format": "default", "shots": 0, "metric": metric, "reference": ref,
+def _predictions(path, meta, references, labels, metric="accuracy", shots=0):
+    rows = [{**meta, "eval_format": "default", "shots": shots, "metric": metric, "reference": ref,
              **{f"label_{m}": label for m, label in zip(scoring.METHODS, by)}}
             for ref, by in zip(references, labels)]
     pl.DataFrame(rows, schema_overrides={"train_dataset": pl.String, "label_generate": pl.String}).write_parquet(path)
@@ -134,10 +134,21 @@ def test_method_comparison_gives_every_methods_accuracy_per_prediction_file(pred
 
 def test_table3_averages_base_checkpoints_and_in_domain_fine_tuned_cells(prediction_files):
     table = scoring.table3(scoring.method_comparison(prediction_files))
-    assert table.columns == ["model", "eval_dataset", "kind", *scoring.METHODS, "evaluations"]
+    assert table.columns == ["model", "eval_dataset", "kind", "shots", *scoring.METHODS, "evaluations"]
     # Base: the mean over the two checkpoints; fine-tuned: toy_nli's own cell only (not the toy_sst one).
-    assert table.rows() == [("toy", "toy_nli", "base", 0.75, 0.625, 0.75, 0.75, 2),
-                            ("toy", "toy_nli", "fine-tuned", 1.0, 1.0, 1.0, 0.5, 1)]
+    assert table.rows() == [("toy", "toy_nli", "base", 0, 0.75, 0.625, 0.75, 0.75, 2),
+                            ("toy", "toy_nli", "fine-tuned", 0, 1.0, 1.0, 1.0, 0.5, 1)]
+
+
+def test_table3_keeps_each_shot_count_apart(tmp_path, prediction_files):
+    four = _predictions(tmp_path / "f.parquet", {"model": "toy", "train": "base", "train_dataset": None,
+                                                 "eval_dataset": "toy_nli", "checkpoint": "step100-tokens1B"},
+                        ["yes", "no"], [("no", "no", "no", "no"), ("no", "no", "no", "no")], shots=4)
+    table = scoring.table3(scoring.method_comparison(prediction_files + [four]))
+    base = {r["shots"]: r for r in table.iter_rows(named=True) if r["kind"] == "base"}
+    # The 0-shot row is unchanged by the 4-shot run, which is a row of its own.
+    assert base[0]["tokenprob"] == 0.75 and base[0]["evaluations"] == 2
+    assert base[4]["tokenprob"] == 0.5 and base[4]["evaluations"] == 1
 
 
 def test_predictions_without_every_method_are_refused(tmp_path, prediction_files):

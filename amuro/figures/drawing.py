@@ -282,8 +282,10 @@ def finetuning_gain(table, figure_id, confidence, groups):
 def format_sensitivity(table, figure_id, confidence, groups):
     transfer = _require(analysis.transfer_matrix(table), figure_id, "fine-tuned rows with matching base rows")
     main_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
+    # The main size among the main format's cells (instruction-tuned rows, train size "all", are not among them).
+    transfer = transfer.filter(pl.col("train_format") == main_format)
     rows = transfer.filter(
-        (pl.col("relation") == "in-domain") & (pl.col("train_format") == main_format)
+        (pl.col("relation") == "in-domain")
         & pl.col("train_size").eq_missing(analysis.main_train_size(transfer["train_size"].to_list()))
         & (pl.col("shots") == analysis.comparison_shots(table))
     )

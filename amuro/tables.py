@@ -1,0 +1,73 @@
+"""The summary tables from long-format tables, ours or imported: transfer, forgetting, Table 6 (group_gain), the
+mean ratio of change (mrc) and an HTML overview. The workflow's `matrices` rule and `amuro tables` both come here.
+
+Settings (analysis_settings in the rules, settings_from_config for a config file):
+- benchmark_metric: the benchmark metric the tables show (acc or acc_norm);
+- groups: eval set -> Table 6 group, used exactly as given; empty: every set grouped from the base curves;
+- mrc_eval_sets: D_E of the MRC (cross_task or train_sets);
+- shots: the shot count tuned and base models are compared at; null: each arm's count that pairs the most cells.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from amuro import analysis
+from amuro.io import write_text
+from amuro.report import overview_html
+from amuro.results import merged_settings, read_tables, write_table
+
+log = logging.getLogger(__name__)
+
+TABLES = ("transfer", "forgetting", "group_gain", "mrc")
+DEFAULTS = {"benchmark_metric": "acc", "groups": {}, "mrc_eval_sets": "cross_task", "shots": None}
+
+
+def settings_from_config(config: dict) -> dict:
+    """The analysis settings of a (validated) workflow config."""
+    return {"benchmark_metric": config["benchmarks"]["metric"], "groups": config["analysis"]["groups"],
+            "mrc_eval_sets": config["analysis"]["mrc_eval_sets"], "shots": config["analysis"]["shots"]}
+
+
+def summary_tables(results: pl.DataFrame, settings: dict) -> tuple[dict[str, pl.DataFrame], str]:
+    """The four tables by name, and the HTML overview."""
+    s = {**DEFAULTS, **settings}
+    transfer = analysis.transfer_matrix(results)
+    forgetting = analysis.forgetting_matrix(transfer)
+    headline = analysis.headline(results, s["benchmark_metric"])
+    for arm, tuned in (("supervised", False), ("instruction-tuned", True)):
+        shots = analysis.comparison_shots(headline, instruction_tuned=tuned, shots=s["shots"])
+        log.info("%s models are compared with their base at %s shots (%s)", arm, shots,
+                 "analysis.shots" if s["shots"] is not None else "the count that pairs the most cells")
+    mrc = analysis.mean_ratio_of_change(headline, s["mrc_eval_sets"], s["shots"])
+    groups = analysis.table_groups(headline, s["groups"])
+    gains = analysis.group_gains(headline, groups, s["shots"])
+    # The overview shows each tuned model at its comparison shots (one number per cell of its matrices).
+    overview = overview_html(headline, analysis.tuned_vs_base(headline, s["shots"]), forgetting, mrc, gains)
+    return {"transfer": transfer, "forgetting": forgetting, "group_gain": gains, "mrc": mrc}, overview
+
+
+def write_summary_tables(inputs: Sequence[str | Path], settings: dict, outputs: dict[str, str | Path | None]) -> None:
+    """Read the long tables, write each table whose output path is given (TABLES and "overview")."""
+    tables, overview = summary_tables(read_tables(list(inputs)), settings)
+    # What the tables were made with and from: the analysis settings and the input tables' own settings.
+    recorded = {"analysis": {**DEFAULTS, **settings}, "inputs": merged_settings(list(inputs))}
+    for name, table in tables.items():
+        if outputs.get(name):
+            write_table(table, outputs[name], settings=recorded)
+    if outputs.get("overview"):
+        write_text(overview, outputs["overview"])
+
+
+def write_tables_for_config(inputs: Sequence[str | Path], config: str | Path, out_dir: str | Path) -> None:
+    """`amuro tables`: every summary table into out_dir, with the config's analysis settings."""
+    from amuro.config import load_config
+
+    out_dir = Path(out_dir)
+    outputs = {name: out_dir / f"{name}.parquet" for name in TABLES} | {"overview": out_dir / "overview.html"}
+    write_summary_tables(inputs, settings_from_config(load_config(config)), outputs)
+    log.info("summary tables of %d table(s) in %s", len(inputs), out_dir)
