@@ -15,7 +15,9 @@ rule evaluate_benchmarks:
         meta=benchmark_meta,
     threads: 1
     resources:
-        runtime=120,
+        gpu=1,
+        runtime=per_model(120),
+        mem_mb=per_model(32000),
     log:
         "logs/evaluate_benchmarks/{model}/{checkpoint}/{train}.log",
     benchmark:

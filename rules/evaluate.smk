@@ -13,7 +13,9 @@ rule evaluate_base:
         meta=base_meta,
     threads: 1
     resources:
-        runtime=120,
+        gpu=1,
+        runtime=per_model(120),
+        mem_mb=per_model(32000),
     log:
         "logs/evaluate/{model}/{checkpoint}/base.log",
     benchmark:
@@ -35,7 +37,9 @@ rule evaluate_finetuned:
         meta=finetuned_meta,
     threads: 1
     resources:
-        runtime=120,
+        gpu=1,
+        runtime=per_model(120),
+        mem_mb=per_model(32000),
     log:
         "logs/evaluate/{model}/{checkpoint}/{dataset}-{train_format}-{size}.log",
     benchmark:

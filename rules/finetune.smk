@@ -49,7 +49,8 @@ rule finetune:
         scratch="results/scratch/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}",
     threads: 1
     resources:
-        runtime=240,
+        runtime=per_model(360),
+        mem_mb=per_model(64000),
         gpu=finetune_gpus,
     log:
         "logs/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}.log",
