@@ -2,6 +2,7 @@
 # node, the download target, offline compute jobs, and what a GPU job asks the scheduler for. None of this changes a
 # local run (the demo): local jobs ignore mem_mb, runtime and gpu unless --resources limits them.
 import os
+import sys
 
 # Jobs that need the network (hub checkpoints, hub datasets, the instruction mix) or are light run where Snakemake
 # runs: on the login node, which has the network. The analysis rules are local too (rules/results.smk).
@@ -20,6 +21,8 @@ localrules:
 if "SLURM_JOB_ID" in os.environ:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    print(f"amuro: in SLURM job {os.environ['SLURM_JOB_ID']}: HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}",
+          file=sys.stderr)
 
 
 def model_gpus(wildcards):

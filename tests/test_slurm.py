@@ -187,6 +187,13 @@ FAILED = {comment("finetune", *FAILED_CELL), comment("evaluate_finetuned", *FAIL
 # --- the tests, in the order a researcher works ---------------------------------------------------------------------
 
 def test_one_figure_on_a_fresh_results_directory_submits_only_its_upstream_jobs(checkout):
+    # The download target plans every fetch (and, for the mini-world, its generation and pre-training). That the
+    # fetch rules run on the login node shows below: they run, and the scheduler never sees them.
+    planned = checkout.snakemake("download", "--dry-run").stdout
+    assert Counter(re.findall(r"^(?:local)?rule (\w+):", planned, re.M)) == Counter(
+        download=1, fetch_checkpoint=3, prepare_dataset=3, prepare_instructions=1, miniworld_generate=1,
+        miniworld_tokenizer=1, miniworld_pretrain=1), planned
+
     before = last_job_id()
     checkout.snakemake(f"results/figures/{FIGURE}.pdf")
     jobs = scheduler_jobs(after=before)
@@ -198,6 +205,9 @@ def test_one_figure_on_a_fresh_results_directory_submits_only_its_upstream_jobs(
     assert (checkout.root / f"results/figures/{FIGURE}.pdf").read_bytes().startswith(b"%PDF")
     assert not (checkout.root / "results/finetuned").exists()
     assert not (checkout.root / "results/tables/results.parquet").exists()
+    # The checkpoints were fetched, prompts built, predictions summarized: on the login node, unseen by the scheduler.
+    for ckpt in model_checkpoints(load_config(STUDY), "mini"):
+        assert (checkout.root / f"results/checkpoints/mini/{ckpt}/resolved.json").exists()
 
 
 def _cancel_cell_attempts(process: subprocess.Popen, target: str, attempts: int, after: int) -> list[int]:
@@ -281,6 +291,12 @@ def test_the_tiny_study_ran_end_to_end_through_the_scheduler(checkout):
     # The SLURM plugin's own per-job logs (kept by the test profile): .snakemake/slurm_logs/rule_<rule>/...
     logs = checkout.root / ".snakemake/slurm_logs"
     assert {p.relative_to(logs).parts[0] for p in logs.rglob("*.log")} == {f"rule_{r}" for r in COMPUTE_RULES}
+    # Compute jobs run offline (rules/cluster.smk): every completed job's log says so.
+    done = {str(j.id) for run in checkout.runs.values() for j in run if j.state == "COMPLETED"}
+    kept = [log for log in logs.rglob("*.log") if log.stem in done]
+    assert len(kept) == len(done)
+    for log in kept:
+        assert f"amuro: in SLURM job {log.stem}: HF_HUB_OFFLINE=1" in log.read_text(), log
 
 
 def _edit(path: Path, pattern: str, replacement) -> None:
