@@ -44,6 +44,14 @@ PLAIN_TRAIN_FORMATS = ("default", "io", "instruct", "fticl")
 INSTRUCTION_FORMAT = "chat"  # an instruction-tuned run is the mix, in chat format, all of it
 BASE = "base"  # the run id of a pre-trained checkpoint
 
+# What one job asks a cluster for, for a model on one GPU: wall time (minutes) and memory (MB). A job is scaled by
+# its model's `gpus` (Llama-3-8B on 4 GPUs asks for 4 times OLMo-1B's) and by the attempt, so a job the scheduler
+# killed for time or memory comes back with twice, then three times as much (the profile's `retries`).
+JOB_SIZE = {
+    "finetune": {"runtime": 360, "mem_mb": 64_000},
+    "evaluate": {"runtime": 120, "mem_mb": 32_000},
+}
+
 
 def _one_of(values) -> str:
     """A regular expression matching exactly one of `values`; (?!) matches nothing."""
@@ -245,6 +253,9 @@ class Study:
     def fticl_shots(self, dataset: str) -> int:
         return study_config.hyperparameters(self.config, dataset)["fticl_shots"]
 
+    def data_files(self) -> list[str]:
+        return [fill(DATA, dataset=d, split=s) for d in self.datasets for s in SPLITS]
+
     def prompt_files(self) -> list[str]:
         return [fill(PROMPTS, dataset=d, format=f, split=s) for d in self.datasets for f in self.formats
                 for s in SPLITS]
@@ -258,6 +269,9 @@ class Study:
         return {k: mw[k] for k in sections} if sections else mw
 
     # --- Instruction mix ---------------------------------------------------------------------------------------
+
+    def instruction_files(self) -> list[str]:
+        return [fill(INSTRUCTIONS, dataset=self.instruction_mix)] if self.instruction_tuned_models else []
 
     def instruction_inputs(self) -> list[str]:
         source = self.config["instruction_tuning"].get("source", {})  # none: the arm is off
@@ -289,7 +303,12 @@ class Study:
         return fill(SCRATCH, **run.fields)
 
     def gpus(self, run: Run) -> int:
+        """GPUs a fine-tuning job of this run's model asks for (evaluation always takes one)."""
         return self.config["models"][run.model]["gpus"]
+
+    def job_size(self, run: Run, stage: str, resource: str, attempt: int = 1) -> int:
+        """A `stage` job's request of `resource` (runtime or mem_mb) for this run, at this attempt."""
+        return JOB_SIZE[stage][resource] * self.gpus(run) * attempt
 
     def launcher(self, run: Run) -> str:
         """One process, or on several GPUs the `deepspeed` launcher as one task that sees them all, on a free port."""
@@ -368,6 +387,10 @@ class Study:
         """The outputs of a benchmark job, with {model}, {checkpoint} and {train} left as wildcards."""
         return [fill(BENCHMARK_SCORES, benchmark=b, shots=k) for b in self.benchmarks
                 for k in self.config["benchmarks"]["shots"]]
+
+    def hub_benchmark_tasks(self) -> list[str]:
+        """lm-eval tasks whose data lm-eval fetches from the hub (the mini-world's are local files)."""
+        return sorted({spec["task"] for spec in self.config["benchmarks"]["tasks"].values() if "task" in spec})
 
     def benchmark_inputs(self) -> list[str]:
         tasks = self.config["benchmarks"]["tasks"].values()
@@ -487,9 +510,7 @@ class Study:
     def final_outputs(self) -> list[str]:
         """What `snakemake` with no target builds: the whole study, its tables and every drawable figure."""
         outputs = self.checkpoint_dirs() + self.prompt_files()
-        if self.instruction_tuned_models:
-            outputs.append(fill(INSTRUCTIONS, dataset=self.instruction_mix))
-            outputs += [run.dir for run in self.instruction_tuned_runs()]
+        outputs += self.instruction_files() + [run.dir for run in self.instruction_tuned_runs()]
         outputs += [f for run in self.runs() for f in self.evaluated_files(run)]
         outputs += [self.table(name) for name in SUMMARY_TABLES]
         if self.classification_prediction_files():

@@ -17,7 +17,9 @@ rule evaluate_benchmarks:
         train=STUDY.id_pattern(STUDY.benchmark_runs()),
     threads: 1
     resources:
-        runtime=120,
+        gpu=1,
+        runtime=job_size("evaluate", "runtime"),
+        mem_mb=job_size("evaluate", "mem_mb"),
     log:
         "logs/evaluate_benchmarks/{model}/{checkpoint}/{train}.log",
     benchmark:

@@ -42,6 +42,15 @@ def as_json(param):
     return json_of
 
 
+def job_size(stage, resource):
+    """A resource request of the job's run that grows with the attempt (see plan.JOB_SIZE)."""
+
+    def request(wildcards, attempt):
+        return STUDY.job_size(STUDY.run_for(wildcards), stage, resource, attempt)
+
+    return request
+
+
 def of_dataset(method):
     """An input function (or param) of the dataset a job's {dataset} wildcard names."""
 

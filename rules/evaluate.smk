@@ -16,7 +16,9 @@ rule evaluate_base:
         train=plan.BASE,
     threads: 1
     resources:
-        runtime=120,
+        gpu=1,
+        runtime=job_size("evaluate", "runtime"),
+        mem_mb=job_size("evaluate", "mem_mb"),
     log:
         "logs/evaluate/{model}/{checkpoint}/{train}.log",
     benchmark:

@@ -48,8 +48,9 @@ rule finetune:
         scratch=plan.SCRATCH,
     threads: 1
     resources:
-        runtime=240,
         gpu=of_run(STUDY.gpus),
+        runtime=job_size("finetune", "runtime"),
+        mem_mb=job_size("finetune", "mem_mb"),
     log:
         "logs/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}.log",
     benchmark:
