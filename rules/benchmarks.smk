@@ -6,6 +6,7 @@ rule evaluate_benchmarks:
     input:
         model=benchmark_model_dir,
         data=benchmark_data,
+        downloads=benchmark_downloads,
     output:
         benchmark_files(),
     params:
@@ -13,6 +14,8 @@ rule evaluate_benchmarks:
         settings=benchmark_settings(),
         tasks=benchmark_tasks(),
         meta=benchmark_meta,
+        # A pre-trained checkpoint is checked against its resolved.json first (instruction-tuned models have none).
+        verify=lambda wc, input: f"python -m amuro verify-checkpoint {input.model} &&" if wc.train == "base" else "",
     threads: 1
     resources:
         runtime=120,
@@ -21,5 +24,5 @@ rule evaluate_benchmarks:
     benchmark:
         "benchmarks/evaluate_benchmarks/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "python -m amuro benchmark --model-dir {input.model} --plan {params.plan:q} --settings {params.settings:q}"
-        " --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads} > {log} 2>&1"
+        "({params.verify} python -m amuro benchmark --model-dir {input.model} --plan {params.plan:q}"
+        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads}) > {log} 2>&1"

@@ -116,7 +116,9 @@ def benchmark_plan(wildcards, output):
         benchmark, shot_file = path.split("/")[-2:]
         spec = config["benchmarks"]["tasks"][benchmark]
         plan.append({"benchmark": benchmark, "task": spec.get("task", f"amuro_{benchmark}"),
-                     "shots": int(shot_file.removesuffix("shot.parquet")), "output": path})
+                     "shots": int(shot_file.removesuffix("shot.parquet")), "output": path,
+                     # lm-eval tasks read their data offline from what the download stage recorded.
+                     "download": f"results/downloads/benchmarks/{benchmark}.json" if "task" in spec else None})
     return as_json(plan)
 
 

@@ -4,19 +4,22 @@
 rule prepare_dataset:
     input:
         dataset_source,
+        download=dataset_download,
     output:
         expand("results/data/{{dataset}}/{split}.parquet", split=study.SPLITS),
+        "results/data/{dataset}/meta.json",
     params:
         spec=dataset_spec,
         seed=dataset_seed,
         miniworld=MINIWORLD,
+        download=lambda wc, input: download_option(input.download),
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "benchmarks/prepare_dataset/{dataset}.tsv"
     shell:
         "python -m amuro prepare-data --dataset {wildcards.dataset} --spec {params.spec:q} --seed {params.seed}"
-        " --out-dir results/data/{wildcards.dataset} --miniworld-dir {params.miniworld} > {log} 2>&1"
+        " --out-dir results/data/{wildcards.dataset} --miniworld-dir {params.miniworld} {params.download} > {log} 2>&1"
 
 
 rule build_prompts:
@@ -28,6 +31,7 @@ rule build_prompts:
         task=dataset_task,
         shots=",".join(map(str, SHOTS)),
         seed=config["seed"],
+        templates=lambda wc: as_json(config["datasets"][wc.dataset]["templates"]),
     log:
         "logs/build_prompts/{dataset}/{format}.log",
     benchmark:
@@ -35,4 +39,4 @@ rule build_prompts:
     shell:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
         " --data-dir results/data/{wildcards.dataset} --out-dir results/prompts/{wildcards.dataset}/{wildcards.format}"
-        " --shots {params.shots} --seed {params.seed} > {log} 2>&1"
+        " --shots {params.shots} --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"

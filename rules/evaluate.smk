@@ -19,8 +19,8 @@ rule evaluate_base:
     benchmark:
         "benchmarks/evaluate/{model}/{checkpoint}/base.tsv"
     shell:
-        "python -m amuro evaluate --model-dir {input.model} --plan {params.plan:q} --settings {params.settings:q}"
-        " --meta {params.meta:q} --threads {threads} > {log} 2>&1"
+        "(python -m amuro verify-checkpoint {input.model} && python -m amuro evaluate --model-dir {input.model}"
+        " --plan {params.plan:q} --settings {params.settings:q} --meta {params.meta:q} --threads {threads}) > {log} 2>&1"
 
 
 rule evaluate_finetuned:

@@ -5,18 +5,20 @@
 rule prepare_instructions:
     input:
         instruction_source,
+        download=instruction_download,
     output:
         "results/instructions/{dataset}/train.parquet",
     params:
         spec=instruction_spec,
         miniworld=MINIWORLD,
+        download=lambda wc, input: download_option(input.download),
     log:
         "logs/prepare_instructions/{dataset}.log",
     benchmark:
         "benchmarks/prepare_instructions/{dataset}.tsv"
     shell:
         "python -m amuro prepare-instructions --spec {params.spec:q} --out {output}"
-        " --miniworld-dir {params.miniworld} > {log} 2>&1"
+        " --miniworld-dir {params.miniworld} {params.download} > {log} 2>&1"
 
 
 rule build_fticl_prompts:
@@ -28,12 +30,13 @@ rule build_fticl_prompts:
         task=dataset_task,
         shots=fticl_shots,
         seed=config["seed"],
+        templates=lambda wc: as_json(config["datasets"][wc.dataset]["templates"]),
     log:
         "logs/build_fticl_prompts/{dataset}.log",
     shell:
         "python -m amuro build-fticl-prompts --dataset {wildcards.dataset} --task {params.task}"
         " --data-dir results/data/{wildcards.dataset} --out {output} --shots {params.shots}"
-        " --seed {params.seed} > {log} 2>&1"
+        " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
 
 
 rule finetune:
@@ -56,5 +59,6 @@ rule finetune:
     benchmark:
         "benchmarks/finetune/{model}/{checkpoint}/{dataset}/{train_format}/{size}.tsv"
     shell:
-        "{params.launcher} finetune --base {input.base} --train {input.train} --out {output}"
-        " --settings {params.settings:q} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+        "(python -m amuro verify-checkpoint {input.base} && {params.launcher} finetune --base {input.base}"
+        " --train {input.train} --out {output} --settings {params.settings:q} --scratch {params.scratch}"
+        " --threads {threads}) > {log} 2>&1"
