@@ -46,10 +46,15 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def file_hashes(root: str | Path) -> dict[str, str]:
+def file_hashes(root: str | Path, patterns: list[str] | None = None) -> dict[str, str]:
+    """sha256 of every file under `root` that `patterns` select (as huggingface_hub selects them); a snapshot in the
+    cache can also hold files other downloads of the same commit fetched."""
+    from huggingface_hub.utils import filter_repo_objects
+
     root = Path(root)
-    return {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+    names = [str(p.relative_to(root)) for p in sorted(root.rglob("*"))
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    return {name: sha256(root / name) for name in filter_repo_objects(names, allow_patterns=patterns)}
 
 
 def verify_files(root: str | Path, expected: dict[str, str], what: str) -> None:
@@ -106,7 +111,7 @@ def download_checkpoint(model: str, spec: dict, entry, out: str | Path) -> dict:
     else:
         revision = entry
     path = Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=MODEL_PATTERNS))
-    files = file_hashes(path)
+    files = file_hashes(path, MODEL_PATTERNS)
     if not any(name.endswith((".safetensors", ".bin")) for name in files):
         raise DownloadError(f"model {model}: {repo}@{revision} has no weight files (safetensors)")
     # The snapshot directory of the HF cache is named after the commit the revision resolved to.
@@ -208,7 +213,7 @@ def download_hub_dataset(kind: str, name: str, repo: str, revision: str | None, 
         readme = None
     patterns = dataset_patterns(source, readme)
     path = Path(snapshot_download(repo_id=repo, repo_type="dataset", revision=revision, allow_patterns=patterns))
-    files = file_hashes(path)
+    files = file_hashes(path, patterns)
     data = [f for f in files if f != "README.md" and not f.startswith(".")]
     if not data:
         raise DownloadError(f"{kind} {name}: {repo}@{revision or 'main'} has no files matching {patterns}")

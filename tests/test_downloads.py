@@ -125,3 +125,175 @@ def test_every_stage_but_downloads_runs_offline(tmp_path):
     env = amuro_env(tmp_path / "hub", offline=False)
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["1", "1"], out.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------- datasets
+from hf_fixtures import parquet_bytes, readme_with_configs  # noqa: E402
+
+DATA_COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
+
+
+def _xlsum_export(cache):
+    """csebuetnlp/xlsum's parquet export: one directory per language, no config metadata (no README)."""
+    files = {}
+    for lang in ("english", "hindi"):
+        for split, n in (("train", 30), ("validation", 5), ("test", 8)):
+            rows = [{"id": f"{lang}-{split}-{i}", "url": "u", "title": "t", "summary": f"{lang} summary {i}",
+                     "text": f"{lang} text {i}"} for i in range(n)]
+            files[f"{lang}/{split}/0000.parquet"] = parquet_bytes(rows)
+    cache_repo(cache, "dataset", "csebuetnlp/xlsum", DATA_COMMIT, files, refs=["refs/convert/parquet"])
+
+
+XLSUM = {"task": "summarization", "fields": {"document": "text", "target": "summary", "id": "id"},
+         "source": {"type": "hub", "path": "csebuetnlp/xlsum", "name": None, "revision": "refs/convert/parquet",
+                    "data_dir": "english", "data_files": None,
+                    "splits": {"train": "train", "validation": "validation", "test": "test"}},
+         "labels": None, "label_map": {}, "drop_labels": [-1], "templates": {},
+         "sample": {"train": None, "validation": None, "test": None}}
+
+
+def _spec(spec):
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def test_xlsum_english_is_read_from_its_parquet_export_with_data_dir(tmp_path):
+    cache = tmp_path / "hub"
+    _xlsum_export(cache)
+    record = tmp_path / "downloads" / "xlsum.json"
+    run = run_amuro(["download-dataset", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)),
+                     "--out", str(record)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    rec = json.loads(record.read_text())
+    assert rec["commit"] == DATA_COMMIT and rec["revision"] == "refs/convert/parquet"
+    assert rec["patterns"] == ["README.md", "english/**"] and sorted(rec["files"]) == [
+        "english/test/0000.parquet", "english/train/0000.parquet", "english/validation/0000.parquet"]
+    run = run_amuro(["prepare-data", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
+                     "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    import pyarrow.parquet as pq
+
+    test = pq.read_table(tmp_path / "data" / "test.parquet").to_pylist()
+    assert len(test) == 8 and all(r["id"].startswith("english-test") for r in test)
+    meta = json.loads((tmp_path / "data" / "meta.json").read_text())
+    assert meta["source"] == {"type": "hub", "path": "csebuetnlp/xlsum", "revision": "refs/convert/parquet",
+                              "commit": DATA_COMMIT, "name": None, "data_dir": "english"}
+
+
+def _glue(cache):
+    """nyu-mll/glue's layout: one directory per config, configs declared in the README; MNLI test labels are -1."""
+    configs, files = [], {}
+    for config, splits in (("mnli", ("train", "validation_matched", "test_matched")), ("rte", ("train", "validation"))):
+        configs.append({"config_name": config, "data_files": [
+            {"split": s, "path": f"{config}/{s}-*"} for s in splits]})
+        for s in splits:
+            rows = [{"premise": f"{config} {s} p{i}", "hypothesis": f"h{i}",
+                     "label": -1 if s.startswith("test") else i % 3 if config == "mnli" else i % 2, "idx": i}
+                    for i in range(12)]
+            files[f"{config}/{s}-00000-of-00001.parquet"] = parquet_bytes(rows)
+    files["README.md"] = readme_with_configs(configs)
+    cache_repo(cache, "dataset", "nyu-mll/glue", DATA_COMMIT, files)
+
+
+MNLI = {"task": "nli", "labels": ["entailment", "neutral", "contradiction"],
+        "fields": {"premise": "premise", "hypothesis": "hypothesis", "target": "label", "id": "idx"},
+        "source": {"type": "hub", "path": "nyu-mll/glue", "name": "mnli",
+                   "splits": {"train": "train", "validation": "validation_matched", "test": "test_matched"}}}
+
+
+def test_a_config_named_in_the_readme_fetches_only_its_files_and_unlabelled_rows_are_counted(tmp_path):
+    from amuro.config import validate_config
+
+    spec = validate_config({"models": {"m": {"source": "miniworld"}}, "datasets": {"mnli": MNLI}})["datasets"]["mnli"]
+    cache = tmp_path / "hub"
+    _glue(cache)
+    record = tmp_path / "mnli.json"
+    run = run_amuro(["download-dataset", "--dataset", "mnli", "--spec", json.dumps(spec), "--out", str(record)],
+                    amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    assert all(f.startswith("mnli/") or f == "README.md" for f in json.loads(record.read_text())["files"])
+    run = run_amuro(["prepare-data", "--dataset", "mnli", "--spec", json.dumps(spec), "--seed", "1",
+                     "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
+    # Every test label is GLUE's hidden -1: dropped by the listed rule, counted, and the empty split refused.
+    assert run.returncode != 0 and "dataset mnli, split test: no examples left" in run.stderr
+    spec["source"]["splits"]["test"] = "validation_matched"
+    run = run_amuro(["prepare-data", "--dataset", "mnli", "--spec", json.dumps(spec), "--seed", "1",
+                     "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    meta = json.loads((tmp_path / "data" / "meta.json").read_text())
+    assert meta["source"]["commit"] == DATA_COMMIT and meta["source"]["name"] == "mnli"
+    assert meta["splits"]["test"]["written"] == 12
+
+
+def test_a_dataset_missing_from_the_cache_says_what_and_how_to_fetch_it(tmp_path):
+    cache = tmp_path / "hub"
+    _xlsum_export(cache)
+    record = tmp_path / "xlsum.json"
+    assert run_amuro(["download-dataset", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)),
+                      "--out", str(record)], amuro_env(cache)).returncode == 0
+    run = run_amuro(["prepare-data", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
+                     "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(tmp_path / "empty"))
+    assert run.returncode != 0
+    assert (f"dataset xlsum: csebuetnlp/xlsum at commit {DATA_COMMIT} (revision refs/convert/parquet) is not in the "
+            f"HF cache") in run.stderr and "results/downloads/datasets/xlsum.json" in run.stderr
+
+
+def test_a_dataset_file_changed_after_download_is_named(tmp_path):
+    cache = tmp_path / "hub"
+    _xlsum_export(cache)
+    record = tmp_path / "xlsum.json"
+    assert run_amuro(["download-dataset", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)),
+                      "--out", str(record)], amuro_env(cache)).returncode == 0
+    changed = cache / "datasets--csebuetnlp--xlsum" / "snapshots" / DATA_COMMIT / "english/test/0000.parquet"
+    changed.write_bytes(parquet_bytes([{"id": "x", "url": "", "title": "", "summary": "s", "text": "t"}]))
+    run = run_amuro(["prepare-data", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
+                     "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
+    assert run.returncode != 0 and "file english/test/0000.parquet has sha256" in run.stderr
+
+
+# ------------------------------------------------------------------------------------------ lm-eval benchmark data
+ARC_COMMIT = "210d026faf9955653af8916fad021475a3f00453"
+
+
+def _ai2_arc(cache):
+    """allenai/ai2_arc's layout: one directory per config, declared in the README, as lm-eval's arc_easy reads it."""
+    configs, files = [], {}
+    for config in ("ARC-Easy", "ARC-Challenge"):
+        configs.append({"config_name": config, "data_files": [
+            {"split": s, "path": f"{config}/{s}-*"} for s in ("train", "validation", "test")]})
+        for split, n in (("train", 6), ("validation", 3), ("test", 5)):
+            rows = [{"id": f"{config}-{split}-{i}", "question": f"{config} question {i}?",
+                     "choices": {"text": ["red", "blue", "green", "grey"], "label": ["A", "B", "C", "D"]},
+                     "answerKey": "ABCD"[i % 4]} for i in range(n)]
+            files[f"{config}/{split}-00000-of-00001.parquet"] = parquet_bytes(rows)
+    files["README.md"] = readme_with_configs(configs)
+    cache_repo(cache, "dataset", "allenai/ai2_arc", ARC_COMMIT, files)
+
+
+def test_an_lm_eval_task_reads_its_recorded_dataset_from_the_cache_offline(tmp_path):
+    from conftest import write_tiny_olmo
+
+    cache = tmp_path / "hub"
+    _ai2_arc(cache)
+    record = tmp_path / "downloads" / "arc_easy.json"
+    run = run_amuro(["download-benchmark", "--benchmark", "arc_easy", "--task", "arc_easy", "--out", str(record)],
+                    amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    rec = json.loads(record.read_text())
+    assert rec["repo"] == "allenai/ai2_arc" and rec["commit"] == ARC_COMMIT and rec["dataset_name"] == "ARC-Easy"
+    assert sorted(rec["files"]) == ["ARC-Easy/test-00000-of-00001.parquet", "ARC-Easy/train-00000-of-00001.parquet",
+                                    "ARC-Easy/validation-00000-of-00001.parquet", "README.md"]
+    model = write_tiny_olmo(tmp_path / "model", ["Question: what colour? Answer: red"] * 4, max_positions=128)
+    out = tmp_path / "arc_easy" / "1shot.parquet"
+    plan = [{"benchmark": "arc_easy", "task": "arc_easy", "shots": 1, "output": str(out), "download": str(record)}]
+    meta = {"model": "tiny", "checkpoint": "step0", "train": "base", "train_dataset": None, "train_format": None,
+            "train_size": None}
+    run = run_amuro(["benchmark", "--model-dir", str(model), "--plan", json.dumps(plan), "--settings",
+                     json.dumps({"batch_size": 4, "limit": None}), "--meta", json.dumps(meta)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out).to_pylist()
+    acc = [r for r in rows if r["metric"] == "acc"]
+    # The five ARC-Easy test rows of the fixture, not ARC-Challenge's and not the hub's.
+    assert len(acc) == 5 and "ARC-Easy question 0?" in acc[0]["prompt"]
+    assert [r["reference"] for r in acc] == ["red", "blue", "green", "grey", "red"]
