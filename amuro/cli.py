@@ -95,7 +95,7 @@ def download_instructions(args):
 def download_benchmark(args):
     from amuro.downloads import download_benchmark as run
 
-    run(args.benchmark, args.task, args.out)
+    run(args.benchmark, args.task, args.out, args.revision, args.data_dir)
 
 
 def prepare_data(args):
@@ -311,6 +311,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("download-benchmark", help="fetch the hub dataset of one lm-eval task and record it")
     s.add_argument("--benchmark", required=True)
     s.add_argument("--task", required=True, help="the lm-eval task name")
+    s.add_argument("--revision", help="the dataset revision to fetch instead of the task's own")
+    s.add_argument("--data-dir", help="the dataset directory to read instead of the task's config")
     s.add_argument("--out", required=True, help="the download record (JSON)")
     s.set_defaults(run=download_benchmark)
 

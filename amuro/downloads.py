@@ -262,8 +262,12 @@ def benchmark_task_config(task: str, manager=None, resolve_functions: bool = Fal
     return load_yaml(entry.yaml_path, resolve_func=resolve_functions)
 
 
-def download_benchmark(benchmark: str, task: str, out: str | Path) -> dict:
-    """Fetch the hub dataset behind one lm-eval task and record it; the evaluation job then points the task at it."""
+def download_benchmark(benchmark: str, task: str, out: str | Path, revision: str | None = None,
+                       data_dir: str | None = None) -> dict:
+    """Fetch the hub dataset behind one lm-eval task and record it; the evaluation job then points the task at it.
+
+    revision / data_dir override the task's own (e.g. a repository that still ships only a loading script, read
+    from its parquet export: revision refs/convert/parquet, data_dir = the config's directory)."""
     config = benchmark_task_config(task)
     if "dataset_path" not in config:
         raise DownloadError(f"benchmark {benchmark}: lm-eval task {task} names no dataset_path")
@@ -272,10 +276,13 @@ def download_benchmark(benchmark: str, task: str, out: str | Path) -> dict:
             "json", "csv", "parquet", "text"):
         raise DownloadError(f"benchmark {benchmark}: lm-eval task {task} reads local files "
                             f"({config['dataset_path']}); nothing to download")
-    source = {"name": config.get("dataset_name"), "data_dir": kwargs.get("data_dir"),
-              "data_files": kwargs.get("data_files")}
-    record = download_hub_dataset("benchmark", benchmark, config["dataset_path"], kwargs.get("revision"), source, out)
-    record.update({"lm_eval_task": task, "dataset_name": config.get("dataset_name")})
+    data_dir = data_dir or kwargs.get("data_dir")
+    # With a data_dir the files are found by their directory, not by the config name (the parquet export has none).
+    name = None if data_dir else config.get("dataset_name")
+    source = {"name": name, "data_dir": data_dir, "data_files": kwargs.get("data_files")}
+    record = download_hub_dataset("benchmark", benchmark, config["dataset_path"], revision or kwargs.get("revision"),
+                                  source, out)
+    record.update({"lm_eval_task": task, "dataset_name": name, "data_dir": data_dir})
     write_json(record, out)
     return record
 
@@ -298,6 +305,9 @@ def offline_task_config(benchmark: str, task: str, record_path: str | Path, mana
                             f"not {task!r}; run the download stage again")
     config = benchmark_task_config(task, manager, resolve_functions=True)
     config["dataset_path"] = str(local_benchmark_dataset(benchmark, record))
-    kwargs = {k: v for k, v in (config.get("dataset_kwargs") or {}).items() if k != "revision"}
+    config["dataset_name"] = record["dataset_name"]
+    kwargs = {k: v for k, v in (config.get("dataset_kwargs") or {}).items() if k not in ("revision", "data_dir")}
+    if record.get("data_dir"):
+        kwargs["data_dir"] = record["data_dir"]
     config["dataset_kwargs"] = kwargs
     return config

@@ -62,6 +62,12 @@ def load_split(name: str, source: dict, split: str, miniworld_dir: str | Path | 
     path = files.get(split)
     if path is None:
         return None
+    expected = source.get("sha256", {}).get(split) if source["type"] == "local" else None
+    if expected is not None and Path(path).exists():
+        actual = _sha256(path)
+        if actual != expected:
+            raise DatasetError(f"dataset {name}: split {split}: file {path} has sha256 {actual}, but the config "
+                               f"expects {expected} (datasets.{name}.source.sha256.{split})")
     return load_local_file(name, split, path)
 
 

@@ -106,9 +106,11 @@ rule download_benchmark:
         "results/downloads/benchmarks/{benchmark}.json",
     params:
         task=lambda wc: config["benchmarks"]["tasks"][wc.benchmark]["task"],
+        overrides=lambda wc: " ".join(f"--{key.replace('_', '-')} {value}" for key, value in
+                                      config["benchmarks"]["tasks"][wc.benchmark].items() if key != "task"),
     localrule: True
     log:
         "logs/download_benchmark/{benchmark}.log",
     shell:
-        "python -m amuro download-benchmark --benchmark {wildcards.benchmark} --task {params.task} --out {output}"
-        " > {log} 2>&1"
+        "python -m amuro download-benchmark --benchmark {wildcards.benchmark} --task {params.task} {params.overrides}"
+        " --out {output} > {log} 2>&1"

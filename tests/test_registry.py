@@ -210,6 +210,21 @@ def test_local_files_of_every_format_load_and_are_hashed(tmp_path, suffix):
     assert meta["source"]["files"]["test"]["sha256"] == sha256(tmp_path / f"test{suffix}")
 
 
+def test_a_local_file_whose_sha256_differs_from_the_pinned_one_is_named(tmp_path):
+    (tmp_path / "train.json").write_text(json.dumps(YANG_NLI))
+    (tmp_path / "test.json").write_text(json.dumps(YANG_NLI))
+    from amuro.downloads import sha256
+
+    files = {"train": str(tmp_path / "train.json"), "test": str(tmp_path / "test.json")}
+    good = _dataset("nli", files, labels=["entailment", "neutral", "contradiction"],
+                    fields={"premise": "input_1", "hypothesis": "input_2", "target": "output"})
+    good["source"]["sha256"] = {"train": sha256(tmp_path / "train.json"), "test": sha256(tmp_path / "test.json")}
+    prepare_dataset("d", good, seed=1, out_dir=tmp_path / "out")
+    good["source"]["sha256"]["test"] = "0" * 64
+    with pytest.raises(DatasetError, match=r"split test: file .*test.json has sha256 \w+, but the config expects 0{64}"):
+        prepare_dataset("d", good, seed=1, out_dir=tmp_path / "out2")
+
+
 def test_a_json_list_with_a_non_object_item_names_the_item(tmp_path):
     with pytest.raises(DatasetError, match=r"item 2 of the top-level list is not an object"):
         _prepare(tmp_path, "nli", YANG_NLI[:2] + ["oops"], YANG_NLI, suffix=".json",
