@@ -261,7 +261,8 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
         record = json.loads(Path(download).read_text())
         hub_dir = local_dataset_snapshot(name, record)
     elif spec["source"]["type"] == "hub":
-        log.warning("dataset %s: no download record; reading %s from the hub directly", name, spec["source"]["path"])
+        raise DatasetError(f"dataset {name}: a hub dataset is read from its download record "
+                           f"(results/downloads/datasets/{name}.json, written by the download stage)")
     splits, counts = {}, {}
     for split in SPLITS:
         raw = load_split(name, spec["source"], split, miniworld_dir, hub_dir=hub_dir)

@@ -297,3 +297,31 @@ def test_an_lm_eval_task_reads_its_recorded_dataset_from_the_cache_offline(tmp_p
     # The five ARC-Easy test rows of the fixture, not ARC-Challenge's and not the hub's.
     assert len(acc) == 5 and "ARC-Easy question 0?" in acc[0]["prompt"]
     assert [r["reference"] for r in acc] == ["red", "blue", "green", "grey", "red"]
+
+
+# ------------------------------------------------------------------------------------------------- instruction mix
+def test_the_instruction_mix_is_read_offline_at_its_recorded_commit(tmp_path):
+    cache = tmp_path / "hub"
+    chats = [{"dataset": "flan_v2", "id": f"flan_{i}", "messages": [
+        {"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+        for i in range(5)]
+    files = {"data/train-00000-of-00001.parquet": parquet_bytes(chats),
+             "README.md": readme_with_configs([{"config_name": "default", "data_files": [
+                 {"split": "train", "path": "data/train-*"}]}])}
+    cache_repo(cache, "dataset", "allenai/tulu-v2-sft-mixture", DATA_COMMIT, files)
+    source = {"type": "hub", "path": "allenai/tulu-v2-sft-mixture", "name": None, "revision": "main", "split": "train"}
+    record = tmp_path / "tulu_v2.json"
+    run = run_amuro(["download-instructions", "--name", "tulu_v2", "--source", json.dumps(source),
+                     "--out", str(record)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    rec = json.loads(record.read_text())
+    assert rec["commit"] == DATA_COMMIT and rec["revision"] == "main"
+    spec = {"name": "tulu_v2", "source": source, "sample": 3, "seed": 0}
+    run = run_amuro(["prepare-instructions", "--spec", json.dumps(spec), "--out", str(tmp_path / "mix.parquet"),
+                     "--download", str(record)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "mix.parquet").to_pylist()
+    assert len(rows) == 3 and rows[0]["messages"][1]["role"] == "assistant"
+    assert DATA_COMMIT in run.stderr  # the log names the commit the mix was read at
