@@ -41,10 +41,12 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _link_or_copy_tree(src: Path, dst: Path) -> None:
-    """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise."""
+def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> None:
+    """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise; only `names` if given."""
     for path in sorted(src.rglob("*")):
         if path.is_dir() or any(part.startswith(".") for part in path.relative_to(src).parts):
+            continue
+        if names is not None and str(path.relative_to(src)) not in names:
             continue
         target = dst / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,8 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
         raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} is not a HF model directory "
                               f"(no config.json)")
     with atomic_path(out_dir, directory=True) as tmp:
-        _link_or_copy_tree(src, tmp)
+        # A cached snapshot can hold files other downloads of the commit fetched: take the recorded ones only.
+        _link_or_copy_tree(src, tmp, set(record["files"]) if record is not None else None)
         files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         if not any(name.endswith((".safetensors", ".bin")) for name in files):
             raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} holds no weight files")

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 OFFLINE_VARS = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # Enough to load a causal LM and its tokenizer; skips other frameworks' weights and training states.
 MODEL_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+# For a revision without safetensors (older Pythia branches may hold only pytorch_model.bin).
+TORCH_WEIGHTS = ["pytorch_model*.bin"]
 FETCH_HINT = ("fetch it on a node with network access: `snakemake download` (the whole download stage) or "
               "`snakemake {record}`, with the same HF cache (HF_HOME / HF_HUB_CACHE) the compute jobs see")
 
@@ -110,13 +112,18 @@ def download_checkpoint(model: str, spec: dict, entry, out: str | Path) -> dict:
         revision = branch_for_step(repo, entry["step"], list_branches(repo))
     else:
         revision = entry
-    path = Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=MODEL_PATTERNS))
-    files = file_hashes(path, MODEL_PATTERNS)
+    patterns = MODEL_PATTERNS
+    path = Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=patterns))
+    files = file_hashes(path, patterns)
+    if not any(name.endswith(".safetensors") for name in files):
+        patterns = MODEL_PATTERNS + TORCH_WEIGHTS
+        path = Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=patterns))
+        files = file_hashes(path, patterns)
     if not any(name.endswith((".safetensors", ".bin")) for name in files):
-        raise DownloadError(f"model {model}: {repo}@{revision} has no weight files (safetensors)")
+        raise DownloadError(f"model {model}: {repo}@{revision} has no weight files (safetensors or pytorch_model.bin)")
     # The snapshot directory of the HF cache is named after the commit the revision resolved to.
     record = {"kind": "checkpoint", "model": model, "repo": repo, "requested": entry, "revision": revision,
-              "commit": path.name, "patterns": MODEL_PATTERNS, "files": files}
+              "commit": path.name, "patterns": patterns, "files": files}
     write_json(record, out)
     log.info("model %s: %s@%s = commit %s, %d files", model, repo, revision, path.name, len(files))
     return record

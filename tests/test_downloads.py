@@ -325,3 +325,20 @@ def test_the_instruction_mix_is_read_offline_at_its_recorded_commit(tmp_path):
     rows = pq.read_table(tmp_path / "mix.parquet").to_pylist()
     assert len(rows) == 3 and rows[0]["messages"][1]["role"] == "assistant"
     assert DATA_COMMIT in run.stderr  # the log names the commit the mix was read at
+
+
+def test_a_revision_without_safetensors_is_fetched_with_its_torch_weights(tiny_model_files, tmp_path):
+    """Older Pythia branches hold only pytorch_model.bin; the record says which patterns were used."""
+    files = {name: data for name, data in tiny_model_files.items() if not name.endswith(".safetensors")}
+    files["pytorch_model.bin"] = b"torch weights"
+    files["flax_model.msgpack"] = b"other framework"
+    cache = tmp_path / "hub"
+    cache_repo(cache, "model", "EleutherAI/pythia-160m", COMMIT, files, refs=["step1000"])
+    with RefsServer({"EleutherAI/pythia-160m": ["main", "step1000", "step10000"]}) as hub:
+        run = run_amuro(["download-checkpoint", "--model", "pythia", "--spec", '{"repo": "EleutherAI/pythia-160m"}',
+                         "--entry", '{"step": 1000}', "--out", str(tmp_path / "r.json")],
+                        amuro_env(cache, offline=False, endpoint=hub.url))
+    assert run.returncode == 0, run.stderr
+    rec = json.loads((tmp_path / "r.json").read_text())
+    assert rec["revision"] == "step1000" and "pytorch_model.bin" in rec["files"]
+    assert "flax_model.msgpack" not in rec["files"]
