@@ -230,3 +230,19 @@ def test_a_json_list_with_a_non_object_item_names_the_item(tmp_path):
         _prepare(tmp_path, "nli", YANG_NLI[:2] + ["oops"], YANG_NLI, suffix=".json",
                  labels=["entailment", "neutral", "contradiction"],
                  fields={"premise": "input_1", "hypothesis": "input_2", "target": "output"})
+
+
+def test_a_parquet_export_without_config_metadata_loads_its_splits_by_directory(tmp_path):
+    """EdinburghNLP/xsum and allenai/social_i_qa at refs/convert/parquet: default/{split}/0000.parquet, no README."""
+    import pyarrow as pa
+
+    from amuro.registry import load_split
+
+    for split, n in (("train", 20), ("validation", 5), ("test", 7)):
+        (tmp_path / "default" / split).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([{"id": f"{split}{i}", "document": "d", "summary": "s"} for i in range(n)]),
+                       tmp_path / "default" / split / "0000.parquet")
+    source = {"type": "hub", "path": "EdinburghNLP/xsum", "name": None, "revision": "refs/convert/parquet",
+              "splits": {"train": "train[:-3]", "validation": "train[-3:]", "test": "test"}}
+    sizes = {s: len(load_split("xsum", source, s, hub_dir=tmp_path)) for s in ("train", "validation", "test")}
+    assert sizes == {"train": 17, "validation": 3, "test": 7}
