@@ -14,6 +14,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/downloads.smk"
 include: "rules/cluster.smk"
 include: "rules/miniworld.smk"
 include: "rules/checkpoints.smk"

@@ -88,14 +88,22 @@ def _task_manager(tasks_dir: str | Path | None, names: set[str]):
 
 
 def _load_tasks(manager, entries: list[dict]) -> dict:
-    """lm-eval Task objects by name; simple_evaluate runs these very objects, so their doc_to_* can be reused."""
+    """lm-eval Task objects by name; simple_evaluate runs these very objects, so their doc_to_* can be reused.
+
+    An entry with a `download` record (an lm-eval task over hub data) reads the recorded snapshot from the HF cache.
+    """
     tasks = {}
     for e in entries:
         if e["task"] in tasks:
             continue
         if e["task"] not in manager.all_tasks:
             raise BenchmarkError(f"benchmark {e['benchmark']}: lm-eval knows no task {e['task']!r}")
-        loaded = manager.load(e["task"])["tasks"]
+        spec = e["task"]
+        if e.get("download"):
+            from amuro.downloads import offline_task_config
+
+            spec = offline_task_config(e["benchmark"], e["task"], e["download"], manager)
+        loaded = manager.load(spec)["tasks"]
         if list(loaded) != [e["task"]]:
             raise BenchmarkError(f"benchmark {e['benchmark']}: {e['task']!r} is a group of {len(loaded)} lm-eval "
                                  f"tasks; a benchmark must name one task")

@@ -6,6 +6,7 @@ the resolved hub commit and the sha256 of every file, since hub revisions have b
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -16,8 +17,6 @@ from amuro.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-# Enough to load a causal LM and its tokenizer; skips other frameworks' weights and training states.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 UNITS = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 
 
@@ -42,10 +41,12 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _link_or_copy_tree(src: Path, dst: Path) -> None:
-    """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise."""
+def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> None:
+    """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise; only `names` if given."""
     for path in sorted(src.rglob("*")):
         if path.is_dir() or any(part.startswith(".") for part in path.relative_to(src).parts):
+            continue
+        if names is not None and str(path.relative_to(src)) not in names:
             continue
         target = dst / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,20 +57,24 @@ def _link_or_copy_tree(src: Path, dst: Path) -> None:
             shutil.copy2(real, target)
 
 
-def _hub_snapshot(repo: str, revision: str) -> tuple[Path, str]:
-    from huggingface_hub import snapshot_download
-
-    path = Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=HUB_PATTERNS))
-    # The snapshot directory of the HF cache is named after the commit the revision resolved to.
-    return path, path.name
-
-
 def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | Path,
-                       miniworld_dir: str | Path | None = None) -> None:
-    """spec: the model's config entry (source hub / local / miniworld)."""
-    commit = None
+                       miniworld_dir: str | Path | None = None, download: str | Path | None = None) -> None:
+    """spec: the model's config entry (source hub / local / miniworld).
+
+    A hub checkpoint is read offline from the HF cache at the commit the download stage recorded (`download`, its
+    JSON record), and each file must still have the sha256 recorded then.
+    """
+    commit = revision = record = None
     if spec["source"] == "hub":
-        src, commit = _hub_snapshot(spec["repo"], checkpoint)
+        from amuro.downloads import local_snapshot
+
+        if download is None:
+            raise CheckpointError(f"model {model}, checkpoint {checkpoint}: a hub checkpoint needs its download "
+                                  f"record (results/downloads/checkpoints/{model}/{checkpoint}.json)")
+        record = json.loads(Path(download).read_text())
+        src = local_snapshot(record, "model", f"model {model}, checkpoint {checkpoint}",
+                             f"results/downloads/checkpoints/{model}/{checkpoint}.json")
+        commit, revision = record["commit"], record["revision"]
     elif spec["source"] == "local":
         src = Path(spec["path"]) / checkpoint
     else:
@@ -78,13 +83,48 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
         raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} is not a HF model directory "
                               f"(no config.json)")
     with atomic_path(out_dir, directory=True) as tmp:
-        _link_or_copy_tree(src, tmp)
+        # A cached snapshot can hold files other downloads of the commit fetched: take the recorded ones only.
+        _link_or_copy_tree(src, tmp, set(record["files"]) if record is not None else None)
         files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         if not any(name.endswith((".safetensors", ".bin")) for name in files):
             raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} holds no weight files")
+        if record is not None:
+            for name, digest in sorted(record["files"].items()):
+                if files.get(name) != digest:
+                    raise CheckpointError(f"model {model}, checkpoint {checkpoint}: file {name} in the HF cache has "
+                                          f"sha256 {files.get(name)}, but {digest} was recorded when it was fetched")
         write_json({
             "model": model, "checkpoint": checkpoint, "source": spec["source"], "repo": spec.get("repo"),
-            "revision": checkpoint if spec["source"] == "hub" else None, "commit": commit,
-            "origin": str(src), "files": files, **parse_revision(checkpoint),
+            "revision": revision, "commit": commit, "origin": str(src), "files": files,
+            # A {step: N} checkpoint is named stepN; its branch (stepN-tokensM) also tells the tokens.
+            **parse_revision(revision or checkpoint),
         }, tmp / "resolved.json")
     log.info("model %s, checkpoint %s: %d files from %s (commit %s)", model, checkpoint, len(files), src, commit)
+
+
+def verify_checkpoint(model_dir: str | Path) -> dict:
+    """Check every file of a resolved checkpoint against its resolved.json before a job uses it.
+
+    Raises CheckpointError naming the first file that is missing, altered, or a weight file nobody recorded.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / "resolved.json"
+    if not path.is_file():
+        raise CheckpointError(f"{model_dir}: no resolved.json; fetch the checkpoint through the workflow "
+                              f"(rule fetch_checkpoint) before using it")
+    resolved = json.loads(path.read_text())
+    for name, digest in sorted(resolved["files"].items()):
+        f = model_dir / name
+        if not f.is_file():
+            raise CheckpointError(f"{model_dir}: file {name} recorded in resolved.json is missing")
+        actual = sha256(f)
+        if actual != digest:
+            raise CheckpointError(f"{model_dir}: file {name} has sha256 {actual}, but resolved.json records {digest}; "
+                                  f"the checkpoint changed after it was resolved (fetch it again)")
+    extra = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")
+                   if p.is_file() and p.suffix in (".safetensors", ".bin")
+                   and str(p.relative_to(model_dir)) not in resolved["files"])
+    if extra:
+        raise CheckpointError(f"{model_dir}: weight file {extra[0]} is not recorded in resolved.json")
+    log.info("%s: %d files match resolved.json (commit %s)", model_dir, len(resolved["files"]), resolved.get("commit"))
+    return resolved

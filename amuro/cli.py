@@ -65,25 +65,55 @@ def miniworld_pretrain(args):
 def fetch_checkpoint(args):
     from amuro.checkpoints import resolve_checkpoint
 
-    resolve_checkpoint(args.model, args.spec, args.checkpoint, args.out, args.miniworld_dir)
+    resolve_checkpoint(args.model, args.spec, args.checkpoint, args.out, args.miniworld_dir, args.download)
+
+
+def verify_checkpoint(args):
+    from amuro.checkpoints import verify_checkpoint as run
+
+    run(args.model_dir)
+
+
+def download_checkpoint(args):
+    from amuro.downloads import download_checkpoint as run
+
+    run(args.model, args.spec, args.entry, args.out)
+
+
+def download_dataset(args):
+    from amuro.downloads import download_dataset as run
+
+    run(args.dataset, args.spec, args.out)
+
+
+def download_instructions(args):
+    from amuro.downloads import download_instructions as run
+
+    run(args.name, args.source, args.out)
+
+
+def download_benchmark(args):
+    from amuro.downloads import download_benchmark as run
+
+    run(args.benchmark, args.task, args.out, args.revision, args.data_dir)
 
 
 def prepare_data(args):
     from amuro.registry import prepare_dataset
 
-    prepare_dataset(args.dataset, args.spec, args.seed, args.out_dir, args.miniworld_dir)
+    prepare_dataset(args.dataset, args.spec, args.seed, args.out_dir, args.miniworld_dir, args.download)
 
 
 def build_prompts(args):
     from amuro.formats import build_prompts as build
 
-    build(args.dataset, args.task, args.format, args.data_dir, args.out_dir, args.shots, args.seed)
+    build(args.dataset, args.task, args.format, args.data_dir, args.out_dir, args.shots, args.seed, args.templates)
 
 
 def build_fticl_prompts(args):
     from amuro.formats import build_fticl_prompts as build
 
-    build(args.dataset, args.task, args.data_dir, args.out, args.shots, args.seed)
+    build(args.dataset, args.task, args.data_dir, args.out, args.shots, args.seed, args.templates)
 
 
 def free_port(args):
@@ -96,7 +126,7 @@ def prepare_instructions(args):
     from amuro.instructions import prepare_instructions as run
 
     s = args.spec
-    run(s["name"], s["source"], s["sample"], s["seed"], args.out, args.miniworld_dir)
+    run(s["name"], s["source"], s["sample"], s["seed"], args.out, args.miniworld_dir, args.download)
 
 
 def finetune(args):
@@ -196,7 +226,39 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--miniworld-dir")
+    s.add_argument("--download", help="the download stage's record of a hub checkpoint (read offline from the HF cache)")
     s.set_defaults(run=fetch_checkpoint)
+
+    s = sub.add_parser("verify-checkpoint", help="check a checkpoint's files against its resolved.json")
+    s.add_argument("model_dir")
+    s.set_defaults(run=verify_checkpoint)
+
+    s = sub.add_parser("download-checkpoint", help="fetch one hub checkpoint into the HF cache and record it")
+    s.add_argument("--model", required=True)
+    s.add_argument("--spec", type=_json, required=True, help="the model's config entry (JSON)")
+    s.add_argument("--entry", type=_json, required=True, help='the checkpoint\'s config entry: "revision" or {"step": N}')
+    s.add_argument("--out", required=True, help="the download record (JSON)")
+    s.set_defaults(run=download_checkpoint)
+
+    s = sub.add_parser("download-dataset", help="fetch one hub dataset into the HF cache and record it")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--spec", type=_json, required=True, help="the dataset's config entry (JSON)")
+    s.add_argument("--out", required=True, help="the download record (JSON)")
+    s.set_defaults(run=download_dataset)
+
+    s = sub.add_parser("download-instructions", help="fetch the hub instruction mix into the HF cache and record it")
+    s.add_argument("--name", required=True)
+    s.add_argument("--source", type=_json, required=True, help="instruction_tuning.source (JSON)")
+    s.add_argument("--out", required=True, help="the download record (JSON)")
+    s.set_defaults(run=download_instructions)
+
+    s = sub.add_parser("download-benchmark", help="fetch the hub dataset of one lm-eval task and record it")
+    s.add_argument("--benchmark", required=True)
+    s.add_argument("--task", required=True, help="the lm-eval task name")
+    s.add_argument("--revision", help="the dataset revision to fetch instead of the task's own")
+    s.add_argument("--data-dir", help="the dataset directory to read instead of the task's config")
+    s.add_argument("--out", required=True, help="the download record (JSON)")
+    s.set_defaults(run=download_benchmark)
 
     s = sub.add_parser("prepare-data", help="one dataset as canonical Parquet splits")
     s.add_argument("--dataset", required=True)
@@ -204,6 +266,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out-dir", required=True)
     s.add_argument("--miniworld-dir")
+    s.add_argument("--download", help="the download stage's record of a hub source (read offline from the HF cache)")
     s.set_defaults(run=prepare_data)
 
     s = sub.add_parser("build-prompts", help="one dataset in one prompt format, with k-shot demonstrations")
@@ -214,6 +277,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--shots", type=_int_list, required=True, help="comma-separated, e.g. 0,4")
     s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--templates", type=_json, default={}, help="the dataset's own templates by format (JSON)")
     s.set_defaults(run=build_prompts)
 
     s = sub.add_parser("build-fticl-prompts", help="the FTICL train split: fixed demonstrations before every example")
@@ -223,12 +287,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--shots", type=int, required=True)
     s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--templates", type=_json, default={}, help="the dataset's own templates by format (JSON)")
     s.set_defaults(run=build_fticl_prompts)
 
     s = sub.add_parser("prepare-instructions", help="the instruction mix as Parquet chats (id, messages)")
     s.add_argument("--spec", type=_json, required=True, help="name, source, sample, seed (JSON)")
     s.add_argument("--out", required=True)
     s.add_argument("--miniworld-dir", help="the mini-world's files (source type miniworld)")
+    s.add_argument("--download", help="the download stage's record of a hub mix (read offline from the HF cache)")
     s.set_defaults(run=prepare_instructions)
 
     s = sub.add_parser("free-port", help="print a free TCP port (for the deepspeed launcher's --master_port)")
@@ -331,6 +397,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if not args.stage.startswith("download-"):
+        # Only the download stage reaches the network; every other job reads what it recorded.
+        from amuro.downloads import go_offline
+
+        go_offline()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.run(args)

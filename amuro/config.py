@@ -7,6 +7,7 @@ JSON-Schema cannot express (a train dataset that is not defined, a classificatio
 from __future__ import annotations
 
 import copy
+import string
 from importlib import resources
 from pathlib import Path
 
@@ -84,6 +85,28 @@ def check_references(config: dict, source: str = "config") -> None:
             if canonical not in (*task.fields, "target", "id"):
                 fail(f"datasets.{name}.fields.{canonical}",
                      f"not a field of task {task.name} (fields: {', '.join(task.fields)}, target, id)")
+        if not isinstance(ds["fields"].get("id", ""), str):
+            fail(f"datasets.{name}.fields.id", "the id must be a plain column name")
+        threshold = ds.get("label_threshold")
+        if threshold is not None:
+            if not task.is_classification:
+                fail(f"datasets.{name}.label_threshold", f"a {task.name} dataset has no labels")
+            for key in ("above", "at_or_below"):
+                if threshold[key] not in ds.get("labels", []):
+                    fail(f"datasets.{name}.label_threshold.{key}",
+                         f"'{threshold[key]}' is not one of the labels {ds.get('labels')}")
+        for fmt, template in ds["templates"].items():
+            try:
+                used = template_fields(template)
+            except ValueError as exc:
+                fail(f"datasets.{name}.templates.{fmt}", f"not a valid template: {exc}")
+            unknown = sorted(set(used) - set(task.fields))
+            if unknown:
+                fail(f"datasets.{name}.templates.{fmt}",
+                     f"unknown field(s) {', '.join(unknown)}; a {task.name} template can use "
+                     f"{', '.join('{' + f + '}' for f in task.fields)} (write {{{{ and }}}} for literal braces)")
+            if not used:
+                fail(f"datasets.{name}.templates.{fmt}", "uses none of the example's fields")
     defined = sorted(datasets)
     for i, name in enumerate(config["finetune"]["datasets"]):
         if name not in datasets:
@@ -105,6 +128,12 @@ def check_references(config: dict, source: str = "config") -> None:
                     fail(f"models.{name}.{key}", "required for source 'local'")
         elif "checkpoints" in model:
             fail(f"models.{name}.checkpoints", "a miniworld model's checkpoints come from miniworld.pretrain.checkpoint_steps")
+        ids = [checkpoint_name(c) for c in model.get("checkpoints", [])]
+        for i, entry in enumerate(model.get("checkpoints", [])):
+            if isinstance(entry, dict) and model["source"] != "hub":
+                fail(f"models.{name}.checkpoints[{i}]", "{step: N} needs source 'hub' (its branch is looked up there)")
+            if ids.count(checkpoint_name(entry)) > 1:
+                fail(f"models.{name}.checkpoints[{i}]", f"checkpoint '{checkpoint_name(entry)}' is listed twice")
     if sum(m["source"] == "miniworld" for m in config["models"].values()) > 1:
         fail("models", "at most one model can have source 'miniworld'")
 
@@ -129,6 +158,25 @@ def check_references(config: dict, source: str = "config") -> None:
             fail(f"analysis.groups.{name}", "not an eval dataset or benchmark of this study")
 
 
+def template_fields(template: str) -> list[str]:
+    """The field names a str.format template uses; positional fields, attributes and format specs are refused."""
+    names = []
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(f"'{{{field}}}' is not a field name")
+        if spec or conversion:
+            raise ValueError(f"'{{{field}}}' has a format spec or conversion; use the bare name")
+        names.append(field)
+    return names
+
+
+def checkpoint_name(entry) -> str:
+    """A configured checkpoint's id: the revision name as written, or `step{N}` for {step: N}."""
+    return f"step{entry['step']}" if isinstance(entry, dict) else entry
+
+
 def format_tokens(tokens: int) -> str:
     """1_310_720 -> '1M', 4_194_304_000 -> '4B': the token count as hub revision names write it."""
     for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
@@ -149,7 +197,15 @@ def model_checkpoints(config: dict, model: str) -> list[str]:
     spec = config["models"][model]
     if spec["source"] == "miniworld":
         return list(miniworld_checkpoints(config))
-    return list(spec["checkpoints"])
+    return [checkpoint_name(c) for c in spec["checkpoints"]]
+
+
+def checkpoint_entry(config: dict, model: str, checkpoint: str):
+    """The config entry behind a checkpoint id: a revision name, or {step: N} (resolved by listing the hub's refs)."""
+    for entry in config["models"][model].get("checkpoints", []):
+        if checkpoint_name(entry) == checkpoint:
+            return entry
+    raise ConfigError(f"model {model} has no checkpoint {checkpoint}")
 
 
 def eval_datasets(config: dict) -> list[str]:

@@ -54,9 +54,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
 }
 
 
-def render(task: str, fmt: str, example: dict) -> tuple[str, str]:
-    """(prompt, completion) of one example in one format."""
-    prompt = TEMPLATES[task][fmt].format(**example)
+def render(task: str, fmt: str, example: dict, templates: dict[str, str] | None = None) -> tuple[str, str]:
+    """(prompt, completion) of one example in one format; `templates` (a dataset's own, by format) replace the
+    task's built-in template for the formats they name."""
+    prompt = ((templates or {}).get(fmt) or TEMPLATES[task][fmt]).format(**example)
     completion = example["target"] if fmt == "io" else " " + example["target"]
     return prompt, completion
 
@@ -102,19 +103,19 @@ def demo_chars(demonstrations: list[tuple[str, str]]) -> list[int]:
 
 
 def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_dir: str | Path,
-                  shots: list[int], seed: int) -> None:
+                  shots: list[int], seed: int, templates: dict[str, str] | None = None) -> None:
     """Write {out_dir}/{split}.parquet: one row per example and shot count (train and validation: 0-shot only)."""
     data_dir = Path(data_dir)
     train = pq.read_table(data_dir / "train.parquet").to_pylist()
     pool = [ex["id"] for ex in train]
-    rendered = {ex["id"]: render(task, fmt, ex) for ex in train}
+    rendered = {ex["id"]: render(task, fmt, ex, templates) for ex in train}
     max_shots = max(shots)
     for split in ("train", "validation", "test"):
         examples = train if split == "train" else pq.read_table(data_dir / f"{split}.parquet").to_pylist()
         split_shots = sorted(set(shots)) if split == "test" else [0]
         rows = []
         for ex in examples:
-            prompt, completion = render(task, fmt, ex)
+            prompt, completion = render(task, fmt, ex, templates)
             demos = demonstration_ids(dataset, ex["id"], pool, max_shots, seed) if max(split_shots) else []
             for k in split_shots:
                 ids = demos[:k]
@@ -126,18 +127,18 @@ def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_d
 
 
 def build_fticl_prompts(dataset: str, task: str, data_dir: str | Path, out_file: str | Path, shots: int,
-                        seed: int) -> None:
+                        seed: int, templates: dict[str, str] | None = None) -> None:
     """The FTICL train split (Yang et al.): the same `shots` demonstrations, drawn once from the train split,
     before every other training example, in the default format."""
     train = pq.read_table(Path(data_dir) / "train.parquet").to_pylist()
     pool = [ex["id"] for ex in train]
     fixed = set(demonstration_ids(dataset, "fticl", pool, shots, seed))
-    demos = [render(task, "default", ex) for ex in train if ex["id"] in fixed]
+    demos = [render(task, "default", ex, templates) for ex in train if ex["id"] in fixed]
     rows = []
     for ex in train:
         if ex["id"] in fixed:
             continue
-        prompt, completion = render(task, "default", ex)
+        prompt, completion = render(task, "default", ex, templates)
         rows.append({"id": ex["id"], "shots": shots, "prompt": assemble(demos, prompt), "completion": completion,
                      "target": ex["target"], "demo_ids": sorted(fixed), "demo_chars": demo_chars(demos)})
     write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), out_file)

@@ -8,6 +8,7 @@ template used travels with the tuned model.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -49,13 +50,24 @@ def check_messages(messages, where: str) -> list[dict]:
 
 
 def prepare_instructions(name: str, source: dict, sample: int | None, seed: int, out: str | Path,
-                         miniworld_dir: str | Path | None = None) -> None:
-    """The mix as Parquet (`id`, `messages`), sampled with `seed` in its original order."""
+                         miniworld_dir: str | Path | None = None, download: str | Path | None = None) -> None:
+    """The mix as Parquet (`id`, `messages`), sampled with `seed` in its original order.
+
+    download: the download stage's record of a hub mix; it is then read offline from the HF cache at the recorded
+    commit (the pinned revision of the mix), its files checked against the recorded hashes.
+    """
     from datasets import load_dataset
 
     if source["type"] == "hub":
-        raw = load_dataset(source["path"], source["name"], revision=source["revision"], split=source["split"])
-        where = f"{source['path']} ({source['split']})"
+        if download is None:
+            raise InstructionDataError(f"instruction mix {name}: a hub mix needs its download record "
+                                       f"(results/downloads/instructions/{name}.json)")
+        from amuro.downloads import local_dataset_snapshot
+
+        record = json.loads(Path(download).read_text())
+        local = local_dataset_snapshot(name, record)
+        raw = load_dataset(str(local), source["name"], split=source["split"])
+        where = f"{source['path']}@{record['commit']} ({source['split']})"
     else:
         path = source["file"] if source["type"] == "local" else Path(miniworld_dir) / "instructions" / "train.jsonl"
         if not Path(path).exists():

@@ -34,6 +34,12 @@ SCRATCH = "results/scratch/finetune/{model}/{checkpoint}/{train_dataset}/{train_
 PREDICTIONS = "results/predictions/{model}/{checkpoint}/{train}/{eval_dataset}/{eval_format}/{shots}shot.parquet"
 BENCHMARK_SCORES = "results/benchmarks/{model}/{checkpoint}/{train}/{benchmark}/{shots}shot.parquet"
 SUMMARY = "results/tables/cells/{model}/{checkpoint}/{train}.parquet"
+DATA_META = DATA_DIR + "/meta.json"
+# The download stage's records: what was fetched from the hub (commit, file hashes); jobs then read it offline.
+CHECKPOINT_RECORD = "results/downloads/checkpoints/{model}/{checkpoint}.json"
+DATASET_RECORD = "results/downloads/datasets/{dataset}.json"
+INSTRUCTIONS_RECORD = "results/downloads/instructions/{dataset}.json"
+BENCHMARK_RECORD = "results/downloads/benchmarks/{benchmark}.json"
 TABLE = "results/tables/{name}"
 FIGURE = "results/figures/{figure}.{ext}"
 
@@ -221,6 +227,52 @@ class Study:
             "figure": one_of(FIGURES),
         }
 
+    # --- Downloads (the only jobs that reach the network) -------------------------------------------------------
+
+    def checkpoint_record(self, run: Run) -> list[str]:
+        """The download record a hub checkpoint is read from (none for local and mini-world checkpoints)."""
+        return [fill(CHECKPOINT_RECORD, **run.fields)] if self.model_spec(run)["source"] == "hub" else []
+
+    def dataset_record(self, dataset: str) -> list[str]:
+        hub = self.config["datasets"][dataset]["source"]["type"] == "hub"
+        return [fill(DATASET_RECORD, dataset=dataset)] if hub else []
+
+    def instruction_records(self) -> list[str]:
+        source = self.config["instruction_tuning"].get("source", {})
+        hub = self.instruction_tuned_models and source.get("type") == "hub"
+        return [fill(INSTRUCTIONS_RECORD, dataset=self.instruction_mix)] if hub else []
+
+    def benchmark_records(self) -> list[str]:
+        tasks = self.config["benchmarks"]["tasks"]
+        return [fill(BENCHMARK_RECORD, benchmark=b) for b in self.benchmarks if "task" in tasks[b]]
+
+    def download_records(self) -> list[str]:
+        """Everything the study fetches: `snakemake download` builds exactly these."""
+        return ([r for run in self.base_runs() for r in self.checkpoint_record(run)]
+                + [r for d in self.datasets for r in self.dataset_record(d)]
+                + self.instruction_records() + self.benchmark_records())
+
+    @staticmethod
+    def download_option(records: str | list[str]) -> str:
+        """`--download <record>` for a stage that reads a hub source, else nothing."""
+        records = [records] if isinstance(records, str) else list(records)
+        return f"--download {records[0]}" if records else ""
+
+    def checkpoint_download_spec(self, run: Run) -> dict:
+        # Only what decides the files: a model's gpus or hyper-parameters must not refetch (and rerun) anything.
+        return {"repo": self.model_spec(run)["repo"]}
+
+    def checkpoint_entry(self, run: Run):
+        return study_config.checkpoint_entry(self.config, run.model, run.checkpoint)
+
+    def dataset_download_spec(self, dataset: str) -> dict:
+        return {"source": self.config["datasets"][dataset]["source"]}
+
+    def benchmark_download_options(self, benchmark: str) -> str:
+        """The lm-eval task and any dataset override (revision, data_dir) of one hub benchmark, as CLI options."""
+        spec = self.config["benchmarks"]["tasks"][benchmark]
+        return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in spec.items())
+
     # --- Checkpoints and data ----------------------------------------------------------------------------------
 
     def checkpoint_dirs(self) -> list[str]:
@@ -250,11 +302,16 @@ class Study:
     def dataset_task(self, dataset: str) -> str:
         return self.config["datasets"][dataset]["task"]
 
+    def dataset_templates(self, dataset: str) -> dict:
+        """The dataset's own prompt templates per format (the task's built-in ones where none is given)."""
+        return self.config["datasets"][dataset]["templates"]
+
+    def data_outputs(self) -> list[str]:
+        """What preparing one dataset writes: its splits and the record of how it was read."""
+        return per_split(DATA) + [DATA_META]
+
     def fticl_shots(self, dataset: str) -> int:
         return study_config.hyperparameters(self.config, dataset)["fticl_shots"]
-
-    def data_files(self) -> list[str]:
-        return [fill(DATA, dataset=d, split=s) for d in self.datasets for s in SPLITS]
 
     def prompt_files(self) -> list[str]:
         return [fill(PROMPTS, dataset=d, format=f, split=s) for d in self.datasets for f in self.formats
@@ -272,6 +329,9 @@ class Study:
 
     def instruction_files(self) -> list[str]:
         return [fill(INSTRUCTIONS, dataset=self.instruction_mix)] if self.instruction_tuned_models else []
+
+    def instruction_source(self) -> dict:
+        return self.config["instruction_tuning"].get("source", {})
 
     def instruction_inputs(self) -> list[str]:
         source = self.config["instruction_tuning"].get("source", {})  # none: the arm is off
@@ -309,6 +369,15 @@ class Study:
     def job_size(self, run: Run, stage: str, resource: str, attempt: int = 1) -> int:
         """A `stage` job's request of `resource` (runtime or mem_mb) for this run, at this attempt."""
         return JOB_SIZE[stage][resource] * self.gpus(run) * attempt
+
+    @staticmethod
+    def verify_base(run: Run) -> str:
+        """The check of the run's pre-trained checkpoint against its resolved.json, to run before a job uses it."""
+        return f"python -m amuro verify-checkpoint {Run(run.model, run.checkpoint).dir} &&"
+
+    def verify_evaluated(self, run: Run) -> str:
+        """The same check before an evaluation, for a pre-trained checkpoint (a tuned model has no resolved.json)."""
+        return self.verify_base(run) if run.is_base else ""
 
     def launcher(self, run: Run) -> str:
         """One process, or on several GPUs the `deepspeed` launcher as one task that sees them all, on a free port."""
@@ -376,8 +445,10 @@ class Study:
         if not (run.is_base or run.is_instruction_tuned):
             return []
         tasks = self.config["benchmarks"]["tasks"]
+        # lm-eval tasks read their data offline from what the download stage recorded.
         return [{"benchmark": b, "task": tasks[b].get("task", f"amuro_{b}"), "shots": shots,
-                 "output": fill(BENCHMARK_SCORES, **run.fields, benchmark=b, shots=shots)}
+                 "output": fill(BENCHMARK_SCORES, **run.fields, benchmark=b, shots=shots),
+                 "download": fill(BENCHMARK_RECORD, benchmark=b) if "task" in tasks[b] else None}
                 for b in self.benchmarks for shots in self.config["benchmarks"]["shots"]]
 
     def benchmark_files(self, run: Run) -> list[str]:
@@ -387,10 +458,6 @@ class Study:
         """The outputs of a benchmark job, with {model}, {checkpoint} and {train} left as wildcards."""
         return [fill(BENCHMARK_SCORES, benchmark=b, shots=k) for b in self.benchmarks
                 for k in self.config["benchmarks"]["shots"]]
-
-    def hub_benchmark_tasks(self) -> list[str]:
-        """lm-eval tasks whose data lm-eval fetches from the hub (the mini-world's are local files)."""
-        return sorted({spec["task"] for spec in self.config["benchmarks"]["tasks"].values() if "task" in spec})
 
     def benchmark_inputs(self) -> list[str]:
         tasks = self.config["benchmarks"]["tasks"].values()

@@ -6,6 +6,7 @@ rule evaluate_benchmarks:
     input:
         model=of_run(STUDY.model_dir),
         data=STUDY.benchmark_inputs(),
+        downloads=STUDY.benchmark_records(),
     output:
         STUDY.benchmark_patterns(),
     params:
@@ -13,6 +14,7 @@ rule evaluate_benchmarks:
         settings=plan.as_json(STUDY.benchmark_settings()),
         tasks=plan.as_json(STUDY.benchmark_task_files()),
         meta=as_json(of_run(STUDY.run_meta)),
+        verify=of_run(STUDY.verify_evaluated),
     wildcard_constraints:
         train=STUDY.id_pattern(STUDY.benchmark_runs()),
     threads: 1
@@ -25,6 +27,6 @@ rule evaluate_benchmarks:
     benchmark:
         "benchmarks/evaluate_benchmarks/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "python -m amuro benchmark --model-dir {input.model} --requests {params.requests:q}"
-        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads}"
+        "({params.verify} python -m amuro benchmark --model-dir {input.model} --requests {params.requests:q}"
+        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads})"
         " > {log} 2>&1"

@@ -60,6 +60,20 @@ def of_dataset(method):
     return from_wildcards
 
 
+def of_benchmark(method):
+    """A param of the benchmark a job's {benchmark} wildcard names."""
+
+    def from_wildcards(wildcards):
+        return method(wildcards.benchmark)
+
+    return from_wildcards
+
+
+def download_option(wildcards, input):
+    """A param: `--download <record>` when the job reads a hub source (its input `download`), else nothing."""
+    return STUDY.download_option(input.download)
+
+
 def figure_inputs(wildcards):
     try:
         return STUDY.figure_inputs(wildcards.figure)

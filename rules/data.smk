@@ -4,25 +4,27 @@
 rule prepare_dataset:
     input:
         of_dataset(STUDY.dataset_inputs),
+        download=of_dataset(STUDY.dataset_record),
     output:
-        plan.per_split(plan.DATA),
+        STUDY.data_outputs(),
     params:
         spec=as_json(of_dataset(STUDY.dataset_spec)),
         seed=of_dataset(STUDY.dataset_seed),
         out_dir=plan.DATA_DIR,
         miniworld=MINIWORLD,
+        download=download_option,
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "benchmarks/prepare_dataset/{dataset}.tsv"
     shell:
         "python -m amuro prepare-data --dataset {wildcards.dataset} --spec {params.spec:q} --seed {params.seed}"
-        " --out-dir {params.out_dir} --miniworld-dir {params.miniworld} > {log} 2>&1"
+        " --out-dir {params.out_dir} --miniworld-dir {params.miniworld} {params.download} > {log} 2>&1"
 
 
 rule build_prompts:
     input:
-        rules.prepare_dataset.output,
+        plan.per_split(plan.DATA),
     output:
         plan.per_split(plan.PROMPTS),
     params:
@@ -31,6 +33,7 @@ rule build_prompts:
         seed=config["seed"],
         data_dir=plan.DATA_DIR,
         out_dir=plan.PROMPT_DIR,
+        templates=as_json(of_dataset(STUDY.dataset_templates)),
     log:
         "logs/build_prompts/{dataset}/{format}.log",
     benchmark:
@@ -38,4 +41,4 @@ rule build_prompts:
     shell:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir} --shots {params.shots}"
-        " --seed {params.seed} > {log} 2>&1"
+        " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"

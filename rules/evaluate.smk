@@ -12,6 +12,7 @@ rule evaluate_base:
         requests=as_json(of_run(STUDY.eval_requests)),
         settings=plan.as_json(STUDY.eval_settings()),
         meta=as_json(of_run(STUDY.run_meta)),
+        verify=of_run(STUDY.verify_evaluated),
     wildcard_constraints:
         train=plan.BASE,
     threads: 1
@@ -24,8 +25,8 @@ rule evaluate_base:
     benchmark:
         "benchmarks/evaluate/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "python -m amuro evaluate --model-dir {input.model} --requests {params.requests:q}"
-        " --settings {params.settings:q} --meta {params.meta:q} --threads {threads} > {log} 2>&1"
+        "({params.verify} python -m amuro evaluate --model-dir {input.model} --requests {params.requests:q}"
+        " --settings {params.settings:q} --meta {params.meta:q} --threads {threads}) > {log} 2>&1"
 
 
 use rule evaluate_base as evaluate_finetuned with:

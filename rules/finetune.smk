@@ -5,23 +5,25 @@
 rule prepare_instructions:
     input:
         STUDY.instruction_inputs(),
+        download=STUDY.instruction_records(),
     output:
         plan.INSTRUCTIONS,
     params:
         spec=plan.as_json(STUDY.instruction_spec()),
         miniworld=MINIWORLD,
+        download=download_option,
     log:
         "logs/prepare_instructions/{dataset}.log",
     benchmark:
         "benchmarks/prepare_instructions/{dataset}.tsv"
     shell:
         "python -m amuro prepare-instructions --spec {params.spec:q} --out {output}"
-        " --miniworld-dir {params.miniworld} > {log} 2>&1"
+        " --miniworld-dir {params.miniworld} {params.download} > {log} 2>&1"
 
 
 rule build_fticl_prompts:
     input:
-        rules.prepare_dataset.output,
+        plan.per_split(plan.DATA),
     output:
         plan.fill(plan.PROMPTS, format="fticl", split="train"),
     params:
@@ -29,11 +31,13 @@ rule build_fticl_prompts:
         shots=of_dataset(STUDY.fticl_shots),
         seed=config["seed"],
         data_dir=plan.DATA_DIR,
+        templates=as_json(of_dataset(STUDY.dataset_templates)),
     log:
         "logs/build_fticl_prompts/{dataset}.log",
     shell:
         "python -m amuro build-fticl-prompts --dataset {wildcards.dataset} --task {params.task}"
-        " --data-dir {params.data_dir} --out {output} --shots {params.shots} --seed {params.seed} > {log} 2>&1"
+        " --data-dir {params.data_dir} --out {output} --shots {params.shots} --seed {params.seed}"
+        " --templates {params.templates:q} > {log} 2>&1"
 
 
 rule finetune:
@@ -45,6 +49,7 @@ rule finetune:
     params:
         settings=as_json(of_run(STUDY.finetune_settings)),
         launcher=of_run(STUDY.launcher),
+        verify=of_run(STUDY.verify_base),
         scratch=plan.SCRATCH,
     threads: 1
     resources:
@@ -56,5 +61,5 @@ rule finetune:
     benchmark:
         "benchmarks/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}.tsv"
     shell:
-        "{params.launcher} finetune --base {input.base} --train {input.train} --out {output}"
-        " --settings {params.settings:q} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+        "({params.verify} {params.launcher} finetune --base {input.base} --train {input.train} --out {output}"
+        " --settings {params.settings:q} --scratch {params.scratch} --threads {threads}) > {log} 2>&1"

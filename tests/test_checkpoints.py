@@ -1,13 +1,10 @@
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from transformers import OlmoConfig, OlmoForCausalLM
 
-from amuro.checkpoints import CheckpointError, parse_revision, resolve_checkpoint, sha256
+from amuro.checkpoints import CheckpointError, parse_revision, resolve_checkpoint, sha256, verify_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -43,22 +40,22 @@ def test_a_directory_without_a_model_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_hub_revision_resolves_through_the_hf_cache_offline(tiny_model_dir, tmp_path):
-    """The real hub code path (snapshot_download), served from a cache laid out as the hub client writes it."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / "models--allenai--OLMo-1B-hf"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for f in tiny_model_dir.iterdir():
-        (snapshot / f.name).write_bytes(f.read_bytes())
-    (repo / "refs").mkdir()
-    (repo / "refs" / "step10-tokens41B").write_text(commit)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-    spec = json.dumps({"source": "hub", "repo": "allenai/OLMo-1B-hf"})
-    run = subprocess.run([sys.executable, "-m", "amuro", "fetch-checkpoint", "--model", "olmo1b", "--spec", spec,
-                          "--checkpoint", "step10-tokens41B", "--out", str(tmp_path / "out")],
-                         env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    resolved = json.loads((tmp_path / "out" / "resolved.json").read_text())
-    assert resolved["commit"] == commit
-    assert resolved["revision"] == "step10-tokens41B" and resolved["tokens"] == 41 * 10**9
+def test_verify_checkpoint_accepts_an_unchanged_checkpoint_and_names_a_changed_file(tiny_model_dir, tmp_path):
+    resolve_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K",
+                       tmp_path / "out")
+    assert verify_checkpoint(tmp_path / "out")["step"] == 10
+    weights = tmp_path / "out" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.unlink()  # a hard link to the source: replace it rather than write through it
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"file model.safetensors has sha256 \w+, but resolved.json records"):
+        verify_checkpoint(tmp_path / "out")
+
+
+def test_verify_checkpoint_refuses_an_unrecorded_weight_file(tiny_model_dir, tmp_path):
+    resolve_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K",
+                       tmp_path / "out")
+    (tmp_path / "out" / "extra.safetensors").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="weight file extra.safetensors is not recorded"):
+        verify_checkpoint(tmp_path / "out")

@@ -110,3 +110,41 @@ def test_fticl_prepends_the_same_fixed_demonstrations_to_every_training_example(
     for r in rows:
         assert r["prompt"].startswith(first_block)  # identical demonstrations, identical order
         assert r["prompt"].count("### Sentiment:") == 4
+
+
+# A dataset's own templates (Yang et al.'s prompt_map.json puts every field on its own line).
+YANG_NLI = {"default": "### Input_1:\n{premise}\n### Input_2:\n{hypothesis}\n### Inference:",
+            "instruct": "Consider the following texts: Text 1:{premise}\nText 2:{hypothesis}\nThe relation is"}
+
+
+def test_a_dataset_template_replaces_the_task_template_for_its_formats_only():
+    prompt, completion = render("nli", "default", EXAMPLES["nli"], YANG_NLI)
+    assert prompt == "### Input_1:\nKuri lives in Rege.\n### Input_2:\nKuri lives in Keva.\n### Inference:"
+    assert completion == " no"
+    assert render("nli", "io", EXAMPLES["nli"], YANG_NLI) == render("nli", "io", EXAMPLES["nli"])
+
+
+def test_build_prompts_writes_demonstrations_in_the_dataset_template(tmp_path):
+    rows = [{"id": f"e{i}", "premise": f"p{i}", "hypothesis": f"h{i}", "target": "yes"} for i in range(6)]
+    for split in ("train", "validation", "test"):
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / f"{split}.parquet")
+    build_prompts("d", "nli", "default", tmp_path, tmp_path / "out", [0, 2], seed=0, templates=YANG_NLI)
+    test = pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()
+    two_shot = next(r for r in test if r["shots"] == 2)
+    assert two_shot["prompt"].count("### Input_1:\n") == 3 and two_shot["prompt"].endswith("### Inference:")
+
+
+@pytest.mark.parametrize("template, message", [
+    ("### Input:\n{document}\n### Summary:", r"templates.default': unknown field\(s\) document; a nli template can use "
+                                              r"\{premise\}, \{hypothesis\}"),
+    ("### {premise!r}", r"templates.default': not a valid template: '\{premise\}' has a format spec"),
+    ("no fields at all", r"templates.default': uses none of the example's fields"),
+])
+def test_a_bad_dataset_template_is_refused_at_config_load_naming_the_key(template, message):
+    from amuro.config import ConfigError, validate_config
+
+    config = {"models": {"m": {"source": "miniworld"}},
+              "datasets": {"rte": {"task": "nli", "labels": ["entailment", "neutral"],
+                                   "source": {"type": "miniworld", "name": "x"}, "templates": {"default": template}}}}
+    with pytest.raises(ConfigError, match=r"key 'datasets.rte." + message):
+        validate_config(config)

@@ -127,13 +127,13 @@ def test_a_llama_cell_gets_its_model_hyperparameters_and_the_deepspeed_launcher(
     assert paper.gpus(llama) == 4
     assert paper.launcher(llama) == ("deepspeed --num_gpus 4 --master_port $(python -m amuro free-port)"
                                      " --no_local_rank --module amuro")
-    olmo = paper.run("olmo1b", "step1000-tokens4B", "xsum-default-all")
+    olmo = paper.run("olmo1b", "step1000", "xsum-default-all")
     assert paper.launcher(olmo) == "python -m amuro" and paper.gpus(olmo) == 1
     # An 8B model on 4 GPUs asks for 4 times a 1B model's time and memory, and a retry for more again.
     assert paper.job_size(llama, "finetune", "runtime", attempt=2) == 4 * 2 * paper.job_size(olmo, "finetune", "runtime")
     assert paper.job_size(olmo, "evaluate", "mem_mb", attempt=3) == 3 * paper.job_size(olmo, "evaluate", "mem_mb")
     assert paper.finetune_settings(olmo)["learning_rate"] == 2e-7  # xsum's own rate (the paper's choice)
-    tulu = paper.instruction_tuned("olmo1b", "step1000-tokens4B")
+    tulu = paper.instruction_tuned("olmo1b", "step1000")
     assert paper.train_prompts(tulu) == "results/instructions/tulu_v2/train.parquet"
     assert paper.finetune_settings(tulu)["epochs"] == 5 and paper.train_prompts(olmo) == (
         "results/prompts/xsum/default/train.parquet")

@@ -3,7 +3,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from amuro.config import validate_config
+from amuro.config import ConfigError, validate_config
 from amuro.registry import DatasetError, prepare_dataset
 
 
@@ -78,3 +78,171 @@ def test_label_map_verbalises_string_labels(tmp_path):
     spec = _spec(tmp_path, labels=["yes", "no"], label_map={"entails": "yes", "not_entails": "no"})
     prepare_dataset("nli_local", spec, seed=1, out_dir=tmp_path / "out")
     assert pq.read_table(tmp_path / "out" / "test.parquet").column("target").to_pylist() == ["yes", "no"] * 3
+
+
+# ----------------------------------------------------------------- field mappings, in the real datasets' layouts
+
+def _dataset(task, source_files, **extra):
+    config = validate_config({"models": {"m": {"source": "miniworld"}},
+                              "datasets": {"d": {"task": task, "source": {"type": "local", "files": source_files},
+                                                 **extra}}})
+    return config["datasets"]["d"]
+
+
+def _prepare(tmp_path, task, train_rows, test_rows, suffix=".jsonl", **extra):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split, rows in (("train", train_rows), ("test", test_rows)):
+        path = tmp_path / f"{split}{suffix}"
+        if suffix == ".jsonl":
+            _write_jsonl(path, rows)
+        elif suffix == ".json":
+            path.write_text(json.dumps(rows))
+        elif suffix == ".csv":
+            import csv
+
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            import pyarrow as pa
+
+            pq.write_table(pa.Table.from_pylist(rows), path)
+        files[split] = str(path)
+    spec = _dataset(task, files, **extra)
+    prepare_dataset("d", spec, seed=1, out_dir=tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    return pq.read_table(tmp_path / "out" / "test.parquet").to_pylist(), meta
+
+
+SOCIALIQA = [  # allenai/social_i_qa's columns; label "1" / "2" / "3" names the correct answer
+    {"context": f"Tracy went shopping {i}.", "question": f"Why did Tracy go {i}?", "answerA": "to buy food",
+     "answerB": "to sleep", "answerC": "to swim", "label": str(i % 3 + 1)} for i in range(6)]
+
+
+def test_socialiqa_answer_is_the_column_its_label_names(tmp_path):
+    rows, _ = _prepare(tmp_path, "question_generation", SOCIALIQA, SOCIALIQA, fields={
+        "context": "context", "target": "question",
+        "answer": {"by": "label", "columns": {"1": "answerA", "2": "answerB", "3": "answerC"}}})
+    assert [r["answer"] for r in rows] == ["to buy food", "to sleep", "to swim"] * 2
+
+
+def test_a_label_naming_no_column_is_refused_with_the_row(tmp_path):
+    bad = [dict(r) for r in SOCIALIQA]
+    bad[4]["label"] = "4"
+    with pytest.raises(DatasetError, match=r"split train, row 4: column 'label' is '4', which names none of the columns"):
+        _prepare(tmp_path, "question_generation", bad, SOCIALIQA, fields={
+            "context": "context", "target": "question",
+            "answer": {"by": "label", "columns": {"1": "answerA", "2": "answerB", "3": "answerC"}}})
+
+
+TWEETQA = [  # ucsbnlp/tweet_qa's columns; Answer is a list of strings
+    {"Tweet": f"tweet {i}", "Question": f"who {i}?", "Answer": ["Obama", "Barack Obama"], "qid": f"q{i}"}
+    for i in range(4)]
+
+
+def test_tweetqa_answer_list_gives_its_first_element_or_is_joined(tmp_path):
+    rows, _ = _prepare(tmp_path / "a", "question_generation", TWEETQA, TWEETQA, fields={
+        "context": "Tweet", "target": "Question", "id": "qid", "answer": {"column": "Answer", "index": 0}})
+    assert rows[0] == {"id": "q0", "context": "tweet 0", "answer": "Obama", "target": "who 0?"}
+    rows, _ = _prepare(tmp_path / "b", "question_generation", TWEETQA, TWEETQA, fields={
+        "context": "Tweet", "target": "Question", "id": "qid", "answer": {"column": "Answer", "join": " / "}})
+    assert rows[0]["answer"] == "Obama / Barack Obama"
+
+
+def test_a_list_column_without_index_or_join_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match=r"split train, row 0: the value is a list .*index: 0.*join"):
+        _prepare(tmp_path, "question_generation", TWEETQA, TWEETQA,
+                 fields={"context": "Tweet", "target": "Question", "id": "qid", "answer": "Answer"})
+
+
+STSB = [  # nyu-mll/glue stsb's columns; label is a float similarity score in [0, 5]
+    {"sentence1": f"a {i}", "sentence2": f"b {i}", "label": score, "idx": i}
+    for i, score in enumerate([0.0, 3.5, 3.6, 5.0, 2.2])]
+
+
+def test_stsb_score_is_a_paraphrase_label_by_threshold(tmp_path):
+    rows, _ = _prepare(tmp_path, "paraphrase", STSB, STSB, labels=["no", "yes"], fields={"id": "idx", "target": "label"},
+                       label_threshold={"value": 3.5, "above": "yes", "at_or_below": "no"})
+    assert [r["target"] for r in rows] == ["no", "no", "yes", "yes", "no"]
+
+
+def test_a_threshold_word_outside_the_labels_is_refused_at_config_load(tmp_path):
+    with pytest.raises(ConfigError, match=r"datasets.d.label_threshold.above': 'similar' is not one of the labels"):
+        _dataset("paraphrase", {"train": "t.jsonl", "test": "t.jsonl"}, labels=["no", "yes"],
+                 label_threshold={"value": 3.5, "above": "similar", "at_or_below": "no"})
+
+
+MNLI_RAW = [  # MNLI as distributed (multinli_1.0 jsonl): gold_label "-" where annotators did not agree
+    {"pairID": f"p{i}", "sentence1": f"premise {i}", "sentence2": f"hypothesis {i}", "gold_label": g}
+    for i, g in enumerate(["entailment", "-", "neutral", "contradiction", "-", "entailment"])]
+
+
+def test_listed_labels_are_dropped_and_counted(tmp_path):
+    rows, meta = _prepare(tmp_path, "nli", MNLI_RAW, MNLI_RAW, labels=["entailment", "neutral", "contradiction"],
+                          fields={"premise": "sentence1", "hypothesis": "sentence2", "target": "gold_label",
+                                  "id": "pairID"}, drop_labels=["-"])
+    assert [r["id"] for r in rows] == ["p0", "p2", "p3", "p5"]
+    assert meta["splits"]["test"]["dropped"] == {"label '-' (drop_labels)": 2}
+    assert meta["splits"]["test"]["raw_rows"] == 6 and meta["splits"]["test"]["written"] == 4
+
+
+def test_an_unlisted_label_outside_the_label_set_is_refused_with_the_row(tmp_path):
+    with pytest.raises(DatasetError, match=r"split train, row 1: label '-' is neither one of .* drop_labels"):
+        _prepare(tmp_path, "nli", MNLI_RAW, MNLI_RAW, labels=["entailment", "neutral", "contradiction"],
+                 fields={"premise": "sentence1", "hypothesis": "sentence2", "target": "gold_label", "id": "pairID"})
+
+
+YANG_NLI = [  # Yang et al.'s released files (data/inference/*.json): a top-level JSON list
+    {"input_1": f"premise {i}", "input_2": f"hypothesis {i}", "output": ["entailment", "neutral"][i % 2], "idx": i}
+    for i in range(6)]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv", ".parquet"])
+def test_local_files_of_every_format_load_and_are_hashed(tmp_path, suffix):
+    rows, meta = _prepare(tmp_path, "nli", YANG_NLI, YANG_NLI, suffix=suffix,
+                          labels=["entailment", "neutral", "contradiction"],
+                          fields={"premise": "input_1", "hypothesis": "input_2", "target": "output", "id": "idx"})
+    assert rows[1] == {"id": "1", "premise": "premise 1", "hypothesis": "hypothesis 1", "target": "neutral"}
+    from amuro.downloads import sha256
+
+    assert meta["source"]["files"]["test"]["sha256"] == sha256(tmp_path / f"test{suffix}")
+
+
+def test_a_local_file_whose_sha256_differs_from_the_pinned_one_is_named(tmp_path):
+    (tmp_path / "train.json").write_text(json.dumps(YANG_NLI))
+    (tmp_path / "test.json").write_text(json.dumps(YANG_NLI))
+    from amuro.downloads import sha256
+
+    files = {"train": str(tmp_path / "train.json"), "test": str(tmp_path / "test.json")}
+    good = _dataset("nli", files, labels=["entailment", "neutral", "contradiction"],
+                    fields={"premise": "input_1", "hypothesis": "input_2", "target": "output"})
+    good["source"]["sha256"] = {"train": sha256(tmp_path / "train.json"), "test": sha256(tmp_path / "test.json")}
+    prepare_dataset("d", good, seed=1, out_dir=tmp_path / "out")
+    good["source"]["sha256"]["test"] = "0" * 64
+    with pytest.raises(DatasetError, match=r"split test: file .*test.json has sha256 \w+, but the config expects 0{64}"):
+        prepare_dataset("d", good, seed=1, out_dir=tmp_path / "out2")
+
+
+def test_a_json_list_with_a_non_object_item_names_the_item(tmp_path):
+    with pytest.raises(DatasetError, match=r"item 2 of the top-level list is not an object"):
+        _prepare(tmp_path, "nli", YANG_NLI[:2] + ["oops"], YANG_NLI, suffix=".json",
+                 labels=["entailment", "neutral", "contradiction"],
+                 fields={"premise": "input_1", "hypothesis": "input_2", "target": "output"})
+
+
+def test_a_parquet_export_without_config_metadata_loads_its_splits_by_directory(tmp_path):
+    """EdinburghNLP/xsum and allenai/social_i_qa at refs/convert/parquet: default/{split}/0000.parquet, no README."""
+    import pyarrow as pa
+
+    from amuro.registry import load_split
+
+    for split, n in (("train", 20), ("validation", 5), ("test", 7)):
+        (tmp_path / "default" / split).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([{"id": f"{split}{i}", "document": "d", "summary": "s"} for i in range(n)]),
+                       tmp_path / "default" / split / "0000.parquet")
+    source = {"type": "hub", "path": "EdinburghNLP/xsum", "name": None, "revision": "refs/convert/parquet",
+              "splits": {"train": "train[:-3]", "validation": "train[-3:]", "test": "test"}}
+    sizes = {s: len(load_split("xsum", source, s, hub_dir=tmp_path)) for s in ("train", "validation", "test")}
+    assert sizes == {"train": 17, "validation": 3, "test": 7}

@@ -63,6 +63,12 @@ def expected_jobs(config, figures_left_out: set[str]) -> Counter:
         jobs["evaluate_benchmarks"] = checkpoints + tuned
     if any(TASKS[d["task"]].is_classification for d in config["datasets"].values()):
         jobs["scoring_methods"] = 1
+    # The download stage: one job per hub checkpoint, hub dataset, hub instruction mix and lm-eval benchmark.
+    jobs["download_checkpoint"] = sum(len(model_checkpoints(config, m)) for m, spec in config["models"].items()
+                                      if spec["source"] == "hub")
+    jobs["download_dataset"] = sum(d["source"]["type"] == "hub" for d in config["datasets"].values())
+    jobs["download_instructions"] = int(bool(tuned) and config["instruction_tuning"]["source"]["type"] == "hub")
+    jobs["download_benchmark"] = sum("task" in b for b in config["benchmarks"]["tasks"].values())
     return +jobs
 
 
@@ -252,8 +258,10 @@ def test_the_paper_config_plans_instruction_tuning_per_olmo_checkpoint_and_llama
                     "results/finetuned/llama3_8b/main/xsum/default/all",
                     "results/finetuned/olmo1b/main/tulu_v2/chat/all").stdout
     llama_cmd = next(line for line in out.splitlines() if "--out results/finetuned/llama3_8b" in line)
-    assert "Shell command: deepspeed --num_gpus 4 --master_port" in llama_cmd and "--no_local_rank --module amuro finetune" in llama_cmd
+    # The checkpoint's files are checked against its resolved.json first, once, before the launcher starts.
+    assert ("Shell command: (python -m amuro verify-checkpoint results/checkpoints/llama3_8b/main && deepspeed "
+            "--num_gpus 4 --master_port") in llama_cmd and "--no_local_rank --module amuro finetune" in llama_cmd
     assert '"learning_rate": 5e-06' in llama_cmd and '"deepspeed": "zero3"' in llama_cmd
     tulu_cmd = next(line for line in out.splitlines() if "--out results/finetuned/olmo1b/main/tulu_v2" in line)
-    assert "Shell command: python -m amuro finetune" in tulu_cmd and "results/instructions/tulu_v2/train.parquet" in tulu_cmd
+    assert "Shell command: (python -m amuro verify-checkpoint results/checkpoints/olmo1b/main && python -m amuro finetune" in tulu_cmd and "results/instructions/tulu_v2/train.parquet" in tulu_cmd
     assert '"epochs": 5' in tulu_cmd
