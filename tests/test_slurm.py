@@ -280,14 +280,14 @@ def test_the_tiny_study_ran_end_to_end_through_the_scheduler(checkout):
     assert "Nothing to be done" in checkout.snakemake("--dry-run").stdout
     import polars as pl
 
-    from amuro.figures import FIGURES, unmet_need
+    from amuro.plan import Study
 
     config = load_config(STUDY)
     results = pl.read_parquet(checkout.root / "results/tables/results.parquet")
     # 3 checkpoints x (base: 3 sets + 2 tuned models x 3 sets + base and instruction-tuned: 1 benchmark x 2 metrics)
     assert results.height == 3 * (3 + 2 * 3 + 2 * 2)
     figures = {p.stem for p in (checkout.root / "results/figures").glob("*.pdf")}
-    assert figures == {f for f in FIGURES if unmet_need(f, config) is None}
+    assert figures == set(Study(config).drawable_figures())
     # The SLURM plugin's own per-job logs (kept by the test profile): .snakemake/slurm_logs/rule_<rule>/...
     logs = checkout.root / ".snakemake/slurm_logs"
     assert {p.relative_to(logs).parts[0] for p in logs.rglob("*.log")} == {f"rule_{r}" for r in COMPUTE_RULES}
@@ -309,15 +309,15 @@ def _edit(path: Path, pattern: str, replacement) -> None:
 def test_cosmetic_changes_rerun_no_finetune_and_no_evaluation(checkout):
     if "rerun" not in checkout.runs:
         pytest.fail("needs the finished study of the earlier tests (run the module, not this test alone)")
-    from amuro import figures
+    from amuro.figures import FIGURES, catalog
 
     study_outputs = {p: s for p, s in checkout.files().items() if not p.startswith("results/figures/")}
     figure_files = {p: s for p, s in checkout.files("results/figures").items()}
-    # The module that draws the figure, in the copy of the repository.
-    source = checkout.root / Path(inspect.getsourcefile(figures.FIGURES[FIGURE].draw)).relative_to(ROOT)
+    # The module that holds the figure's caption, in the copy of the repository.
+    source = checkout.root / Path(inspect.getsourcefile(catalog)).relative_to(ROOT)
 
     # 1. A caption: the figure rule tracks it (params), so the plain command redraws that one figure, locally.
-    first_words = r"\s+".join(map(re.escape, figures.FIGURES[FIGURE].caption.split()[:3]))
+    first_words = r"\s+".join(map(re.escape, FIGURES[FIGURE].caption.split()[:3]))
     _edit(source, first_words, lambda m: "Edited caption. " + m.group(0))
     before = last_job_id()
     out = checkout.snakemake().stdout
