@@ -5,7 +5,6 @@ the resolved hub commit and the sha256 of every file, since hub revisions have b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -13,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from amuro.io import atomic_path, write_json
+from amuro.io import atomic_path, sha256, write_json
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +30,6 @@ def parse_revision(name: str) -> dict:
         return {"step": None, "tokens": None}
     tokens = int(m.group(2)) * UNITS.get(m.group(3), 1) if m.group(2) else None
     return {"step": int(m.group(1)), "tokens": tokens}
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> None:

@@ -10,7 +10,6 @@ stage and the compute jobs, e.g. on a shared filesystem.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from amuro.io import write_json
+from amuro.io import sha256, write_json
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,6 @@ class DownloadError(RuntimeError):
 def go_offline() -> None:
     """Make every hub and datasets access of this process local-only (set before those libraries are imported)."""
     os.environ.update(OFFLINE_VARS)
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_hashes(root: str | Path, patterns: list[str] | None = None) -> dict[str, str]:

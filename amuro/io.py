@@ -1,6 +1,7 @@
 """Writing outputs so that a failed job never leaves a half-written file or directory behind; host helpers."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -56,3 +57,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

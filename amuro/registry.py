@@ -7,7 +7,6 @@ of a classification example), all strings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from amuro.config import SPLITS
-from amuro.io import write_json, write_parquet
+from amuro.io import sha256, write_json, write_parquet
 from amuro.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def load_split(name: str, source: dict, split: str, miniworld_dir: str | Path | 
         return None
     expected = source.get("sha256", {}).get(split) if source["type"] == "local" else None
     if expected is not None and Path(path).exists():
-        actual = _sha256(path)
+        actual = sha256(path)
         if actual != expected:
             raise DatasetError(f"dataset {name}: split {split}: file {path} has sha256 {actual}, but the config "
                                f"expects {expected} (datasets.{name}.source.sha256.{split})")
@@ -223,14 +222,6 @@ def sample_rows(rows: list[dict], n: int | None, seed: int) -> list[dict]:
     return [rows[i] for i in keep]
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def source_record(name: str, source: dict, download: dict | None) -> dict:
     """What exactly was read: the hub repo at its recorded commit, or each local file with its sha256."""
     if source["type"] == "hub":
@@ -239,7 +230,7 @@ def source_record(name: str, source: dict, download: dict | None) -> dict:
         return {"type": "hub", "path": source["path"], "revision": download["revision"],
                 "commit": download["commit"], **hub_load_kwargs(source)}
     if source["type"] == "local":
-        return {"type": "local", "files": {split: {"path": path, "sha256": _sha256(path)}
+        return {"type": "local", "files": {split: {"path": path, "sha256": sha256(path)}
                                            for split, path in sorted(source["files"].items())
                                            if Path(path).exists()}}
     return {"type": source["type"], "name": source.get("name")}
