@@ -135,6 +135,14 @@ def finetune(args):
     run(args.base, args.train, args.out, FinetuneSettings.from_dict(args.settings), args.scratch, args.threads)
 
 
+def bench(args):
+    from amuro.bench import main as run
+
+    overrides = {k: v for k, v in (("architecture", args.architecture), ("steps", args.steps),
+                                   ("batching", args.batching)) if v is not None}
+    run(args.quick, args.json, args.threads, args.work_dir, overrides)
+
+
 def evaluate(args):
     from amuro.evaluate import EvalRequest, EvalSettings, evaluate as run
 
@@ -375,6 +383,18 @@ def parser() -> argparse.ArgumentParser:
                         'learned in pre-training" (sets not named are grouped from the base curves)')
     s.add_argument("tables", nargs="+")
     s.set_defaults(run=figure)
+
+    s = sub.add_parser("bench", help="fine-tuning and evaluation speed of the fast paths against the paper's settings")
+    s.add_argument("--quick", action="store_true", help="the mini-world architecture on CPU, in minutes (default: "
+                                                        "OLMo-1B's, for a GPU)")
+    s.add_argument("--architecture", choices=["olmo-1b", "miniworld"], help="override the preset's architecture")
+    s.add_argument("--steps", type=int, help="optimizer steps per fine-tuning run (override the preset)")
+    s.add_argument("--batching", choices=["auto", "packed", "padded"],
+                   help="micro-batches of the fast recipe (default packed: the same examples per step as the paper's)")
+    s.add_argument("--json", help="also write the full results (per-step losses included) here")
+    s.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    s.add_argument("--work-dir", help="where the temporary model and runs go (default: the system's temp dir)")
+    s.set_defaults(run=bench)
 
     s = sub.add_parser("import-table", help="convert a results CSV released with Amuro & Char into the long format")
     s.add_argument("source", help="the per-cell table (columns ,model_id,eval dataset,Performance,std) or the "

@@ -152,11 +152,16 @@ class Scorer:
         return ids.to(self.device), mask.to(self.device)
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
-        """Greedy continuations, each cut where self.generation_stop ends it (cut_generation)."""
+    def generate(self, prompts: list[str], max_new_tokens: int, desc: str,
+                 first_logprobs: bool = False) -> list[str] | tuple[list[str], list[torch.Tensor]]:
+        """Greedy continuations, each cut where self.generation_stop ends it (cut_generation).
+
+        first_logprobs: also return, per prompt, the next-token log-probabilities after it (on the CPU): the
+        prefill's own output, which is all that single-token labels need (label_scores(first=...))."""
         encoded = [self.encode(p, room=max_new_tokens) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
         out: list[str] = [""] * len(prompts)
+        first: list[torch.Tensor | None] = [None] * len(prompts)
         for start in tqdm(range(0, len(order), self.batch_size), desc=desc, mininterval=10):
             idx = order[start:start + self.batch_size]
             ids, mask = self._left_padded([encoded[i] for i in idx])
@@ -164,25 +169,38 @@ class Scorer:
             gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=self.pad_id,
                                       eos_token_id=self.tokenizer.eos_token_id,
-                                      stopping_criteria=StoppingCriteriaList([stop]))
-            for i, row in zip(idx, gen[:, ids.shape[1]:]):
-                out[i] = cut_generation(self.tokenizer.decode(row, skip_special_tokens=True), self.generation_stop)
-        return out
+                                      stopping_criteria=StoppingCriteriaList([stop]),
+                                      return_dict_in_generate=True, output_logits=first_logprobs)
+            for row, (i, seq) in enumerate(zip(idx, gen.sequences[:, ids.shape[1]:])):
+                out[i] = cut_generation(self.tokenizer.decode(seq, skip_special_tokens=True), self.generation_stop)
+                if first_logprobs:
+                    first[i] = torch.log_softmax(gen.logits[0][row].float(), -1).cpu()
+        return (out, first) if first_logprobs else out
 
     @torch.no_grad()
     def label_scores(self, prompts: list[str], continuations: list[list[int]], token_sets: Sequence[Sequence[int]],
-                     desc: str) -> tuple[list[list[list[float]]], list[list[float]]]:
+                     desc: str, first: Sequence[torch.Tensor] | None = None,
+                     ) -> tuple[list[list[list[float]]], list[list[float]]]:
         """For every prompt: the log-probability of each token of each continuation (token ids) after the prompt
         and the continuation's earlier tokens, and the TokenProb score of each label token set.
 
         A forward pass over the prompt and a stem scores every continuation whose leading tokens start that stem,
         so single-token labels all come from one pass of the prompt; TokenProb reads that pass's first answer position.
+        first: the next-token log-probabilities after each prompt, from generate(first_logprobs=True); they stand
+        in for the passes of the empty stem, so that single-token labels need no pass of their own.
         """
         stems, stem_of = _shared_stems(continuations)
         encoded = [self.encode(p, room=max(map(len, stems))) for p in prompts]
         logprobs: list[list[list[float]]] = [[[] for _ in continuations] for _ in prompts]
         tokenprobs: list[list[float] | None] = [None] * len(prompts)
-        pairs = sorted(((i, s) for i in range(len(prompts)) for s in range(len(stems))),
+        if first is not None:
+            for i, after_prompt in enumerate(first):
+                tokenprobs[i] = scoring.tokenprob_scores(after_prompt, token_sets)
+                for j, cont in enumerate(continuations):
+                    if not stems[stem_of[j]]:
+                        logprobs[i][j] = [after_prompt[cont[0]].item()]
+        pairs = sorted(((i, s) for i in range(len(prompts)) for s in range(len(stems))
+                        if first is None or stems[s]),
                        key=lambda pair: len(encoded[pair[0]]) + len(stems[pair[1]]))
         for start in tqdm(range(0, len(pairs), self.batch_size), desc=desc, mininterval=10):
             chunk = pairs[start:start + self.batch_size]
@@ -267,9 +285,11 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
                     "(fewest kept: %d of %d)", desc, sum(used < req.shots for used in shots_used), len(rows),
                     scorer.max_len, min(shots_used), req.shots)
     if task.is_classification:
-        generations = scorer.generate(prompts, budget, desc + " generate")
+        # One prefill per prompt serves the generation, TokenProb and the single-token labels; only longer labels
+        # need passes of their own.
+        generations, first = scorer.generate(prompts, budget, desc + " generate", first_logprobs=True)
         token_sets = scoring.label_token_ids(scorer.tokenizer, req.labels)
-        logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, desc + " labels")
+        logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, desc + " labels", first)
         for r, gen, lp, tp in zip(rows, generations, logprobs, tokenprobs):
             by = scoring.predict(req.labels, gen, continuations, lp, tp, settings.label_match, req.task)
             chosen = by[settings.classification]

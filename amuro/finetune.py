@@ -11,6 +11,7 @@ Runs as a single CPU/GPU process without a launcher, or as N processes under the
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 import transformers
 from datasets import Dataset
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                          PrinterCallback, Trainer, TrainerCallback, TrainingArguments)
+                          DataCollatorWithFlattening, PrinterCallback, Trainer, TrainerCallback, TrainingArguments)
 from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
@@ -40,6 +42,9 @@ log = logging.getLogger(__name__)
 
 DEEPSPEED_CONFIGS = Path(__file__).parent / "deepspeed"
 IGNORE_INDEX = -100  # label value the loss skips
+RECIPES = ("fast", "paper")
+BATCHINGS = ("auto", "packed", "padded")
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")  # take packed rows without a quadratic mask
 
 
 class FinetuneError(RuntimeError):
@@ -60,19 +65,36 @@ class FinetuneSettings:
     deepspeed: str  # zero2 | zero3: amuro/deepspeed/<name>.json
     size: int | None = None  # training examples, sampled with `seed` in their original order; None = all
     save_steps: int = 50  # Trainer checkpoint interval in scratch_dir, for resuming
+    logging_steps: int = 5
     chat_template: str | None = None  # instruction tuning: for a tokenizer without one (None: Tulu v2's)
     # Gradient clipping (max global norm; 0 = none). The paper's code (open-instruct) does not clip; the HF Trainer
     # clips at 1.0 unless told otherwise. The DeepSpeed configs take it from here ("gradient_clipping": "auto").
     max_grad_norm: float = 1.0
+    # How the work is laid out on the hardware; the optimisation itself (batch, lr, schedule, data order) is the same.
+    # fast: micro-batches of micro_batch_size, padding-free where attention takes variable-length sequences.
+    # paper: the paper's engine exactly (padded micro-batches of 1 with accumulation, ZeRO-3): for faithful timing.
+    recipe: str = "fast"
+    # fast only. packed: a micro-batch is one row of its examples end to end, each attending only to itself
+    # (DataCollatorWithFlattening); padded: examples of similar length padded to the longest; auto: packed where
+    # attention is variable-length (FlashAttention), padded elsewhere (SDPA would attend over the whole packed row).
+    batching: str = "auto"
+    # A transformers attn_implementation; auto: flash_attention_2 where flash-attn is installed on CUDA, else sdpa.
+    attention: str = "auto"
 
     def __post_init__(self):
         if self.size == "all":
             self.size = None
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not {self.batching!r}")
+        if self.recipe == "paper":
+            self.micro_batch_size, self.deepspeed, self.batching = 1, "zero3", "padded"
         if self.deepspeed not in ("zero2", "zero3"):
             raise ValueError(f"deepspeed must be zero2 or zero3, not {self.deepspeed!r}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), not {self.warmup_fraction}")
-        for name in ("batch_size", "micro_batch_size", "max_seq_len", "save_steps"):
+        for name in ("batch_size", "micro_batch_size", "max_seq_len", "save_steps", "logging_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.size is not None and self.size < 1:
@@ -208,6 +230,60 @@ def prepare_scratch(scratch_dir: Path, fingerprint: dict) -> None:
             shutil.rmtree(checkpoint)
 
 
+def skip_shared_memory_collectives() -> None:
+    """A single CPU process has no peers, yet DeepSpeed would load its shared-memory collectives op, which it
+    compiles on first use in every environment (a minute or more, and again whenever another environment built it
+    last). DeepSpeed keeps its table of usable ops editable for this."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def attention_implementation(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def batching_for(settings: FinetuneSettings, attention: str) -> str:
+    if settings.batching != "auto":
+        return settings.batching
+    return "packed" if attention in VARLEN_ATTENTION else "padded"
+
+
+def data_collator(batching: str, pad_tokenizer, attention: str):
+    """Micro-batches as the model takes them. Both give the same loss on the same examples: packing drops each
+    example's first label, which is a prompt token (never trained on) in every example we build."""
+    if batching == "packed":
+        # One row, positions restarting at every example: FlashAttention reads the boundaries from cu_seq_lens, SDPA
+        # and eager from the positions (transformers builds a block-diagonal mask).
+        return DataCollatorWithFlattening(separator_id=IGNORE_INDEX,
+                                          return_flash_attn_kwargs=attention in VARLEN_ATTENTION)
+    return DataCollatorForSeq2Seq(pad_tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+
+
+def training_arguments(settings: FinetuneSettings, scratch_dir: Path, accumulation: int, batching: str,
+                       cuda: bool) -> TrainingArguments:
+    # Length-grouped sampling only where it saves padding; elsewhere plain shuffling, so that every recipe and
+    # micro-batch size sees the same examples in the same optimizer step.
+    grouped = batching == "padded" and settings.micro_batch_size > 1
+    return TrainingArguments(
+        output_dir=str(scratch_dir), num_train_epochs=settings.epochs, learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.micro_batch_size, gradient_accumulation_steps=accumulation,
+        warmup_steps=settings.warmup_fraction,  # a float below 1 is a fraction: ceil(fraction x optimizer steps)
+        lr_scheduler_type=settings.scheduler, weight_decay=settings.weight_decay, seed=settings.seed,
+        max_grad_norm=settings.max_grad_norm,
+        bf16=cuda, use_cpu=not cuda, deepspeed=str(DEEPSPEED_CONFIGS / f"{settings.deepspeed}.json"),
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        include_num_input_tokens_seen="non_padding",
+        logging_steps=settings.logging_steps, logging_first_step=True, save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=1, report_to="none", disable_tqdm=True, dataloader_drop_last=False,
+    )
+
+
 class LogProgress(TrainerCallback):
     """One readable log line per logging step (replaces the Trainer's printer of raw dicts)."""
 
@@ -262,7 +338,8 @@ def versions() -> dict:
 # ---------------------------------------------------------------------------------------------------------- main
 
 def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Path, settings: FinetuneSettings,
-             scratch_dir: str | Path, threads: int = 1) -> None:
+             scratch_dir: str | Path, threads: int = 1, callbacks: Sequence[TrainerCallback] = ()) -> None:
+    """callbacks: more TrainerCallbacks (amuro bench times steps with one)."""
     start = time.perf_counter()
     # DeepSpeed calls collectives that torch 2.13 renamed, with a warning per call.
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
@@ -282,18 +359,10 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     pad_tokenizer = tokenization.padding_tokenizer(tokenizer, "right")
 
     cuda = torch.cuda.is_available()
+    attention = attention_implementation(settings.attention)
+    batching = batching_for(settings, attention)
     # Before the model is loaded: under ZeRO-3 the arguments make from_pretrained shard the weights as they load.
-    args = TrainingArguments(
-        output_dir=str(scratch_dir), num_train_epochs=settings.epochs, learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.micro_batch_size, gradient_accumulation_steps=accumulation,
-        warmup_steps=settings.warmup_fraction,  # a float below 1 is a fraction: ceil(fraction x optimizer steps)
-        lr_scheduler_type=settings.scheduler, weight_decay=settings.weight_decay, seed=settings.seed,
-        max_grad_norm=settings.max_grad_norm,
-        bf16=cuda, use_cpu=not cuda, deepspeed=str(DEEPSPEED_CONFIGS / f"{settings.deepspeed}.json"),
-        train_sampling_strategy="group_by_length", include_num_input_tokens_seen="non_padding",
-        logging_steps=5, logging_first_step=True, save_strategy="steps", save_steps=settings.save_steps,
-        save_total_limit=1, report_to="none", disable_tqdm=True, dataloader_drop_last=False,
-    )
+    args = training_arguments(settings, scratch_dir, accumulation, batching, cuda)
     fingerprint = {"settings": asdict(settings), "base_dir": str(base_dir), "train_prompts": str(train_prompts)}
     with args.main_process_first(desc="inspect scratch dir"):
         if main_process:
@@ -301,27 +370,34 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
         resume = get_last_checkpoint(scratch_dir)
     resumed_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else None
 
+    if world_size == 1 and not cuda:
+        skip_shared_memory_collectives()
     # On GPUs accelerate starts DeepSpeed's communication; on CPUs it starts plain torch.distributed, and ZeRO-3's
     # sharded loading would then see a world of one.
     deepspeed.init_distributed(auto_mpi_discovery=False)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, attn_implementation=attention)
+    # Training needs no KV cache, and with one transformers would not read a packed row's example boundaries from
+    # its positions; the saved model gets it back for generation.
+    model.config.use_cache = False
     if settings.max_seq_len > getattr(model.config, "max_position_embeddings", math.inf):
         log.warning("max_seq_len %d exceeds the model's max_position_embeddings %d",
                     settings.max_seq_len, model.config.max_position_embeddings)
 
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
-        data_collator=DataCollatorForSeq2Seq(pad_tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
-        callbacks=[LogProgress()],
+        data_collator=data_collator(batching, pad_tokenizer, attention),
+        callbacks=[LogProgress(), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
-    log.info("fine-tuning %s: %d examples, %s epochs, batch %d = micro %d x accumulation %d x world %d, lr %g, %s",
-             base_dir, len(train_set), settings.epochs, settings.batch_size, settings.micro_batch_size,
-             accumulation, world_size, settings.learning_rate, settings.deepspeed)
+    log.info("fine-tuning %s: %d examples, %s epochs, batch %d = micro %d x accumulation %d x world %d, lr %g, "
+             "%s recipe: %s batches, %s attention, %s", base_dir, len(train_set), settings.epochs, settings.batch_size,
+             settings.micro_batch_size, accumulation, world_size, settings.learning_rate, settings.recipe, batching,
+             attention, settings.deepspeed)
     if resume:
         log.info("resuming from %s (step %d)", resume, resumed_step)
     trainer.train(resume_from_checkpoint=resume)
 
+    model.config.use_cache = True
     # Every rank joins save_model (ZeRO-3 gathers the shards); only rank 0 writes, into a temporary sibling.
     with atomic_path(out_dir, directory=True) if main_process else contextlib.nullcontext(out_dir) as tmp:
         trainer.save_model(str(tmp))
@@ -347,6 +423,8 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "warmup_steps": args.get_warmup_steps(trainer.state.max_steps),
             "gradient_accumulation_steps": accumulation,
             "optimizer": getattr(args.optim, "value", args.optim),
+            "batching": batching,
+            "attention": attention,
             "world_size": world_size,
             "tokens_seen": trainer.state.num_input_tokens_seen,
             "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),

@@ -46,6 +46,30 @@ def test_label_scores_match_a_direct_forward_pass(tiny_model, labels):
         assert tokenprobs[i] == pytest.approx([max(first[t].item() for t in ids) for ids in token_sets], abs=1e-4)
 
 
+@pytest.mark.parametrize("labels", [(" yes", " positive", " no"), (" maybe so", " maybe", " the cat", " no")])
+def test_generation_prefill_scores_single_token_labels_without_passes_of_their_own(tiny_model, labels):
+    """Classification reads TokenProb and one-token labels from its greedy generation's prefill: the same scores as
+    dedicated passes, and no further pass when every label is one token."""
+    scorer = Scorer(tiny_model, batch_size=2)
+    prompts = ["the cat sat on", "Kuri lives in Rege so", "a", "on a mat the cat"]
+    continuations = [scorer.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    token_sets = [[5, 9, 40], [7], [12, 13]]
+    _, first = scorer.generate(prompts, 3, "test", first_logprobs=True)
+    own_logprobs, own_tokenprobs = scorer.label_scores(prompts, continuations, token_sets, "test")
+    passes = []
+    hook = scorer.model.register_forward_hook(lambda module, args, out: passes.append(1))
+    shared_logprobs, shared_tokenprobs = scorer.label_scores(prompts, continuations, token_sets, "test", first)
+    hook.remove()
+    longer_stems = sum(1 for stem in _shared_stems(continuations)[0] if stem)
+    assert len(passes) == 2 * longer_stems  # batches of two: (4 prompts x stems beyond the prompt) / 2
+    if all(len(c) == 1 for c in continuations):
+        assert not passes
+    flat = lambda rows: [x for row in rows for cont in row for x in cont]  # noqa: E731
+    assert flat(shared_logprobs) == pytest.approx(flat(own_logprobs), abs=1e-5)
+    assert [x for row in shared_tokenprobs for x in row] == pytest.approx([x for row in own_tokenprobs for x in row],
+                                                                          abs=1e-5)
+
+
 def test_continuations_share_the_pass_of_a_longer_one_they_start():
     stems, stem_of = _shared_stems([[1], [2, 3, 4], [2, 3], [5, 6], [2, 7]])
     assert stems == [[2, 3], [5]] and stem_of == [0, 0, 0, 1, 0]

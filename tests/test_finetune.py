@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoForCausalLM, Trainer
 
+from amuro import tokenization
 from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, check_saved_model, completion_features,
-                            finetune, load_examples, sample_rows)
+                            data_collator, finetune, load_examples, sample_rows)
 from conftest import write_tiny_olmo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,6 +219,56 @@ def test_zero3_saves_the_whole_model_and_trains_like_zero2(finetuned, base_dir, 
              tmp_path / "scratch")
     assert check_saved_model(out, AutoModelForCausalLM.from_pretrained(base_dir).num_parameters())
     assert train_losses(out) == pytest.approx(train_losses(finetuned), rel=1e-4)
+
+
+
+# Batching: packed (padding-free) and padded micro-batches, the fast and the paper recipe
+
+def varied_examples(base_dir) -> tuple[list[dict], object]:
+    """Examples of different lengths, so that padding and packing both have work to do."""
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    examples = [completion_features(tokenizer("the sky is " * n, add_special_tokens=False)["input_ids"],
+                                    tokenizer(" blue", add_special_tokens=False)["input_ids"],
+                                    tokenizer.eos_token_id, max_seq_len=64)[0] for n in (1, 5, 2, 9)]
+    return examples, tokenizer
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_and_padded_micro_batches_give_the_same_loss(base_dir, attention):
+    examples, tokenizer = varied_examples(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, attn_implementation=attention).eval()
+    padded = data_collator("padded", tokenization.padding_tokenizer(tokenizer, "right"), attention)(examples)
+    packed = data_collator("packed", tokenizer, attention)(examples)
+    assert packed["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples))  # not one pad token
+    assert padded["input_ids"].shape[0] == len(examples)
+    padded_loss = model(**padded, use_cache=False).loss.item()  # as in training (amuro.finetune)
+    assert model(**packed, use_cache=False).loss.item() == pytest.approx(padded_loss, rel=1e-6)
+    # The positions are what keeps the packed examples apart: without them, each attends to the ones before it.
+    leaky = {k: v for k, v in packed.items() if k != "position_ids"}
+    assert model(**leaky, use_cache=False).loss.item() != pytest.approx(padded_loss, rel=1e-4)
+
+
+def test_the_fast_and_the_paper_recipe_train_the_same_steps(base_dir, train_prompts, tmp_path):
+    """Same effective batch, same examples per step, same loss per step: only the layout on the hardware differs
+    (packed micro-batches of 4 under ZeRO-2 against padded micro-batches of 1 with accumulation 8 under ZeRO-3)."""
+    losses = {}
+    for recipe in ("paper", "fast"):
+        settings = FinetuneSettings.from_dict({**SETTINGS, "epochs": 1, "logging_steps": 1, "recipe": recipe,
+                                               "batching": "packed"})
+        finetune(base_dir, train_prompts, tmp_path / recipe, settings, tmp_path / f"{recipe}.scratch")
+        meta = json.loads((tmp_path / recipe / "train_meta.json").read_text())
+        losses[recipe] = train_losses(tmp_path / recipe)
+        assert meta["batching"] == ("padded" if recipe == "paper" else "packed")
+    assert json.loads((tmp_path / "paper" / "train_meta.json").read_text())["settings"]["deepspeed"] == "zero3"
+    assert len(losses["fast"]) == 5  # 40 examples, batch 8
+    assert losses["fast"] == pytest.approx(losses["paper"], rel=1e-4)
+
+
+def test_the_paper_recipe_is_micro_batches_of_one_under_zero3():
+    settings = FinetuneSettings.from_dict({**SETTINGS, "recipe": "paper"})
+    assert (settings.micro_batch_size, settings.deepspeed, settings.batching) == (1, "zero3", "padded")
+    with pytest.raises(ValueError, match="recipe must be one of fast, paper"):
+        FinetuneSettings.from_dict({**SETTINGS, "recipe": "fastest"})
 
 
 # The reload check

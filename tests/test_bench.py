@@ -1,0 +1,36 @@
+"""`amuro bench` on the mini-world architecture: the recipes it compares and what it reports (not how fast)."""
+
+import json
+
+import pytest
+
+from amuro import bench
+
+
+@pytest.mark.slow
+def test_bench_runs_both_recipes_on_the_same_steps_and_compares_batched_evaluation(tmp_path):
+    overrides = dict(steps=4, warmup_steps=1, eval_examples=8, max_new_tokens=4)
+    result = bench.main(quick=True, json_out=str(tmp_path / "bench.json"), threads=1, work_dir=str(tmp_path),
+                        overrides=overrides)
+    paper, fast = result["finetune"]["paper"], result["finetune"]["fast"]
+    assert (paper["micro_batch_size"], paper["accumulation"], paper["batching"], paper["deepspeed"]) == (
+        1, 8, "padded", "zero3")
+    assert (fast["micro_batch_size"], fast["accumulation"], fast["batching"], fast["deepspeed"]) == (
+        8, 1, "packed", "zero2")
+    # Same effective batch, same examples per step: the same loss at every step.
+    assert len(paper["losses"]) == len(fast["losses"]) == 4
+    assert result["finetune"]["loss_max_relative_difference"] < 1e-4
+    assert paper["steps_timed"] == fast["steps_timed"] == 3
+    assert result["finetune"]["speedup"] == pytest.approx(fast["tokens_per_s"] / paper["tokens_per_s"])
+    assert paper["mfu"] is None  # no GPU, no peak to divide by
+    evaluation = result["evaluate"]
+    assert evaluation["single"]["batch_size"] == 1 and evaluation["batched"]["batch_size"] == 16
+    assert evaluation["same_predictions"] == 1.0 and evaluation["same_tokenprob_labels"] == 1.0
+    assert json.loads((tmp_path / "bench.json").read_text())["config"]["steps"] == 4
+    assert not list(tmp_path.glob("amuro-bench-*"))  # the temporary model and runs are gone
+
+
+def test_mfu_is_six_times_parameters_per_token_against_the_gpu_peak():
+    assert bench.peak_flops("NVIDIA H100 80GB HBM3") == bench.peak_flops("NVIDIA H200") == 989e12
+    assert bench.peak_flops(None) is None
+    assert bench.loss_agreement([2.0, 1.0], [2.0, 1.01, 5.0]) == pytest.approx(0.01)
