@@ -11,14 +11,11 @@ import string
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.stats
 from rouge_score import rouge_scorer
 
 _PUNCTUATION = string.punctuation
 _SURROUNDING = string.whitespace + string.punctuation
 
-# scipy >= 1.15 seeds bootstrap with `rng`; older releases (pyproject allows 1.13) only take `random_state`.
-_SEED_KEYWORD = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
 
 
 @functools.lru_cache(maxsize=2)
@@ -92,6 +89,10 @@ def bootstrap_ci(
         # Every resample has the same mean; scipy would warn about degenerate data (or refuse a single score).
         value = float(data[0])
         return value, value
+    import scipy.stats  # here, not at the top: it takes a second to import, and evaluation jobs never bootstrap
+
+    # scipy >= 1.15 seeds bootstrap with `rng`; older releases (pyproject allows 1.13) only take `random_state`.
+    seed_keyword = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
     result = scipy.stats.bootstrap(
         (data,),
         np.mean,
@@ -100,7 +101,7 @@ def bootstrap_ci(
         method="percentile",
         vectorized=True,
         axis=-1,
-        **{_SEED_KEYWORD: np.random.default_rng(seed)},
+        **{seed_keyword: np.random.default_rng(seed)},
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
