@@ -94,28 +94,42 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
 
 
 def verify_checkpoint(model_dir: str | Path) -> dict:
-    """Check every file of a resolved checkpoint against its resolved.json before a job uses it.
+    """Check every file of a model directory against the hashes recorded when it was made, before a job uses it: a
+    resolved checkpoint's resolved.json, or a fine-tuned model's train_meta.json.
 
     Raises CheckpointError naming the first file that is missing, altered, or a weight file nobody recorded.
     """
     model_dir = Path(model_dir)
-    path = model_dir / "resolved.json"
-    if not path.is_file():
-        raise CheckpointError(f"{model_dir}: no resolved.json; fetch the checkpoint through the workflow "
-                              f"(rule fetch_checkpoint) before using it")
-    resolved = json.loads(path.read_text())
-    for name, digest in sorted(resolved["files"].items()):
+    for name in ("resolved.json", "train_meta.json"):
+        path = model_dir / name
+        if path.is_file():
+            record = json.loads(path.read_text())
+            break
+    else:
+        raise CheckpointError(f"{model_dir}: no resolved.json (a checkpoint) or train_meta.json (a fine-tuned model); "
+                              f"make it through the workflow (rule fetch_checkpoint or finetune) before using it")
+    if "files" not in record:  # a model fine-tuned by an older amuro: keep it, unchecked, rather than redo it
+        log.warning("%s records no file hashes: %s is not checked", path, model_dir)
+        return record
+    for name, digest in sorted(record["files"].items()):
         f = model_dir / name
         if not f.is_file():
-            raise CheckpointError(f"{model_dir}: file {name} recorded in resolved.json is missing")
+            raise CheckpointError(f"{model_dir}: file {name} recorded in {path.name} is missing")
         actual = sha256(f)
         if actual != digest:
-            raise CheckpointError(f"{model_dir}: file {name} has sha256 {actual}, but resolved.json records {digest}; "
-                                  f"the checkpoint changed after it was resolved (fetch it again)")
+            raise CheckpointError(f"{model_dir}: file {name} has sha256 {actual}, but {path.name} records {digest}; "
+                                  f"the model changed after it was written (make it again)")
     extra = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")
                    if p.is_file() and p.suffix in (".safetensors", ".bin")
-                   and str(p.relative_to(model_dir)) not in resolved["files"])
+                   and str(p.relative_to(model_dir)) not in record["files"])
     if extra:
-        raise CheckpointError(f"{model_dir}: weight file {extra[0]} is not recorded in resolved.json")
-    log.info("%s: %d files match resolved.json (commit %s)", model_dir, len(resolved["files"]), resolved.get("commit"))
-    return resolved
+        raise CheckpointError(f"{model_dir}: weight file {extra[0]} is not recorded in {path.name}")
+    log.info("%s: %d files match %s (commit %s)", model_dir, len(record["files"]), path.name, record.get("commit"))
+    return record
+
+
+def verify_finetuned(model_dir: str | Path) -> None:
+    """Before a fine-tuned model is evaluated, its files against the hashes its train_meta.json records (the rules
+    check a pre-trained checkpoint with `amuro verify-checkpoint` themselves)."""
+    if (Path(model_dir) / "train_meta.json").is_file():
+        verify_checkpoint(model_dir)

@@ -144,15 +144,19 @@ def finetune(args):
 
 
 def evaluate(args):
+    from amuro.checkpoints import verify_finetuned
     from amuro.evaluate import EvalRequest, EvalSettings, evaluate as run
 
+    verify_finetuned(args.model_dir)
     run(args.model_dir, [EvalRequest.from_dict(r) for r in args.requests], EvalSettings(**args.settings), args.meta,
         threads=args.threads)
 
 
 def benchmark(args):
     from amuro.benchmarks import benchmark_model
+    from amuro.checkpoints import verify_finetuned
 
+    verify_finetuned(args.model_dir)
     benchmark_model(args.model_dir, args.requests, args.settings, args.tasks, args.meta, threads=args.threads)
 
 

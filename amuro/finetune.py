@@ -3,9 +3,9 @@
 The model learns to produce `completion` after `prompt`: the loss covers the completion and EOS only. Training runs
 in `scratch_dir` with a Trainer checkpoint every `save_steps` steps, so a killed job resumes where it stopped; a
 preempted one (SIGTERM, SIGUSR1) saves a checkpoint at the next step and exits for its retry (Preempted). A NaN or
-infinite loss stops the job naming the step (NonFiniteLoss). The result (weights, tokenizer, `train_meta.json`,
-`train_log.parquet`; never optimizer states) appears in `out_dir` all at once, and only after the saved model has
-been reloaded and checked against the base model; the scratch directory is then removed.
+infinite loss stops the job naming the step (NonFiniteLoss). The result (weights, tokenizer, `train_meta.json` with
+every file's sha256, `train_log.parquet`; never optimizer states) appears in `out_dir` all at once, and only after
+the saved model has been reloaded and checked against the base model; the scratch directory is then removed.
 
 Runs as a single CPU/GPU process without a launcher, or as N processes under the `deepspeed` launcher.
 """
@@ -37,7 +37,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from amuro import instructions, registry, tokenization
-from amuro.io import atomic_path, free_port, write_json, write_parquet
+from amuro.io import atomic_path, free_port, sha256, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -427,6 +427,8 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
         unset_hf_deepspeed_config()  # reload as an ordinary model, not into ZeRO-3 shards
         check_saved_model(tmp, expected)
         write_parquet(train_log_table(trainer.state.log_history), tmp / "train_log.parquet")
+        # What evaluation checks the model against (amuro verify-checkpoint), as resolved.json for a checkpoint.
+        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         resolved = base_dir / "resolved.json"
         write_json({
             "settings": asdict(settings),
@@ -447,6 +449,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "tokens_seen": trainer.state.num_input_tokens_seen,
             "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
             "resumed_from_step": resumed_step,
+            "files": files,
             "versions": versions(),
             "device": "cuda" if cuda else "cpu",
             "wall_time_s": round(time.perf_counter() - start, 2),

@@ -8,6 +8,7 @@ memory communication op (about a minute, cached in ~/.cache/torch_extensions); l
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -364,6 +365,22 @@ def test_a_non_finite_loss_stops_fine_tuning_naming_the_step_and_keeps_the_log(b
     assert not out.exists()
     kept = pq.read_table(scratch / "train_log.parquet").to_pylist()
     assert [r["step"] for r in kept] == [1] and kept[0]["loss"] > 0  # logged before the NaN (every 5 steps)
+
+
+def test_a_fine_tuned_model_is_checked_against_its_recorded_hashes_before_evaluation(finetuned, tmp_path):
+    from amuro.checkpoints import CheckpointError, verify_checkpoint
+
+    model = tmp_path / "model"
+    shutil.copytree(finetuned, model)
+    assert verify_checkpoint(model)["files"]["model.safetensors"]
+    with open(model / "model.safetensors", "r+b") as f:
+        f.truncate(f.seek(0, 2) - 100)
+    with pytest.raises(CheckpointError, match=r"file model.safetensors has sha256 \w+, but train_meta.json records"):
+        verify_checkpoint(model)
+    from amuro.cli import main
+
+    with pytest.raises(CheckpointError, match="model.safetensors"):  # the evaluation job checks before it loads
+        main(["evaluate", "--model-dir", str(model), "--requests", "[]", "--settings", "{}", "--meta", "{}"])
 
 
 def test_instruction_tuning_trains_on_chats_and_saves_the_chat_template(base_dir, tmp_path):
