@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 from amuro.io import atomic_path, sha256, write_json
@@ -48,6 +49,31 @@ def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> N
             shutil.copy2(real, target)
 
 
+def check_weight_file(path: Path) -> None:
+    """Refuse a weight file that cannot be whole, without reading its tensors: a safetensors file must be exactly as
+    long as its header says (a cut copy or download is shorter), a PyTorch .bin (a zip) must have its directory."""
+    size = path.stat().st_size
+    if path.suffix == ".safetensors":
+        with open(path, "rb") as f:
+            head = f.read(8)
+            header_len = int.from_bytes(head, "little") if len(head) == 8 else None
+            try:
+                header = json.loads(f.read(header_len)) if header_len and header_len < size else None
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                header = None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path}: not a safetensors file (its header does not parse); the file is "
+                                  f"truncated or corrupted")
+        ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
+        expected = 8 + header_len + max(ends, default=0)
+        if size != expected:
+            raise CheckpointError(f"{path}: {size} bytes, but its header describes {expected}; the file is "
+                                  f"{'truncated' if size < expected else 'corrupted'}")
+    elif path.suffix == ".bin" and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a complete PyTorch weight file (no zip directory); the file is truncated "
+                              f"or corrupted")
+
+
 def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | Path,
                        miniworld_dir: str | Path | None = None, download: str | Path | None = None) -> None:
     """spec: the model's config entry (source hub / local / miniworld).
@@ -77,8 +103,12 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
         # A cached snapshot can hold files other downloads of the commit fetched: take the recorded ones only.
         _link_or_copy_tree(src, tmp, set(record["files"]) if record is not None else None)
         files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        if not any(name.endswith((".safetensors", ".bin")) for name in files):
-            raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} holds no weight files")
+        weights = [name for name in files if name.endswith((".safetensors", ".bin"))]
+        if not weights:
+            raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} holds no weight files "
+                                  f"(*.safetensors or *.bin)")
+        for name in weights:
+            check_weight_file(src / name)
         if record is not None:
             for name, digest in sorted(record["files"].items()):
                 if files.get(name) != digest:
