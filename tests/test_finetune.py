@@ -261,6 +261,14 @@ if sys.argv[5] == "slow":  # slow each step down so that the test can stop the r
         def on_step_end(self, *args, **kwargs):
             time.sleep(0.3)
     ft.LogProgress = Slow
+if sys.argv[5] == "hang_in_save":  # the final model's files are on disk, the test kills the job before it ends
+    save_model = ft.Trainer.save_model
+    def save_then_hang(self, output_dir=None, _internal_call=False):
+        save_model(self, output_dir, _internal_call)
+        if not _internal_call:  # the final model, not a Trainer checkpoint
+            print("saved into", output_dir, flush=True)
+            time.sleep(600)
+    ft.Trainer.save_model = save_then_hang
 sys.exit(main(["finetune", "--base", sys.argv[1], "--train", sys.argv[2], "--out", sys.argv[3],
                "--settings", sys.argv[4], "--scratch", sys.argv[3] + ".scratch"]))
 """
@@ -365,6 +373,23 @@ def test_a_non_finite_loss_stops_fine_tuning_naming_the_step_and_keeps_the_log(b
     assert not out.exists()
     kept = pq.read_table(scratch / "train_log.parquet").to_pylist()
     assert [r["step"] for r in kept] == [1] and kept[0]["loss"] > 0  # logged before the NaN (every 5 steps)
+
+
+def test_a_job_killed_while_saving_the_model_leaves_no_output_and_its_rerun_no_leftovers(base_dir, train_prompts,
+                                                                                         tmp_path):
+    out = tmp_path / "model"
+    settings = {**SETTINGS, "epochs": 1}
+    killed = run_finetune(base_dir, train_prompts, out, settings, slow=False, mode="hang_in_save")
+    read_until(killed, "saved into")
+    killed.kill()
+    killed.wait()
+    (partial,) = tmp_path.glob(".model.*.tmp")  # the weights were written, under a name no rule asks for
+    assert (partial / "model.safetensors").exists() and not out.exists()
+
+    rerun = run_finetune(base_dir, train_prompts, out, settings, slow=False)
+    log, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, log
+    assert (out / "train_meta.json").exists() and not list(tmp_path.glob(".model.*"))
 
 
 def test_a_fine_tuned_model_is_checked_against_its_recorded_hashes_before_evaluation(finetuned, tmp_path):
