@@ -215,6 +215,12 @@ def test_the_same_seed_gives_the_same_losses(finetuned, base_dir, train_prompts,
     assert train_losses(again) == train_losses(finetuned)
 
 
+def test_another_seed_gives_other_losses(finetuned, base_dir, train_prompts, tmp_path):
+    other = tmp_path / "other"
+    finetune(base_dir, train_prompts, other, FinetuneSettings.from_dict({**SETTINGS, "seed": 8}), tmp_path / "scratch")
+    assert train_losses(other) != pytest.approx(train_losses(finetuned), rel=1e-3)
+
+
 def test_zero3_saves_the_whole_model_and_trains_like_zero2(finetuned, base_dir, train_prompts, tmp_path):
     out = tmp_path / "zero3"
     finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict({**SETTINGS, "deepspeed": "zero3"}),
