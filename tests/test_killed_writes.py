@@ -103,3 +103,29 @@ def test_a_job_killed_mid_write_leaves_no_output_and_its_rerun_no_leftovers(job,
     assert os.path.getsize(out) > 0
     assert not [name for name in os.listdir(out_dir) if name.endswith(".tmp")]
 
+
+def test_clean_scratch_removes_only_what_a_later_run_rebuilds_and_waits_for_a_running_workflow(tmp_path):
+    kept = ["results/tables/results.parquet", "results/finetuned/m/step1/nli/default/all/model.safetensors",
+            "results/predictions/m/step1/base/nli/default/0shot.parquet", "results/figures/cross_task.pdf"]
+    removed = ["results/scratch/finetune/m/step1/nli/default/all/checkpoint-50/trainer_state.json",
+               "results/predictions/m/step1/base/nli/default/.4shot.parquet.a1b2c3d4.tmp",
+               "results/finetuned/m/step1/sst/default/.all.x9y8z7w6.tmp/model.safetensors"]
+    for rel in kept + removed:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    lock = tmp_path / ".snakemake" / "locks" / "0.input.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+
+    def clean():
+        return subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "clean-scratch"], cwd=tmp_path,
+                              capture_output=True, text=True)
+
+    refused = clean()
+    assert refused.returncode != 0 and "a snakemake run holds this directory" in refused.stdout + refused.stderr
+    assert all((tmp_path / rel).exists() for rel in kept + removed)
+    lock.unlink()
+    assert clean().returncode == 0
+    assert all((tmp_path / rel).exists() for rel in kept)
+    assert not (tmp_path / "results/scratch").exists()
+    assert not [p for p in (tmp_path / "results").rglob("*.tmp")]
