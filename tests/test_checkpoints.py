@@ -73,7 +73,7 @@ def test_a_checkpoint_directory_without_weights_is_refused(tiny_model_dir, tmp_p
 @pytest.mark.parametrize("damage, message", [
     (lambda data: data[:-1000], r"model.safetensors: \d+ bytes, but its header describes \d+; the file is truncated"),
     (lambda data: data[:8] + b"\xff" * 64 + data[72:], r"model.safetensors: not a safetensors file"),
-])
+], ids=["truncated", "header overwritten"])
 def test_a_truncated_or_corrupted_safetensors_file_is_refused_by_name(tiny_model_dir, tmp_path, damage, message):
     src = tmp_path / "src" / "step1"
     shutil.copytree(tiny_model_dir, src)
