@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: env demo test lint dry-run clean
+.PHONY: env demo test lint dry-run clean clean-scratch
 
 env: $(STAMP)
 
@@ -34,3 +34,12 @@ lint: $(STAMP)
 
 clean:
 	rm -rf results logs benchmarks .snakemake
+
+# What a later run rebuilds without losing a result (README, "Faults, retries and disk"): Trainer checkpoints of
+# fine-tunes that were cut off, and the temporary files of killed jobs. Not while a snakemake run holds the directory.
+clean-scratch:
+	@if [ -n "$$(ls -A .snakemake/locks 2>/dev/null)" ]; then \
+		echo "a snakemake run holds this directory (.snakemake/locks): let it end, or 'snakemake --unlock' if it was killed"; \
+		exit 1; fi
+	rm -rf results/scratch
+	if [ -d results ]; then find results -name '.*.????????.tmp' -prune -exec rm -rf {} +; fi

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 from amuro.io import atomic_path, sha256, write_json
@@ -48,6 +49,31 @@ def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> N
             shutil.copy2(real, target)
 
 
+def check_weight_file(path: Path) -> None:
+    """Refuse a weight file that cannot be whole, without reading its tensors: a safetensors file must be exactly as
+    long as its header says (a cut copy or download is shorter), a PyTorch .bin (a zip) must have its directory."""
+    size = path.stat().st_size
+    if path.suffix == ".safetensors":
+        with open(path, "rb") as f:
+            head = f.read(8)
+            header_len = int.from_bytes(head, "little") if len(head) == 8 else None
+            try:
+                header = json.loads(f.read(header_len)) if header_len and header_len < size else None
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                header = None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path}: not a safetensors file (its header does not parse); the file is "
+                                  f"truncated or corrupted")
+        ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
+        expected = 8 + header_len + max(ends, default=0)
+        if size != expected:
+            raise CheckpointError(f"{path}: {size} bytes, but its header describes {expected}; the file is "
+                                  f"{'truncated' if size < expected else 'corrupted'}")
+    elif path.suffix == ".bin" and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a complete PyTorch weight file (no zip directory); the file is truncated "
+                              f"or corrupted")
+
+
 def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | Path,
                        miniworld_dir: str | Path | None = None, download: str | Path | None = None) -> None:
     """spec: the model's config entry (source hub / local / miniworld).
@@ -77,8 +103,12 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
         # A cached snapshot can hold files other downloads of the commit fetched: take the recorded ones only.
         _link_or_copy_tree(src, tmp, set(record["files"]) if record is not None else None)
         files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        if not any(name.endswith((".safetensors", ".bin")) for name in files):
-            raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} holds no weight files")
+        weights = [name for name in files if name.endswith((".safetensors", ".bin"))]
+        if not weights:
+            raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} holds no weight files "
+                                  f"(*.safetensors or *.bin)")
+        for name in weights:
+            check_weight_file(src / name)
         if record is not None:
             for name, digest in sorted(record["files"].items()):
                 if files.get(name) != digest:
@@ -94,28 +124,42 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
 
 
 def verify_checkpoint(model_dir: str | Path) -> dict:
-    """Check every file of a resolved checkpoint against its resolved.json before a job uses it.
+    """Check every file of a model directory against the hashes recorded when it was made, before a job uses it: a
+    resolved checkpoint's resolved.json, or a fine-tuned model's train_meta.json.
 
     Raises CheckpointError naming the first file that is missing, altered, or a weight file nobody recorded.
     """
     model_dir = Path(model_dir)
-    path = model_dir / "resolved.json"
-    if not path.is_file():
-        raise CheckpointError(f"{model_dir}: no resolved.json; fetch the checkpoint through the workflow "
-                              f"(rule fetch_checkpoint) before using it")
-    resolved = json.loads(path.read_text())
-    for name, digest in sorted(resolved["files"].items()):
+    for name in ("resolved.json", "train_meta.json"):
+        path = model_dir / name
+        if path.is_file():
+            record = json.loads(path.read_text())
+            break
+    else:
+        raise CheckpointError(f"{model_dir}: no resolved.json (a checkpoint) or train_meta.json (a fine-tuned model); "
+                              f"make it through the workflow (rule fetch_checkpoint or finetune) before using it")
+    if "files" not in record:  # a model fine-tuned by an older amuro: keep it, unchecked, rather than redo it
+        log.warning("%s records no file hashes: %s is not checked", path, model_dir)
+        return record
+    for name, digest in sorted(record["files"].items()):
         f = model_dir / name
         if not f.is_file():
-            raise CheckpointError(f"{model_dir}: file {name} recorded in resolved.json is missing")
+            raise CheckpointError(f"{model_dir}: file {name} recorded in {path.name} is missing")
         actual = sha256(f)
         if actual != digest:
-            raise CheckpointError(f"{model_dir}: file {name} has sha256 {actual}, but resolved.json records {digest}; "
-                                  f"the checkpoint changed after it was resolved (fetch it again)")
+            raise CheckpointError(f"{model_dir}: file {name} has sha256 {actual}, but {path.name} records {digest}; "
+                                  f"the model changed after it was written (make it again)")
     extra = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")
                    if p.is_file() and p.suffix in (".safetensors", ".bin")
-                   and str(p.relative_to(model_dir)) not in resolved["files"])
+                   and str(p.relative_to(model_dir)) not in record["files"])
     if extra:
-        raise CheckpointError(f"{model_dir}: weight file {extra[0]} is not recorded in resolved.json")
-    log.info("%s: %d files match resolved.json (commit %s)", model_dir, len(resolved["files"]), resolved.get("commit"))
-    return resolved
+        raise CheckpointError(f"{model_dir}: weight file {extra[0]} is not recorded in {path.name}")
+    log.info("%s: %d files match %s (commit %s)", model_dir, len(record["files"]), path.name, record.get("commit"))
+    return record
+
+
+def verify_finetuned(model_dir: str | Path) -> None:
+    """Before a fine-tuned model is evaluated, its files against the hashes its train_meta.json records (the rules
+    check a pre-trained checkpoint with `amuro verify-checkpoint` themselves)."""
+    if (Path(model_dir) / "train_meta.json").is_file():
+        verify_checkpoint(model_dir)

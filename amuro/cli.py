@@ -129,10 +129,18 @@ def prepare_instructions(args):
     run(s["name"], s["source"], s["sample"], s["seed"], args.out, args.miniworld_dir, args.download)
 
 
-def finetune(args):
-    from amuro.finetune import FinetuneSettings, finetune as run
+# A preempted fine-tune exits as a process killed by SIGTERM would (128 + 15): the job failed, and its retry resumes.
+PREEMPTED_EXIT_CODE = 143
 
-    run(args.base, args.train, args.out, FinetuneSettings.from_dict(args.settings), args.scratch, args.threads)
+
+def finetune(args):
+    from amuro.finetune import FinetuneSettings, Preempted, finetune as run
+
+    try:
+        run(args.base, args.train, args.out, FinetuneSettings.from_dict(args.settings), args.scratch, args.threads)
+    except Preempted as exc:
+        logging.getLogger("amuro.finetune").error("%s", exc)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
 
 
 def bench(args):
@@ -144,15 +152,19 @@ def bench(args):
 
 
 def evaluate(args):
+    from amuro.checkpoints import verify_finetuned
     from amuro.evaluate import EvalRequest, EvalSettings, evaluate as run
 
+    verify_finetuned(args.model_dir)
     run(args.model_dir, [EvalRequest.from_dict(r) for r in args.requests], EvalSettings(**args.settings), args.meta,
         threads=args.threads)
 
 
 def benchmark(args):
     from amuro.benchmarks import benchmark_model
+    from amuro.checkpoints import verify_finetuned
 
+    verify_finetuned(args.model_dir)
     benchmark_model(args.model_dir, args.requests, args.settings, args.tasks, args.meta, threads=args.threads)
 
 

@@ -107,6 +107,11 @@ def check_references(config: dict, source: str = "config") -> None:
                      f"{', '.join('{' + f + '}' for f in task.fields)} (write {{{{ and }}}} for literal braces)")
             if not used:
                 fail(f"datasets.{name}.templates.{fmt}", "uses none of the example's fields")
+            left_out = [f for f in task.fields if f not in used]
+            if left_out:  # the model would be asked about an input it never sees
+                fail(f"datasets.{name}.templates.{fmt}",
+                     f"leaves out field(s) {', '.join(left_out)}; a {task.name} template must use "
+                     f"{', '.join('{' + f + '}' for f in task.fields)}")
     defined = sorted(datasets)
     for i, name in enumerate(config["finetune"]["datasets"]):
         if name not in datasets:

@@ -1,9 +1,11 @@
 """Supervised fine-tuning of one checkpoint on one task's train prompts, with the HF Trainer and DeepSpeed.
 
 The model learns to produce `completion` after `prompt`: the loss covers the completion and EOS only. Training runs
-in `scratch_dir` with a Trainer checkpoint every `save_steps` steps, so a killed job resumes where it stopped. The
-result (weights, tokenizer, `train_meta.json`, `train_log.parquet`; never optimizer states) appears in `out_dir`
-all at once, and only after the saved model has been reloaded and checked against the base model.
+in `scratch_dir` with a Trainer checkpoint every `save_steps` steps, so a killed job resumes where it stopped; a
+preempted one (SIGTERM, SIGUSR1) saves a checkpoint at the next step and exits for its retry (Preempted). A NaN or
+infinite loss stops the job naming the step (NonFiniteLoss). The result (weights, tokenizer, `train_meta.json` with
+every file's sha256, `train_log.parquet`; never optimizer states) appears in `out_dir` all at once, and only after
+the saved model has been reloaded and checked against the base model; the scratch directory is then removed.
 
 Runs as a single CPU/GPU process without a launcher, or as N processes under the `deepspeed` launcher.
 """
@@ -17,6 +19,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -36,7 +39,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from amuro import instructions, registry, tokenization
-from amuro.io import atomic_path, free_port, write_json, write_parquet
+from amuro.io import atomic_path, free_port, sha256, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,14 @@ VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")  # take packed row
 
 
 class FinetuneError(RuntimeError):
+    pass
+
+
+class Preempted(FinetuneError):
+    """The job was asked to stop (SIGTERM, SIGUSR1) and saved a checkpoint to resume from: exit and be retried."""
+
+
+class NonFiniteLoss(FinetuneError):
     pass
 
 
@@ -295,6 +306,91 @@ class LogProgress(TrainerCallback):
                      logs.get("train_tokens_per_second", math.nan))
 
 
+class StopOnSignal(TrainerCallback):
+    """Preemption: save a resumable checkpoint at the next optimizer step and stop.
+
+    SLURM sends SIGTERM when it preempts or cancels a job (and a chosen signal before the time limit with `--signal`),
+    then SIGKILL after its KillWait. The handler only sets a flag; the Trainer saves at the step boundary, where
+    model, optimizer and data order are consistent. Ranks agree on the flag (all_reduce), since a ZeRO save is
+    collective and a rank that stopped alone would hang the others.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.stopped_at: int | None = None
+
+    @contextlib.contextmanager
+    def handling_signals(self):
+        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        log.warning("received %s: saving a checkpoint at the end of this step, then stopping",
+                    signal.Signals(signum).name)
+
+    def _stop_agreed(self, args) -> bool:
+        stop = self.received is not None
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            flag = torch.tensor([int(stop)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._stop_agreed(args):
+            control.should_save = control.should_training_stop = True
+            self.stopped_at = state.global_step
+
+
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stop at the first micro-batch whose loss is NaN or infinite, naming the optimizer step.
+
+    The Trainer itself hides such losses (logging_nan_inf_filter averages them away) and trains on, so the check
+    sits on the model's forward pass, where every micro-batch's loss passes.
+    """
+
+    def __init__(self):
+        self.state = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.state = state
+        model.register_forward_hook(self._check)
+
+    def _check(self, module, inputs, output):
+        loss = getattr(output, "loss", None)
+        if module.training and loss is not None and not torch.isfinite(loss).all():
+            raise NonFiniteLoss(f"the loss is {loss.item()} at optimizer step {self.state.global_step + 1} of "
+                                f"{self.state.max_steps} (epoch {self.state.epoch or 0:.2f})")
+
+
+def train(trainer: Trainer, resume: str | None, scratch_dir: Path) -> None:
+    """trainer.train(), ended early and cleanly by a preemption signal (Preempted, after a checkpoint) or by a
+    non-finite loss (NonFiniteLoss; the training log so far is kept in scratch_dir). Either way no model is written."""
+    preemption, loss_check = StopOnSignal(), StopOnNonFiniteLoss()
+    trainer.add_callback(preemption)
+    trainer.add_callback(loss_check)
+    with preemption.handling_signals():
+        try:
+            trainer.train(resume_from_checkpoint=resume)
+        except NonFiniteLoss as exc:
+            kept = scratch_dir / "train_log.parquet"
+            if trainer.is_world_process_zero():
+                write_parquet(train_log_table(trainer.state.log_history), kept)
+            raise NonFiniteLoss(f"{exc}: fine-tuning stopped and wrote no model; the training log up to then is "
+                                f"in {kept}, checkpoints before it stay in {scratch_dir}") from None
+    if preemption.stopped_at is not None:
+        raise Preempted(f"stopped by {signal.Signals(preemption.received or signal.SIGTERM).name} after optimizer "
+                        f"step {preemption.stopped_at} of {trainer.state.max_steps}; checkpoint saved in "
+                        f"{scratch_dir}, the next run of this job resumes from it")
+
+
 def train_log_table(log_history: list[dict]) -> pa.Table:
     """The Trainer's log history (kept across resumes in its checkpoints) as one row per logged step."""
     rows = [{"step": int(h["step"]), "epoch": float(h.get("epoch", math.nan)), "loss": float(h["loss"]),
@@ -395,7 +491,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
              attention, settings.deepspeed)
     if resume:
         log.info("resuming from %s (step %d)", resume, resumed_step)
-    trainer.train(resume_from_checkpoint=resume)
+    train(trainer, resume, scratch_dir)
 
     model.config.use_cache = True
     # Every rank joins save_model (ZeRO-3 gathers the shards); only rank 0 writes, into a temporary sibling.
@@ -407,6 +503,8 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
         unset_hf_deepspeed_config()  # reload as an ordinary model, not into ZeRO-3 shards
         check_saved_model(tmp, expected)
         write_parquet(train_log_table(trainer.state.log_history), tmp / "train_log.parquet")
+        # What evaluation checks the model against (amuro verify-checkpoint), as resolved.json for a checkpoint.
+        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         resolved = base_dir / "resolved.json"
         write_json({
             "settings": asdict(settings),
@@ -429,6 +527,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "tokens_seen": trainer.state.num_input_tokens_seen,
             "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
             "resumed_from_step": resumed_step,
+            "files": files,
             "versions": versions(),
             "device": "cuda" if cuda else "cpu",
             "wall_time_s": round(time.perf_counter() - start, 2),

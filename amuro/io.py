@@ -1,6 +1,7 @@
 """Writing outputs so that a failed job never leaves a half-written file or directory behind; host helpers."""
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -15,9 +16,15 @@ import pyarrow.parquet as pq
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False):
-    """Yield a temporary sibling of `path`; move it into place only if the block succeeds."""
+    """Yield a temporary sibling of `path`; move it into place only if the block succeeds.
+
+    The sibling's name (`.{name}.XXXXXXXX.tmp`) is never an output's, so a job killed mid-write leaves nothing a later
+    run takes as done; that later write of the same path removes what the killed one left.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     else:

@@ -55,6 +55,11 @@ SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_s
         "eval_dataset", "eval_format", "shots", "metric"]
 
 
+# Prediction columns that say how a score was made (amuro.evaluate, amuro.benchmarks). Numbers of one metric are
+# compared across models (tuned vs base), so the whole table must have made them the same way.
+SCORING_COLUMNS = ("scoring", "rouge_stemmer", "max_new_tokens", "generation_stop", "label_match", "lm_eval_version")
+
+
 class ResultsError(ValueError):
     pass
 
@@ -94,6 +99,7 @@ def summarize_predictions(
     example and metric (acc and acc_norm), other sets one metric. `value` is the point estimate
     (metrics.POINT_ESTIMATES: the mean, or the paper's midpoint of the bootstrap interval).
     """
+    prediction_settings(files)  # refuses files whose scores of one metric were made differently
     rows = []
     for path in files:
         scores = pl.read_parquet(path)
@@ -129,6 +135,33 @@ def summarize_predictions(
             log.info("%s: %s %.3f [%.3f, %.3f] n=%d", path, metric, summary["value"], summary["ci_low"],
                      summary["ci_high"], summary["n_examples"])
     return finalize(pl.DataFrame(rows, schema=SCHEMA), "predictions")
+
+
+def prediction_settings(files: Sequence[str | Path]) -> dict[str, dict]:
+    """Per metric, how the files' scores were made (the SCORING_COLUMNS each file records). Rows of one metric made
+    with different settings, in one file or two, are refused with both named."""
+    made_by: dict[str, tuple[dict, str | Path]] = {}  # metric -> its settings, and the first file with them
+    for path in files:
+        names = pq.read_schema(path).names
+        scores = pl.read_parquet(path, columns=["metric", *(c for c in SCORING_COLUMNS if c in names)])
+        for metric in sorted(scores["metric"].unique().to_list()):
+            rows = scores.filter(pl.col("metric") == metric)
+            settings = {}
+            for column in rows.columns[1:]:
+                values = rows[column].unique(maintain_order=True).to_list()
+                if len(values) > 1:
+                    raise ResultsError(f"{path}: {metric} rows made with different settings: column '{column}' "
+                                       f"holds {values}")
+                settings[column] = values[0]
+            first, first_path = made_by.setdefault(metric, (settings, path))
+            if settings != first:
+                raise ResultsError(f"{first_path} and {path}: {metric} scores made with different settings "
+                                   f"({_differences(first, settings)}); rerun the evaluation that is out of date")
+    return {metric: settings for metric, (settings, _) in sorted(made_by.items())}
+
+
+def _differences(a: dict, b: dict) -> str:
+    return ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
 
 
 def finalize(table: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -211,9 +244,33 @@ def write_summary(predictions: Sequence[str | Path], settings: dict, out: str | 
                                   confidence=settings["confidence"], seed=settings["seed"],
                                   point_estimate=point_estimate)
     write_table(table, out, settings={"point_estimate": point_estimate, "interval": "percentile bootstrap",
-                                      "resamples": settings["resamples"], "confidence": settings["confidence"]})
+                                      "resamples": settings["resamples"], "confidence": settings["confidence"],
+                                      "scoring": prediction_settings(predictions)})
+
+
+def agreed_settings(paths: Sequence[str | Path]) -> dict:
+    """The settings of tables that one results table joins: each setting (and each metric's scoring settings) must
+    be the same in every table that records it; two that differ are refused, both named."""
+    agreed: dict[tuple, tuple] = {}  # (key, metric or None) -> (value, first table recording it)
+    for path in paths:
+        for key, value in table_settings(path).items():
+            for metric, v in (value.items() if key == "scoring" else [(None, value)]):
+                first, first_path = agreed.setdefault((key, metric), (v, path))
+                if v != first:
+                    what = _differences(first, v) if metric else f"{key} {first!r} vs {v!r}"
+                    raise ResultsError(f"{first_path} and {path} were made with different settings"
+                                       f"{f' for {metric}' if metric else ''} ({what}); rerun what is out of date")
+    out: dict = {}
+    for (key, metric), (value, _) in sorted(agreed.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if metric is None:
+            out[key] = value
+        else:
+            out.setdefault(key, {})[metric] = value
+    return out
 
 
 def write_results_table(tables: Sequence[str | Path], out: str | Path) -> None:
-    """`amuro results-table`: the tables as one, with their merged settings (merged_settings)."""
-    write_table(read_tables(tables), out, settings=merged_settings(tables))
+    """`amuro results-table`: the study's summaries as one table, refused unless all were made with the same
+    settings (agreed_settings), which the table then records."""
+    settings = agreed_settings(tables)
+    write_table(read_tables(tables), out, settings=settings)

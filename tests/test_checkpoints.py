@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -59,3 +60,25 @@ def test_verify_checkpoint_refuses_an_unrecorded_weight_file(tiny_model_dir, tmp
     (tmp_path / "out" / "extra.safetensors").write_bytes(b"x")
     with pytest.raises(CheckpointError, match="weight file extra.safetensors is not recorded"):
         verify_checkpoint(tmp_path / "out")
+
+
+def test_a_checkpoint_directory_without_weights_is_refused(tiny_model_dir, tmp_path):
+    (tmp_path / "src" / "step1").mkdir(parents=True)
+    shutil.copy(tiny_model_dir / "config.json", tmp_path / "src" / "step1")
+    with pytest.raises(CheckpointError, match=r"checkpoint step1: .*step1 holds no weight files"):
+        resolve_checkpoint("m", {"source": "local", "path": str(tmp_path / "src")}, "step1", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[:-1000], r"model.safetensors: \d+ bytes, but its header describes \d+; the file is truncated"),
+    (lambda data: data[:8] + b"\xff" * 64 + data[72:], r"model.safetensors: not a safetensors file"),
+], ids=["truncated", "header overwritten"])
+def test_a_truncated_or_corrupted_safetensors_file_is_refused_by_name(tiny_model_dir, tmp_path, damage, message):
+    src = tmp_path / "src" / "step1"
+    shutil.copytree(tiny_model_dir, src)
+    weights = src / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(CheckpointError, match=message):
+        resolve_checkpoint("m", {"source": "local", "path": str(src.parent)}, "step1", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and weights.exists()  # nothing is deleted, nothing half-made

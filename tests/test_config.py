@@ -80,3 +80,16 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, demo_config):
     assert run.returncode != 0
     assert "finetune.datasets[0]" in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_an_undefined_eval_dataset_is_named(demo_config):
+    demo_config["evaluation"]["datasets"] = ["people_nli", "cnn"]
+    with pytest.raises(ConfigError, match=r"key 'evaluation\.datasets\[1\]'.*'cnn' is not defined under 'datasets'"):
+        validate_config(demo_config)
+
+
+def test_a_template_that_leaves_out_a_field_is_named(demo_config):
+    demo_config["datasets"]["people_nli"]["templates"] = {"default": "### Premise: {premise}\n### Inference:"}
+    with pytest.raises(ConfigError, match=r"key 'datasets\.people_nli\.templates\.default': leaves out field\(s\) "
+                                          r"hypothesis; a nli template must use \{premise\}, \{hypothesis\}"):
+        validate_config(demo_config)

@@ -1,4 +1,5 @@
-"""Specifications for amuro.finetune: completion-only loss, truncation, the output directory, resume, the reload check.
+"""Specifications for amuro.finetune: completion-only loss, truncation, the output directory, resume (after SIGKILL
+or a preemption's SIGTERM), a non-finite loss, the reload check.
 
 Fixtures are built here: a byte-level BPE tokenizer trained on a few sentences, a fresh 2-layer OlmoForCausalLM
 (hidden 32) and 40 prompt rows of an easy repeated task. The first DeepSpeed run on a machine JIT-builds its shared
@@ -7,6 +8,7 @@ memory communication op (about a minute, cached in ~/.cache/torch_extensions); l
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,11 +19,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoForCausalLM, Trainer
 
 from amuro import tokenization
-from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, check_saved_model, completion_features,
-                            data_collator, finetune, load_examples, sample_rows)
+from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model,
+                            completion_features, data_collator, finetune, load_examples, sample_rows)
 from conftest import write_tiny_olmo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,6 +216,12 @@ def test_the_same_seed_gives_the_same_losses(finetuned, base_dir, train_prompts,
     assert train_losses(again) == train_losses(finetuned)
 
 
+def test_another_seed_gives_other_losses(finetuned, base_dir, train_prompts, tmp_path):
+    other = tmp_path / "other"
+    finetune(base_dir, train_prompts, other, FinetuneSettings.from_dict({**SETTINGS, "seed": 8}), tmp_path / "scratch")
+    assert train_losses(other) != pytest.approx(train_losses(finetuned), rel=1e-3)
+
+
 def test_zero3_saves_the_whole_model_and_trains_like_zero2(finetuned, base_dir, train_prompts, tmp_path):
     out = tmp_path / "zero3"
     finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict({**SETTINGS, "deepspeed": "zero3"}),
@@ -299,25 +308,45 @@ def test_wrong_saved_weights_fail_the_run_and_leave_no_output(base_dir, train_pr
 # Resume
 
 
+# `amuro finetune` as the rule runs it, optionally slowed down.
 FINETUNE_SCRIPT = """
-import json, logging, sys, time
-logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+import sys, time
 import amuro.finetune as ft
-if sys.argv[5] == "slow":  # slow each step down so that the test can kill the run between two checkpoints
+from amuro.cli import main
+if sys.argv[5] == "slow":  # slow each step down so that the test can stop the run between two checkpoints
     class Slow(ft.LogProgress):
         def on_step_end(self, *args, **kwargs):
             time.sleep(0.3)
     ft.LogProgress = Slow
-ft.finetune(sys.argv[1], sys.argv[2], sys.argv[3], ft.FinetuneSettings.from_dict(json.loads(sys.argv[4])),
-            sys.argv[3] + ".scratch")
+if sys.argv[5] == "hang_in_save":  # the final model's files are on disk, the test kills the job before it ends
+    save_model = ft.Trainer.save_model
+    def save_then_hang(self, output_dir=None, _internal_call=False):
+        save_model(self, output_dir, _internal_call)
+        if not _internal_call:  # the final model, not a Trainer checkpoint
+            print("saved into", output_dir, flush=True)
+            time.sleep(600)
+    ft.Trainer.save_model = save_then_hang
+sys.exit(main(["finetune", "--base", sys.argv[1], "--train", sys.argv[2], "--out", sys.argv[3],
+               "--settings", sys.argv[4], "--scratch", sys.argv[3] + ".scratch"]))
 """
 
 
-def run_finetune(base_dir, train_prompts, out, settings, slow: bool) -> subprocess.Popen:
+def run_finetune(base_dir, train_prompts, out, settings, slow: bool, mode: str | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV}  # a world of its own
     return subprocess.Popen(
         [sys.executable, "-c", FINETUNE_SCRIPT, str(base_dir), str(train_prompts), str(out), json.dumps(settings),
-         "slow" if slow else "fast"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         mode or ("slow" if slow else "fast")], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+
+
+def read_until(process: subprocess.Popen, text: str) -> str:
+    """The process's output up to the line that holds `text` (fails if it ends first)."""
+    out = ""
+    while text not in out:
+        line = process.stdout.readline()
+        assert line, out
+        out += line
+    return out
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(base_dir, train_prompts, tmp_path):
@@ -344,6 +373,96 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(base_dir, train_prompts, 
     steps = pq.read_table(out / "train_log.parquet")["step"].to_pylist()
     assert steps[0] == 1 and steps[-1] == 25  # rows from before the kill survive in the Trainer's state
     assert not scratch.exists()
+
+
+def weights(model_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(model_dir / "model.safetensors")
+
+
+def test_sigterm_saves_a_checkpoint_exits_for_a_retry_that_ends_with_the_uninterrupted_weights(
+        finetuned, base_dir, train_prompts, tmp_path):
+    """SLURM's preemption (or scancel --signal=TERM): a checkpoint at the next step, exit code 143, no output; the
+    retry resumes there and ends where a run never interrupted ends. save_steps 1000: the only checkpoint is the one
+    the signal asks for."""
+    out, scratch = tmp_path / "model", tmp_path / "model.scratch"
+    first = run_finetune(base_dir, train_prompts, out, SETTINGS, slow=True)
+    log = read_until(first, "step 1/25")  # training, and so the signal handler, has started
+    first.send_signal(signal.SIGTERM)
+    log += first.communicate(timeout=120)[0]
+    assert first.returncode == 143, log
+    assert "received SIGTERM" in log and "checkpoint saved in" in log and "resumes from it" in log
+    assert not out.exists()
+    (checkpoint,) = scratch.glob("checkpoint-*")
+    stopped = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    assert 1 <= stopped < 25 and f"after optimizer step {stopped} of 25" in log
+
+    retry = run_finetune(base_dir, train_prompts, out, SETTINGS, slow=False)
+    log, _ = retry.communicate(timeout=300)
+    assert retry.returncode == 0, log
+    assert json.loads((out / "train_meta.json").read_text())["resumed_from_step"] == stopped
+    resumed, uninterrupted = weights(out), weights(finetuned)
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.allclose(resumed[name], tensor, rtol=1e-5, atol=1e-6), name
+    # Logged losses are means since the last log: the window the resume cut (step 5's) differs, the later ones agree.
+    assert train_losses(out)[2:] == pytest.approx(train_losses(finetuned)[2:], rel=1e-5)
+    assert not scratch.exists()
+
+
+def test_a_non_finite_loss_stops_fine_tuning_naming_the_step_and_keeps_the_log(base_dir, train_prompts, tmp_path,
+                                                                              monkeypatch):
+    import amuro.finetune as ft
+
+    class PoisonAfterStep3(ft.LogProgress):  # weights turn NaN after step 3, so step 4's loss is NaN
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 3:
+                with torch.no_grad():
+                    next(model.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(ft, "LogProgress", PoisonAfterStep3)
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    with pytest.raises(NonFiniteLoss, match=r"the loss is nan at optimizer step 4 of 25 \(epoch 0\.60\): fine-tuning "
+                                            r"stopped and wrote no model; the training log up to then is in "
+                                            r".*scratch/train_log\.parquet"):
+        finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict(SETTINGS), scratch)
+    assert not out.exists()
+    kept = pq.read_table(scratch / "train_log.parquet").to_pylist()
+    assert [r["step"] for r in kept] == [1] and kept[0]["loss"] > 0  # logged before the NaN (every 5 steps)
+
+
+def test_a_job_killed_while_saving_the_model_leaves_no_output_and_its_rerun_no_leftovers(base_dir, train_prompts,
+                                                                                         tmp_path):
+    out = tmp_path / "model"
+    settings = {**SETTINGS, "epochs": 1}
+    killed = run_finetune(base_dir, train_prompts, out, settings, slow=False, mode="hang_in_save")
+    read_until(killed, "saved into")
+    killed.kill()
+    killed.wait()
+    (partial,) = tmp_path.glob(".model.*.tmp")  # the weights were written, under a name no rule asks for
+    assert (partial / "model.safetensors").exists() and not out.exists()
+
+    rerun = run_finetune(base_dir, train_prompts, out, settings, slow=False)
+    log, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, log
+    assert (out / "train_meta.json").exists() and not list(tmp_path.glob(".model.*"))
+
+
+def test_a_fine_tuned_model_is_checked_against_its_recorded_hashes_before_evaluation(finetuned, tmp_path):
+    from amuro.checkpoints import CheckpointError, verify_checkpoint
+
+    model = tmp_path / "model"
+    shutil.copytree(finetuned, model)
+    assert verify_checkpoint(model)["files"]["model.safetensors"]
+    with open(model / "model.safetensors", "r+b") as f:
+        f.truncate(f.seek(0, 2) - 100)
+    with pytest.raises(CheckpointError, match=r"file model.safetensors has sha256 \w+, but train_meta.json records"):
+        verify_checkpoint(model)
+    from amuro.cli import main
+
+    with pytest.raises(CheckpointError, match="model.safetensors"):  # the evaluation job checks before it loads
+        main(["evaluate", "--model-dir", str(model), "--requests", "[]", "--settings", "{}", "--meta", "{}"])
 
 
 def test_instruction_tuning_trains_on_chats_and_saves_the_chat_template(base_dir, tmp_path):

@@ -1,7 +1,10 @@
 """The long-format results table: relation labels, values and intervals, schema, and byte-determinism."""
 
+import json
+
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from amuro.io import write_parquet
@@ -144,3 +147,41 @@ def test_summaries_record_how_their_values_were_made_and_the_results_table_merge
     assert main(["results-table", "--out", str(tmp_path / "all.parquet"), str(tmp_path / "mean.parquet")]) == 0
     assert table_settings(tmp_path / "all.parquet") == table_settings(tmp_path / "mean.parquet")
     assert table_settings(tmp_path / "all.parquet")["point_estimate"] == "mean"
+
+
+def test_predictions_scored_with_other_settings_are_refused_at_aggregation_naming_both_files(tmp_path):
+    """A base model's NLI scored by tokenprob and its tuned copy's by loglik (an evaluation left over from before a
+    config change) would make every tuned - base change meaningless."""
+    from amuro.cli import main
+
+    def scored(path, scoring, **kwargs):
+        write_predictions(path, [1, 0, 1], **kwargs)
+        table = pq.read_table(path)
+        write_parquet(table.append_column("scoring", pa.array([scoring] * table.num_rows)), path)
+        return path
+
+    base = scored(tmp_path / "base.parquet", "tokenprob")
+    tuned = scored(tmp_path / "tuned.parquet", "loglik", train=("people_nli", "default", "all"))
+    with pytest.raises(ResultsError, match=r"base.parquet and .*tuned.parquet: accuracy scores made with different "
+                                           r"settings \(scoring 'tokenprob' vs 'loglik'\)"):
+        summarize_predictions([base, tuned], None)
+
+    for name, path, task in (("base", base, None), ("tuned", tuned, "nli")):  # each model's summary on its own
+        settings = json.dumps({"train_task": task, "resamples": 100, "confidence": 0.95, "seed": 1})
+        assert main(["summarize", "--settings", settings, "--out", str(tmp_path / f"{name}.summary.parquet"),
+                     str(path)]) == 0
+    with pytest.raises(ResultsError, match=r"base.summary.parquet and .*tuned.summary.parquet were made with different "
+                                           r"settings for accuracy \(scoring 'tokenprob' vs 'loglik'\)"):
+        main(["results-table", "--out", str(tmp_path / "results.parquet"), str(tmp_path / "base.summary.parquet"),
+              str(tmp_path / "tuned.summary.parquet")])
+    assert not (tmp_path / "results.parquet").exists()
+    assert base.exists() and tuned.exists()  # nothing computed is deleted
+
+
+def test_a_prediction_file_whose_rows_were_scored_differently_is_refused(tmp_path):
+    path = write_predictions(tmp_path / "mixed.parquet", [1, 0])
+    table = pq.read_table(path)
+    write_parquet(table.append_column("max_new_tokens", pa.array([5, 8])), path)
+    with pytest.raises(ResultsError, match=r"mixed.parquet: accuracy rows made with different settings: column "
+                                           r"'max_new_tokens' holds \[5, 8\]"):
+        summarize_predictions([path], None)

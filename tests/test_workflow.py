@@ -2,8 +2,11 @@
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,14 +22,22 @@ TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-def snakemake(workdir, configfile, *args, check=True):
+def snakemake_command(workdir, configfile, *args) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(configfile), "--cores", "2", *args]
+
+
+def snakemake_env() -> dict:
     # Each job forms its own world and decides itself whether it uses DeepSpeed.
     env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV and not k.startswith("ACCELERATE_")}
     # PATH as a user has it, without the venv: the workflow must find its own interpreter.
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-                          "--configfile", str(configfile), "--cores", "2", *args], capture_output=True, text=True,
-                         env=env)
+    return env
+
+
+def snakemake(workdir, configfile, *args, check=True):
+    run = subprocess.run(snakemake_command(workdir, configfile, *args), capture_output=True, text=True,
+                         env=snakemake_env())
     if check and run.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-5000:]}\n{run.stderr[-5000:]}")
     return run
@@ -226,6 +237,39 @@ def test_benchmark_rows_equal_the_per_example_means_and_tuned_models_keep_the_ch
 @pytest.mark.slow
 def test_a_finished_study_has_nothing_left_to_do(tiny_study):
     assert "Nothing to be done" in snakemake(tiny_study, TINY, "--dry-run").stdout
+
+
+@pytest.mark.slow
+def test_a_killed_workflow_redoes_only_its_unfinished_jobs_and_writes_the_same_table(tiny_study, tmp_path):
+    """Snakemake and its jobs SIGKILLed together (the machine or the login session gone) while a fine-tuned cell is
+    evaluated: after --unlock, the same command redoes only that evaluation and what follows it, and the results
+    table is byte-identical to the uninterrupted run's, the cell fine-tuned again with the same seed included."""
+    workdir = tmp_path / "study"
+    shutil.copytree(tiny_study, workdir)
+    cell, target = "mini/step20-tokens40K", "results/tables/results.parquet"
+    # This cell is to be made again: its model and its predictions (Snakemake does not remake a missing model that
+    # nothing needs while the evaluations made from it are present).
+    shutil.rmtree(workdir / f"results/finetuned/{cell}/people_nli/default/all")
+    shutil.rmtree(workdir / f"results/predictions/{cell}/people_nli-default-all")
+    evaluation_log = workdir / f"logs/evaluate/{cell}/people_nli-default-all.log"
+    evaluation_log.unlink()
+    run = subprocess.Popen(snakemake_command(workdir, TINY, target), env=snakemake_env(), start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not evaluation_log.exists():  # the fine-tune is done, its evaluation under way
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+
+    locked = snakemake(workdir, TINY, target, check=False)
+    assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
+    snakemake(workdir, TINY, "--unlock")
+    redo = planned_jobs(workdir, TINY, target, "--rerun-incomplete")
+    assert redo == Counter(evaluate_finetuned=1, summarize_predictions=1, results_table=1)
+    snakemake(workdir, TINY, target, "--rerun-incomplete")
+    assert (workdir / target).read_bytes() == (tiny_study / target).read_bytes()
+    assert "Nothing to be done" in snakemake(workdir, TINY, target, "--dry-run").stdout
 
 
 def test_fticl_and_train_sizes_add_their_cells(tmp_path):
