@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import resource
 import subprocess
@@ -234,7 +235,7 @@ def hardware() -> dict:
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "deepspeed": deepspeed.__version__, "cpu": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads()}
+            "cpu_cores": os.cpu_count()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -277,8 +278,8 @@ def bench(config: BenchConfig, work: Path, threads: int) -> dict:
                                       / evaluation["single"]["generate_examples_per_s"])
     evaluation["label_speedup"] = (evaluation["batched"]["label_examples_per_s"]
                                    / evaluation["single"]["label_examples_per_s"])
-    return {"config": asdict(config), "hardware": hw, "peak_bf16_flops": peak, "finetune": finetuning,
-            "evaluate": evaluation}
+    return {"config": asdict(config), "hardware": hw, "threads_per_process": threads, "peak_bf16_flops": peak,
+            "finetune": finetuning, "evaluate": evaluation}
 
 
 def summary(result: dict) -> str:
