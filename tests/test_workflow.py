@@ -247,10 +247,11 @@ def test_a_killed_workflow_redoes_only_its_unfinished_jobs_and_writes_the_same_t
     workdir = tmp_path / "study"
     shutil.copytree(tiny_study, workdir)
     cell, target = "mini/step20-tokens40K", "results/tables/results.parquet"
-    # This cell is to be made again: its model and its predictions (Snakemake does not remake a missing model that
-    # nothing needs while the evaluations made from it are present).
+    # This cell is to be made again: its model, its predictions and its summary (Snakemake does not remake missing
+    # intermediate files while what was made from them is present and up to date).
     shutil.rmtree(workdir / f"results/finetuned/{cell}/people_nli/default/all")
     shutil.rmtree(workdir / f"results/predictions/{cell}/people_nli-default-all")
+    (workdir / f"results/tables/cells/{cell}/people_nli-default-all.parquet").unlink()
     evaluation_log = workdir / f"logs/evaluate/{cell}/people_nli-default-all.log"
     evaluation_log.unlink()
     run = subprocess.Popen(snakemake_command(workdir, TINY, target), env=snakemake_env(), start_new_session=True,
