@@ -340,3 +340,59 @@ def test_cosmetic_changes_rerun_no_finetune_and_no_evaluation(checkout):
     # Nothing else changed: no fine-tune, no evaluation, no table.
     after = {p: s for p, s in checkout.files().items() if not p.startswith("results/figures/")}
     assert after == study_outputs
+
+
+def test_a_preempted_finetune_saves_a_checkpoint_and_its_retry_resumes_from_it(checkout):
+    """SIGTERM to a running fine-tune (what SLURM sends on preemption or at the time limit, here `scancel
+    --signal=TERM`): the job saves a Trainer checkpoint and fails; the profile's retry resumes from that checkpoint and
+    ends with a complete model, and the scratch checkpoint is removed once the model is verified."""
+    if "rerun" not in checkout.runs:
+        pytest.fail("needs the finished study of the earlier tests (run the module, not this test alone)")
+    import json
+
+    import yaml
+
+    # The same cell trained for longer (120 optimizer steps instead of 3), so that the signal lands mid-training.
+    config = yaml.safe_load(STUDY.read_text())
+    config["finetune"]["hyperparameters"]["epochs"] = 40
+    longer = checkout.root.parent / "longer.yaml"
+    longer.write_text(yaml.safe_dump(config))
+    cell = "/".join(FAILED_CELL)
+    target, scratch = checkout.root / "results/finetuned" / cell, checkout.root / "results/scratch/finetune" / cell
+    rule_log = checkout.root / "logs/finetune" / f"{cell}.log"
+    rule_log.unlink()  # the earlier run's log, which shows optimizer steps too
+    job_comment = comment("finetune", *FAILED_CELL)
+
+    before = last_job_id()
+    run_log = checkout.root.parent / "preempted-run.log"
+    signalled: list[int] = []
+    with run_log.open("w") as sink, subprocess.Popen(
+            ["snakemake", "--profile", "slurm", "--configfile", str(longer), f"results/finetuned/{cell}"],
+            cwd=checkout.root, env=checkout.env, stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL) as process:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not signalled and process.poll() is None and time.monotonic() < deadline:
+            training = rule_log.exists() and re.search(r"step \d+/120 ", rule_log.read_text())
+            running = [j for j in scheduler_jobs(after=before) if j.comment == job_comment and j.state == "RUNNING"]
+            if training and running:
+                subprocess.run(["scancel", "--signal=TERM", str(running[0].id)], check=True)
+                signalled.append(running[0].id)
+            time.sleep(0.2)
+        process.wait(timeout=RUN_TIMEOUT)
+    output = run_log.read_text()
+    assert signalled, f"the fine-tune was never seen training\n{output[-3000:]}"
+    assert process.returncode == 0, output[-3000:]
+
+    attempts = [j for j in scheduler_jobs(after=before) if j.comment == job_comment]
+    print("\nscheduler record, preempted cell:\n" + "\n".join(f"  {j.id} {j.comment} {j.state}" for j in attempts))
+    # The signalled attempt failed (exit 143: stopped to be retried), the retry completed; nothing else was submitted.
+    assert [(j.id, j.state) for j in attempts] == [(signalled[0], "FAILED"), (attempts[1].id, "COMPLETED")]
+    assert len(scheduler_jobs(after=before)) == 2
+    meta = json.loads((target / "train_meta.json").read_text())
+    assert meta["optimizer_steps"] == 120 and 0 < meta["resumed_from_step"] < 120, meta
+    # The final model is whole (every file matches the hashes it records), with no Trainer checkpoint or temp file in
+    # it, and the scratch checkpoint it resumed from is gone.
+    for name, digest in meta["files"].items():
+        assert hashlib.sha256((target / name).read_bytes()).hexdigest() == digest, name
+    assert sorted(p.name for p in target.iterdir()) == sorted([*meta["files"], "train_meta.json"])
+    assert not scratch.exists()

@@ -240,7 +240,6 @@ def test_a_finished_study_has_nothing_left_to_do(tiny_study):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 21, open: fails after its set-up fix (29c8280), cause not yet found", strict=False)
 def test_a_killed_workflow_redoes_only_its_unfinished_jobs_and_writes_the_same_table(tiny_study, tmp_path):
     """Snakemake and its jobs SIGKILLed together (the machine or the login session gone) while a fine-tuned cell is
     evaluated: after --unlock, the same command redoes only that evaluation and what follows it, and the results
@@ -248,11 +247,12 @@ def test_a_killed_workflow_redoes_only_its_unfinished_jobs_and_writes_the_same_t
     workdir = tmp_path / "study"
     shutil.copytree(tiny_study, workdir)
     cell, target = "mini/step20-tokens40K", "results/tables/results.parquet"
-    # This cell is to be made again: its model, its predictions and its summary (Snakemake does not remake missing
-    # intermediate files while what was made from them is present and up to date).
+    # The study as it stands while one cell is still to be made: its model, predictions and summary, and the table
+    # made from them, absent (with the table present, Snakemake would rightly take missing intermediates as done).
     shutil.rmtree(workdir / f"results/finetuned/{cell}/people_nli/default/all")
     shutil.rmtree(workdir / f"results/predictions/{cell}/people_nli-default-all")
     (workdir / f"results/tables/cells/{cell}/people_nli-default-all.parquet").unlink()
+    (workdir / target).unlink()
     evaluation_log = workdir / f"logs/evaluate/{cell}/people_nli-default-all.log"
     evaluation_log.unlink()
     run = subprocess.Popen(snakemake_command(workdir, TINY, target), env=snakemake_env(), start_new_session=True,
