@@ -191,7 +191,24 @@ def matrices(args):
 
     write_summary_tables([args.results], args.settings, {"transfer": args.transfer, "forgetting": args.forgetting,
                                                          "mrc": args.mrc, "group_gain": args.group_gain,
-                                                         "overview": args.overview})
+                                                         "findings": args.findings, "overview": args.overview})
+
+
+def findings(args):
+    import polars as pl
+
+    from amuro import analysis
+    from amuro.findings import findings_table, render
+    from amuro.results import read_tables
+
+    table = findings_table(analysis.headline(read_tables(args.tables), args.benchmark_metric), args.mrc_eval_sets,
+                           args.shots)
+    print(render(table))
+    if args.strict and not table["holds"].all():
+        missing = table.filter(~pl.col("holds"))
+        print(f"{missing.height} finding(s) not shown: " + ", ".join(missing["finding"]), file=sys.stderr)
+        return 1
+    return 0
 
 
 def tables(args):
@@ -372,6 +389,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--forgetting", required=True)
     s.add_argument("--mrc", required=True, help="mean ratio of change per checkpoint and direction")
     s.add_argument("--group-gain", required=True, help="Table 6: mean gain per checkpoint and pre-training group")
+    s.add_argument("--findings", required=True, help="the paper's four findings checked on this study")
     s.add_argument("--settings", type=_json, required=True,
                    help="benchmark_metric, groups, mrc_eval_sets, shots (JSON; amuro.tables.settings_from_config)")
     s.add_argument("--overview", help="also write an HTML overview of the main tables")
@@ -381,9 +399,18 @@ def parser() -> argparse.ArgumentParser:
                                       "long-format tables, ours or imported")
     s.add_argument("--config", required=True, help="the workflow config whose analysis settings apply")
     s.add_argument("--out-dir", required=True, help="writes transfer.parquet, forgetting.parquet, "
-                                                    "group_gain.parquet, mrc.parquet and overview.html there")
+                                                    "group_gain.parquet, mrc.parquet, findings.parquet and "
+                                                    "overview.html there")
     s.add_argument("tables", nargs="+", help="long-format tables (results.parquet, imported tables)")
     s.set_defaults(run=tables)
+
+    s = sub.add_parser("findings", help="check the paper's four findings on long-format tables and print them")
+    s.add_argument("tables", nargs="+", help="long-format tables (results.parquet, imported tables)")
+    s.add_argument("--benchmark-metric", default="acc", choices=["acc", "acc_norm"])
+    s.add_argument("--mrc-eval-sets", default="cross_task", choices=["cross_task", "train_sets"])
+    s.add_argument("--shots", type=_shots, help="compare tuned and base models at this shot count")
+    s.add_argument("--strict", action="store_true", help="exit 1 unless every finding holds")
+    s.set_defaults(run=findings)
 
     s = sub.add_parser("figure", help="draw one figure from long-format tables (ours or imported ones)")
     s.add_argument("figure", help="figure id")
@@ -436,5 +463,4 @@ def main(argv: list[str] | None = None) -> int:
         go_offline()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.run(args)
-    return 0
+    return args.run(args) or 0

@@ -44,7 +44,7 @@ TABLE = "results/tables/{name}"
 FIGURE = "results/figures/{figure}.{ext}"
 
 SUMMARY_TABLES = ("results.parquet", "transfer.parquet", "forgetting.parquet", "mrc.parquet",
-                  "group_gain.parquet", "overview.html")
+                  "group_gain.parquet", "findings.parquet", "overview.html")
 SCORING_TABLES = ("scoring_methods.parquet", "table3.parquet")
 PLAIN_TRAIN_FORMATS = ("default", "io", "instruct", "fticl")
 INSTRUCTION_FORMAT = "chat"  # an instruction-tuned run is the mix, in chat format, all of it

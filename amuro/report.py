@@ -21,9 +21,13 @@ def _html_table(table: pl.DataFrame, caption: str) -> str:
 
 
 def overview_html(results: pl.DataFrame, transfer: pl.DataFrame, forgetting: pl.DataFrame,
-                  mrc: pl.DataFrame | None = None, group_gain: pl.DataFrame | None = None) -> str:
+                  mrc: pl.DataFrame | None = None, group_gain: pl.DataFrame | None = None,
+                  findings: pl.DataFrame | None = None) -> str:
     """The main tables; `results` and `transfer` with one metric per eval set (analysis.headline)."""
     parts = []
+    if findings is not None and not findings.is_empty():
+        parts.append(_html_table(findings.select("model", "finding", "holds", "claim", "evidence"),
+                                 "The paper's four findings, checked on this study"))
     if group_gain is not None and not group_gain.is_empty():
         table6 = group_gain.pivot(on="group", index=["model", "checkpoint", "step"], values="mean_delta",
                                   sort_columns=True).sort(["model", "step"], nulls_last=True).drop("step")

@@ -1,5 +1,5 @@
 """The summary tables from long-format tables, ours or imported: transfer, forgetting, Table 6 (group_gain), the
-mean ratio of change (mrc) and an HTML overview. The workflow's `matrices` rule and `amuro tables` both come here.
+mean ratio of change (mrc), the paper's four findings checked on this study (findings) and an HTML overview. The workflow's `matrices` rule and `amuro tables` both come here.
 
 Settings (analysis_settings in the rules, settings_from_config for a config file):
 - benchmark_metric: the benchmark metric the tables show (acc or acc_norm);
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import polars as pl
 
-from amuro import analysis
+from amuro import analysis, findings
 from amuro.io import write_text
 from amuro.report import overview_html
 from amuro.results import merged_settings, read_tables, write_table
 
 log = logging.getLogger(__name__)
 
-TABLES = ("transfer", "forgetting", "group_gain", "mrc")
+TABLES = ("transfer", "forgetting", "group_gain", "mrc", "findings")
 DEFAULTS = {"benchmark_metric": "acc", "groups": {}, "mrc_eval_sets": "cross_task", "shots": None}
 
 
@@ -46,9 +46,11 @@ def summary_tables(results: pl.DataFrame, settings: dict) -> tuple[dict[str, pl.
     mrc = analysis.mean_ratio_of_change(headline, s["mrc_eval_sets"], s["shots"])
     groups = analysis.table_groups(headline, s["groups"])
     gains = analysis.group_gains(headline, groups, s["shots"])
+    checked = findings.findings_table(headline, s["mrc_eval_sets"], s["shots"])
     # The overview shows each tuned model at its comparison shots (one number per cell of its matrices).
-    overview = overview_html(headline, analysis.tuned_vs_base(headline, s["shots"]), forgetting, mrc, gains)
-    return {"transfer": transfer, "forgetting": forgetting, "group_gain": gains, "mrc": mrc}, overview
+    overview = overview_html(headline, analysis.tuned_vs_base(headline, s["shots"]), forgetting, mrc, gains, checked)
+    return {"transfer": transfer, "forgetting": forgetting, "group_gain": gains, "mrc": mrc,
+            "findings": checked}, overview
 
 
 def write_summary_tables(inputs: Sequence[str | Path], settings: dict, outputs: dict[str, str | Path | None]) -> None:

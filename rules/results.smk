@@ -42,6 +42,7 @@ rule matrices:
         forgetting=STUDY.table("forgetting.parquet"),
         mrc=STUDY.table("mrc.parquet"),
         group_gain=STUDY.table("group_gain.parquet"),
+        findings=STUDY.table("findings.parquet"),
         overview=report(
             STUDY.table("overview.html"),
             caption="../report/tables.rst",
@@ -55,6 +56,7 @@ rule matrices:
     shell:
         "python -m amuro matrices --results {input} --settings {params.settings:q} --transfer {output.transfer}"
         " --forgetting {output.forgetting} --mrc {output.mrc} --group-gain {output.group_gain}"
+        " --findings {output.findings}"
         " --overview {output.overview} > {log} 2>&1"
 
 

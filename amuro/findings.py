@@ -1,0 +1,205 @@
+"""The paper's four findings, checked on a results table: does this study show what Amuro & Char report?
+
+Each finding is a yes/no test with its numbers, per model, read only from the table (so it works as well for the
+mini-world, a real study or an imported table):
+
+(i)   Pre-training helps in ways only fine-tuning shows: some set whose base few-shot curve is flat (last and first
+      checkpoint within their combined interval) gains clearly more from in-domain fine-tuning at the last checkpoint
+      than at the first (the difference of the two gains above its interval).
+(ii)  Fine-tuning helps most where pre-training did not teach the task: with the groups read from the base curves,
+      the not-learned group gains more than the learned group at 80 % of the checkpoints or more (Table 6; four of
+      five in the paper's terms).
+(iii) Fine-tuning on classification makes a model forget generation: the mean ratio of change (MRC) of
+      classification -> generation is negative and below generation -> classification. Whether the loss is partial
+      (MRC above -1, as in the paper) or total is reported, not required.
+(iv)  Format sensitivity shrinks with pre-training: the share of the in-domain gain that a model keeps when asked in
+      another prompt format than it was trained in (input-output left out: it has no task header) is larger at the
+      last checkpoint than at the first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import polars as pl
+
+from amuro import analysis
+
+SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String, "finding": pl.String, "claim": pl.String, "holds": pl.Boolean, "value": pl.Float64,
+    "evidence": pl.String,
+}
+CLAIMS = {
+    "i": "a set flat in the base curve gains clearly more from fine-tuning late than early",
+    "ii": "the not-learned group gains more from tuning than the learned group at >= 80% of checkpoints",
+    "iii": "classification -> generation MRC is negative and below generation -> classification",
+    "iv": "the share of the in-domain gain kept in another (non-io) format grows with pre-training",
+}
+SHARE_OF_CHECKPOINTS = 0.8  # (ii): four of five checkpoints
+OTHER_FORMAT_EXCLUDED = "io"  # (iv): a format without task header, not a rephrasing of the task
+
+
+@dataclass(frozen=True)
+class Finding:
+    model: str
+    finding: str
+    holds: bool
+    value: float | None  # the statistic the verdict rests on (see each check)
+    evidence: str
+
+
+def _half_width(value, low, high) -> float:
+    if None in (value, low, high):  # imported tables may have no intervals
+        return 0.0
+    return (high - low) / 2
+
+
+def _ordered(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.sort(["step", "checkpoint"], nulls_last=True)
+
+
+def flat_sets(results: pl.DataFrame, model: str) -> dict[str, tuple[float, float]]:
+    """Eval sets whose base curve (base_curves: main format, most shots) ends where it began, within the interval
+    of the difference: set -> (first, last) score."""
+    base = analysis.base_curves(results.filter(pl.col("model") == model))
+    flat = {}
+    for (dataset,), rows in base.group_by(["eval_dataset"], maintain_order=True):
+        rows = _ordered(rows)
+        first, last = rows.row(0, named=True), rows.row(-1, named=True)
+        if rows.height < 2:
+            continue
+        margin = math.hypot(_half_width(first["value"], first["ci_low"], first["ci_high"]),
+                            _half_width(last["value"], last["ci_low"], last["ci_high"]))
+        if abs(last["value"] - first["value"]) <= margin:
+            flat[dataset] = (first["value"], last["value"])
+    return flat
+
+
+def hidden_gain(results: pl.DataFrame, model: str, shots: int | None = None) -> Finding:
+    """(i). Value: the largest late-minus-early in-domain gain among flat sets, less its interval (> 0 holds)."""
+    flat = flat_sets(results, model)
+    tuned = analysis.tuned_vs_base(results.filter(pl.col("model") == model), shots)
+    tuned = tuned.filter((pl.col("relation") == "in-domain") & pl.col("eval_dataset").is_in(list(flat)))
+    best: tuple[float, str] | None = None
+    for (dataset,), rows in tuned.group_by(["eval_dataset"], maintain_order=True):
+        rows = _ordered(rows.group_by(["step", "checkpoint"]).agg(
+            pl.col("delta").mean(), pl.col("delta_ci_low").mean(), pl.col("delta_ci_high").mean()))
+        if rows.height < 2:
+            continue
+        early, late = rows.row(0, named=True), rows.row(-1, named=True)
+        margin = math.hypot(_half_width(early["delta"], early["delta_ci_low"], early["delta_ci_high"]),
+                            _half_width(late["delta"], late["delta_ci_low"], late["delta_ci_high"]))
+        clear = late["delta"] - early["delta"] - margin
+        first, last = flat[dataset]
+        text = (f"{dataset}: base {first:.2f} -> {last:.2f} (flat); fine-tuning gain {early['delta']:+.2f} at "
+                f"{early['checkpoint']}, {late['delta']:+.2f} at {late['checkpoint']} (interval {margin:.2f})")
+        if best is None or clear > best[0]:
+            best = (clear, text)
+    if best is None:
+        return Finding(model, "i", False, None, f"no flat set with in-domain fine-tuning at two checkpoints "
+                                                f"(flat sets: {', '.join(sorted(flat)) or 'none'})")
+    return Finding(model, "i", best[0] > 0, best[0], best[1])
+
+
+def group_contrast(results: pl.DataFrame, model: str, shots: int | None = None) -> Finding:
+    """(ii). Value: the share of checkpoints where the not-learned group gains more."""
+    results = results.filter(pl.col("model") == model)
+    groups = analysis.pretraining_groups(results)
+    gains = analysis.group_gains(results, groups, shots)
+    per_checkpoint = gains.pivot(on="group", index=["step", "checkpoint"], values="mean_delta")
+    per_checkpoint = _ordered(per_checkpoint)
+    learned, not_learned = analysis.PRETRAINING, analysis.NOT_PRETRAINING
+    if per_checkpoint.is_empty() or not {learned, not_learned} <= set(per_checkpoint.columns):
+        present = sorted(set(groups.values()))
+        return Finding(model, "ii", False, None, f"Table 6 needs both groups with tuned models; groups from the "
+                                                 f"base curves: {', '.join(present) or 'none'}")
+    wins, parts = 0, []
+    for row in per_checkpoint.iter_rows(named=True):
+        a, b = row[not_learned], row[learned]
+        won = a is not None and b is not None and a > b
+        wins += won
+        parts.append(f"{row['checkpoint']} {_fmt(a)} vs {_fmt(b)}")
+    share = wins / per_checkpoint.height
+    learned_sets = ", ".join(d for d, g in groups.items() if g == learned) or "none"
+    return Finding(model, "ii", share >= SHARE_OF_CHECKPOINTS, share,
+                   f"not learned vs learned ({learned_sets}) gain: " + "; ".join(parts))
+
+
+def forgetting_direction(results: pl.DataFrame, model: str, eval_sets: str = "cross_task",
+                         shots: int | None = None) -> Finding:
+    """(iii). Value: the classification -> generation MRC (mean over checkpoints)."""
+    mrc = analysis.mean_ratio_of_change(results.filter(pl.col("model") == model), eval_sets, shots)
+    mean = {r["direction"]: r for r in mrc.filter(pl.col("aggregate") == analysis.MEAN_OVER_CHECKPOINTS)
+            .iter_rows(named=True)}
+    c2g, g2c = (mean.get(d, {}).get("mrc") for d in ("classification -> generation",
+                                                     "generation -> classification"))
+    if c2g is None or g2c is None:
+        undefined = sum(r["n_undefined"] for r in mean.values())
+        return Finding(model, "iii", False, c2g, f"MRC undefined (classification -> generation {_fmt(c2g)}, "
+                                                 f"generation -> classification {_fmt(g2c)}; {undefined} pairs whose "
+                                                 f"base scores 0)")
+    loss = "total" if c2g <= -1 else "partial"
+    return Finding(model, "iii", c2g < 0 and c2g < g2c, c2g,
+                   f"MRC classification -> generation {c2g:+.0%} ({loss} loss), generation -> classification "
+                   f"{g2c:+.0%}")
+
+
+def kept_share(results: pl.DataFrame, model: str, shots: int | None = None) -> pl.DataFrame:
+    """(iv)'s series: per checkpoint, the mean over fine-tuned sets and other formats of
+    gain(eval in another format) / gain(eval in the training format), where the latter is positive."""
+    transfer = analysis.transfer_matrix(results.filter(pl.col("model") == model))
+    transfer = transfer.filter(pl.col("relation") == "in-domain")
+    if transfer.is_empty():
+        return pl.DataFrame(schema={"step": pl.Int64, "checkpoint": pl.String, "share": pl.Float64})
+    train_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
+    transfer = transfer.filter(pl.col("train_format").eq_missing(train_format)
+                               & pl.col("train_size").eq_missing(analysis.main_train_size(transfer["train_size"]))
+                               & pl.col("shots").eq_missing(analysis.comparison_shots(results, shots=shots)))
+    key = ["step", "checkpoint", "train_dataset", "eval_dataset"]
+    same = transfer.filter(pl.col("eval_format") == pl.col("train_format")).select(*key, pl.col("delta").alias("own"))
+    other = transfer.filter((pl.col("eval_format") != pl.col("train_format"))
+                            & (pl.col("eval_format") != OTHER_FORMAT_EXCLUDED))
+    shares = other.join(same, on=key).filter(pl.col("own") > 0).with_columns(
+        (pl.col("delta") / pl.col("own")).alias("share"))
+    return _ordered(shares.group_by(["step", "checkpoint"]).agg(pl.col("share").mean()))
+
+
+def format_robustness(results: pl.DataFrame, model: str, shots: int | None = None) -> Finding:
+    """(iv). Value: the kept share at the last checkpoint minus at the first (> 0 holds)."""
+    series = kept_share(results, model, shots)
+    if series.height < 2:
+        return Finding(model, "iv", False, None, "needs in-domain gains in the training format and another (non-io) "
+                                                 "format at two checkpoints or more")
+    first, last = series["share"][0], series["share"][-1]
+    text = "kept share " + ", ".join(f"{r['checkpoint']} {r['share']:.2f}" for r in series.iter_rows(named=True))
+    return Finding(model, "iv", last > first, last - first, text)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def check(results: pl.DataFrame, mrc_eval_sets: str = "cross_task", shots: int | None = None) -> Iterator[Finding]:
+    """Every finding for every model of a headline() table (one metric per set)."""
+    for model in sorted(results["model"].unique().to_list()):
+        yield hidden_gain(results, model, shots)
+        yield group_contrast(results, model, shots)
+        yield forgetting_direction(results, model, mrc_eval_sets, shots)
+        yield format_robustness(results, model, shots)
+
+
+def findings_table(results: pl.DataFrame, mrc_eval_sets: str = "cross_task", shots: int | None = None) -> pl.DataFrame:
+    rows = [{"model": f.model, "finding": f.finding, "claim": CLAIMS[f.finding], "holds": f.holds,
+             "value": f.value, "evidence": f.evidence} for f in check(results, mrc_eval_sets, shots)]
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+def render(table: pl.DataFrame) -> str:
+    """The findings as text: one line per finding, then its numbers."""
+    lines = []
+    for row in table.iter_rows(named=True):
+        verdict = "yes" if row["holds"] else "NO "
+        lines.append(f"[{verdict}] {row['model']} ({row['finding']}) {row['claim']}\n      {row['evidence']}")
+    return "\n".join(lines)
