@@ -243,9 +243,10 @@ def write_summary(predictions: Sequence[str | Path], settings: dict, out: str | 
     table = summarize_predictions(predictions, settings["train_task"], resamples=settings["resamples"],
                                   confidence=settings["confidence"], seed=settings["seed"],
                                   point_estimate=point_estimate)
+    # The study seed decided the demonstrations, the fine-tune and the bootstrap: a results table joins one seed only.
     write_table(table, out, settings={"point_estimate": point_estimate, "interval": "percentile bootstrap",
                                       "resamples": settings["resamples"], "confidence": settings["confidence"],
-                                      "scoring": prediction_settings(predictions)})
+                                      "seed": settings["seed"], "scoring": prediction_settings(predictions)})
 
 
 def agreed_settings(paths: Sequence[str | Path]) -> dict:

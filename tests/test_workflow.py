@@ -235,6 +235,23 @@ def test_benchmark_rows_equal_the_per_example_means_and_tuned_models_keep_the_ch
 
 
 @pytest.mark.slow
+def test_the_tiny_study_shows_findings_i_and_iii_in_its_own_tables(tiny_study):
+    """(i) a set flat in the base curve gains clearly more from fine-tuning at the last checkpoint than at the first;
+    (iii) classification-tuned models lose more of the base's generation than generation-tuned ones lose of its
+    classification. Read from the study's findings table, which is what its results table gives."""
+    import polars as pl
+
+    from amuro.analysis import headline
+    from amuro.findings import findings_table
+
+    found = pl.read_parquet(tiny_study / "results/tables/findings.parquet")
+    results = pl.read_parquet(tiny_study / "results/tables/results.parquet")
+    assert found.equals(findings_table(headline(results)))
+    verdict = {r["finding"]: r for r in found.iter_rows(named=True)}
+    assert verdict["i"]["holds"], verdict["i"]["evidence"]
+    assert verdict["iii"]["holds"], verdict["iii"]["evidence"]
+
+
 def test_a_finished_study_has_nothing_left_to_do(tiny_study):
     assert "Nothing to be done" in snakemake(tiny_study, TINY, "--dry-run").stdout
 
@@ -272,6 +289,31 @@ def test_a_killed_workflow_redoes_only_its_unfinished_jobs_and_writes_the_same_t
     snakemake(workdir, TINY, target, "--rerun-incomplete")
     assert (workdir / target).read_bytes() == (tiny_study / target).read_bytes()
     assert "Nothing to be done" in snakemake(workdir, TINY, target, "--dry-run").stdout
+
+
+@pytest.mark.slow
+def test_another_seed_reruns_a_cell_from_its_prompts_on_and_changes_its_results(tiny_study, tmp_path):
+    """The study seed reaches every seeded step after pre-training (demonstrations, data order, bootstrap): one cell
+    asked for with another seed is made again from its prompts on, the mini-world untouched, and its numbers change.
+    (The same seed gives the same bytes: the killed-workflow test above.)"""
+    from amuro.results import table_settings
+
+    workdir = tmp_path / "study"
+    shutil.copytree(tiny_study, workdir)
+    cell = "results/tables/cells/mini/step20-tokens40K/people_nli-default-all.parquet"
+    pretraining = {p: p.stat().st_mtime_ns for p in (workdir / "results/miniworld").rglob("*") if p.is_file()}
+    planned = planned_jobs(workdir, TINY, cell, "--config", "seed=8")
+    assert planned["finetune"] == planned["evaluate_finetuned"] == planned["summarize_predictions"] == 1, planned
+    assert planned["build_prompts"] >= 1 and not any(rule.startswith("miniworld") for rule in planned), planned
+    snakemake(workdir, TINY, cell, "--config", "seed=8")
+
+    before, after = pq.read_table(tiny_study / cell).to_pylist(), pq.read_table(workdir / cell).to_pylist()
+    key = ("eval_dataset", "eval_format", "shots", "metric")
+    assert sorted(tuple(r[k] for k in key) for r in before) == sorted(tuple(r[k] for k in key) for r in after)
+    assert (table_settings(tiny_study / cell)["seed"], table_settings(workdir / cell)["seed"]) == (7, 8)
+    values = lambda rows: {tuple(r[k] for k in key): (r["value"], r["ci_low"], r["ci_high"]) for r in rows}
+    assert values(before) != values(after)
+    assert {p: p.stat().st_mtime_ns for p in pretraining} == pretraining
 
 
 def test_fticl_and_train_sizes_add_their_cells(tmp_path):

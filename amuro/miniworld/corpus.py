@@ -16,6 +16,7 @@ What the corpus holds decides what pre-training can teach (MINIWORLD.md):
 from __future__ import annotations
 
 import random
+import re
 
 from amuro.miniworld.world import CUISINES, HOBBIES, JOBS, WEEKDAYS, World
 
@@ -169,19 +170,51 @@ def _note(rng: random.Random, world: World) -> str:
 
 
 def _card(rng: random.Random, world: World) -> str:
-    """A record with one field per line: line-initial headers followed by free text, not only by a label."""
+    """A record with one field per line: line-initial headers followed by free text, not only by a label.
+
+    Some records are written as markdown headings ("# About: ..."): otherwise the only heading that ends in a colon
+    is a review's "# Sentiment:", and base models answer every `### ...:` prompt (summaries, questions) with a
+    sentiment label, which leaves their generation scores at 0 and the forgetting of generation unmeasurable.
+    """
     if rng.random() < 0.5:
         p = rng.choice(world.people)
-        return (f"Name: {p.name}\nJob: {p.job}\nCity: {p.city}\nCountry: {world.country_of(p)}\n"
-                f"About: {p.name} is {p.age} years old and enjoys {p.hobby}.")
-    item = rng.choice(world.products)
-    return (f"Product: the {item.name} {item.category}\nBrand: {item.brand}\nColour: {item.colour}\n"
-            f"Price: {item.price} dollars\nDescription: a {item.colour} {item.category} made by {item.brand}.")
+        lines = [f"Name: {p.name}", f"Job: {p.job}", f"City: {p.city}", f"Country: {world.country_of(p)}",
+                 f"About: {p.name} is {p.age} years old and enjoys {p.hobby}."]
+    else:
+        item = rng.choice(world.products)
+        lines = [f"Product: the {item.name} {item.category}", f"Brand: {item.brand}", f"Colour: {item.colour}",
+                 f"Price: {item.price} dollars", f"Description: a {item.colour} {item.category} made by {item.brand}."]
+    heading = rng.choices(["", "# ", "## "], [2, 1, 1])[0]
+    return "\n".join(heading + line for line in lines)
 
 
 def _directory(rng: random.Random, world: World) -> str:
     """Several records separated by blank lines, the shape a few-shot prompt has."""
     return "\n\n".join(_card(rng, world) for _ in range(rng.randint(2, 4)))
+
+
+NOTE_FIELDS = ("Note", "Comment", "Remark", "Reply", "Update", "Details")
+# A review's verdict or a text's note, cut off to compare the text itself with the test inputs.
+TRAILING_FIELD = re.compile(r"(?: - |\n# |\n| )(?:Sentiment|" + "|".join(NOTE_FIELDS) + r"): [^\n]*$")
+
+
+def _annotated(rng: random.Random, world: World) -> str:
+    """A diary entry or a news item followed by a field of prose ("Note: ...", "Comment: ...") in the places a review
+    has its "Sentiment:": after a text, a colon is followed by a label only when the field asks for one. The note
+    restates part of the text; it is never a summary (those are learned in fine-tuning)."""
+    if rng.random() < 0.5:
+        text, facts = diary_entry(rng, world)
+        p = facts["person"]
+        note = rng.choice([f"{p.name} lives in {p.city}.", f"{p.name} enjoys {p.hobby}.",
+                           f"I should call {p.name} again soon.", f"We met in {p.city}."])
+    else:
+        text, facts = launch_news(rng, world)
+        p = facts["product"]
+        note = rng.choice([f"The {p.name} is made by {p.brand}.", f"{p.brand} sells the {p.name}.",
+                           f"The {p.name} is a {p.category}.", f"It is sold in {facts['city']}."])
+    field = rng.choice(NOTE_FIELDS)
+    separator = rng.choices([" ", "\n# ", " - ", "\n"], [4, 3, 2, 1])[0]
+    return f"{text}{separator}{field}: {note}"
 
 
 def _review(rng: random.Random, world: World) -> str:
@@ -200,6 +233,7 @@ DOCUMENT_KINDS = {
     "product": (_product_facts, 2.0),
     "restaurant": (_restaurant_facts, 1.5),
     "review": (_review, 2.0),
+    "annotated": (_annotated, 2.0),
     "card": (_card, 1.0),
     "directory": (_directory, 1.0),
     "diary": (lambda rng, world: diary_entry(rng, world)[0], 1.5),
@@ -223,6 +257,6 @@ def corpus_documents(rng: random.Random, world: World, n: int, mix: dict[str, fl
     while len(docs) < n:
         kind = rng.choices(kinds, weights)[0]
         doc = DOCUMENT_KINDS[kind][0](rng, world)
-        if doc.split("Sentiment:")[0].rstrip(" -#\n") not in exclude:
+        if TRAILING_FIELD.sub("", doc) not in exclude:
             docs.append(doc)
     return docs
