@@ -66,10 +66,10 @@ def flat_sets(results: pl.DataFrame, model: str) -> dict[str, tuple[float, float
     base = analysis.base_curves(results.filter(pl.col("model") == model))
     flat = {}
     for (dataset,), rows in base.group_by(["eval_dataset"], maintain_order=True):
-        rows = _ordered(rows)
-        first, last = rows.row(0, named=True), rows.row(-1, named=True)
         if rows.height < 2:
             continue
+        rows = _ordered(rows)
+        first, last = rows.row(0, named=True), rows.row(-1, named=True)
         margin = math.hypot(_half_width(first["value"], first["ci_low"], first["ci_high"]),
                             _half_width(last["value"], last["ci_low"], last["ci_high"]))
         if abs(last["value"] - first["value"]) <= margin:
