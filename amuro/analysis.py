@@ -158,13 +158,42 @@ def base_curves(results: pl.DataFrame) -> pl.DataFrame:
     return base.filter(pl.col("shots") == pl.col("shots").max().over("eval_dataset"))
 
 
+# A change in a base curve counts (learned in pre-training, or not flat) only when it clears its interval and is at
+# least this large on the metric's 0-1 scale: a degenerate checkpoint repeats one output for every prompt, so its
+# interval is near zero and a ROUGE-L drift of a few hundredths would otherwise count as learning the task.
+MIN_CHANGE = 0.1
+
+
+def curve_change(first: dict, last: dict) -> tuple[float, float]:
+    """A base curve's change from its first to its last row, and the half-width of the change's interval (MOVER on
+    the two rows' intervals; 0 where a table has none)."""
+    change = last["value"] - first["value"]
+    if None in (first["ci_low"], first["ci_high"], last["ci_low"], last["ci_high"]):  # imported tables may have none
+        return change, 0.0
+    near_last = last["value"] - last["ci_low"] if change >= 0 else last["ci_high"] - last["value"]
+    near_first = first["ci_high"] - first["value"] if change >= 0 else first["value"] - first["ci_low"]
+    return change, math.hypot(near_last, near_first)
+
+
+def rises(first: dict, last: dict) -> bool:
+    """The curve ends clearly above where it began: beyond its interval and by MIN_CHANGE or more."""
+    change, margin = curve_change(first, last)
+    return change - margin > 0 and change >= MIN_CHANGE
+
+
+def is_flat(first: dict, last: dict) -> bool:
+    """The curve ends where it began: within its interval, or closer than MIN_CHANGE."""
+    change, margin = curve_change(first, last)
+    return abs(change) <= margin or abs(change) < MIN_CHANGE
+
+
 def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
                        shots: int | None = None) -> dict[str, str]:
     """Eval set -> "learned in pre-training" or "not learned in pre-training", from the base checkpoints' curves.
 
-    A set is learned in pre-training when the last checkpoint scores above the first one, with the interval of the
-    difference above zero (a curve that rises and falls back was not learned). Uses base_curves() unless a format
-    or shot count is given. Pass a headline() table (one metric per set).
+    A set is learned in pre-training when the last checkpoint scores clearly above the first one (rises(): beyond
+    the interval of the difference and by MIN_CHANGE or more; a curve that rises and falls back was not learned).
+    Uses base_curves() unless a format or shot count is given. Pass a headline() table (one metric per set).
     """
     base = results.filter(pl.col("relation") == "base")
     if base.is_empty():
@@ -179,14 +208,10 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
     base = base.join(order, on=["model", "checkpoint"]).sort("order")
     groups = {}
     for (model, dataset), rows in base.group_by(["model", "eval_dataset"], maintain_order=True):
-        first, last = rows.row(0, named=True), rows.row(-1, named=True)
-        margin = 0.0
-        if None not in (last["ci_low"], first["ci_high"]):  # imported tables may have no intervals
-            margin = math.sqrt((last["value"] - last["ci_low"]) ** 2 + (first["ci_high"] - first["value"]) ** 2)
-        rises = last["value"] - first["value"] - margin > 0
+        learned = rises(rows.row(0, named=True), rows.row(-1, named=True))
         # A set that any model learns in pre-training counts as learned in pre-training.
-        if groups.get(dataset) != "learned in pre-training":
-            groups[dataset] = "learned in pre-training" if rises else "not learned in pre-training"
+        if groups.get(dataset) != PRETRAINING:
+            groups[dataset] = PRETRAINING if learned else NOT_PRETRAINING
     return dict(sorted(groups.items()))
 
 

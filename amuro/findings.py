@@ -4,17 +4,18 @@ Each finding is a yes/no test with its numbers, per model, read only from the ta
 mini-world, a real study or an imported table):
 
 (i)   Pre-training helps in ways only fine-tuning shows: some set whose base few-shot curve is flat (last and first
-      checkpoint within their combined interval) gains clearly more from in-domain fine-tuning at the last checkpoint
-      than at the first (the difference of the two gains above its interval).
-(ii)  Fine-tuning helps most where pre-training did not teach the task: with the groups read from the base curves,
-      the not-learned group gains more than the learned group at 80 % of the checkpoints or more (Table 6; four of
-      five in the paper's terms).
+      checkpoint within their combined interval, or less than analysis.MIN_CHANGE apart) gains clearly more from
+      in-domain fine-tuning at the last checkpoint than at the first (the difference of the two gains above its
+      interval).
+(ii)  Fine-tuning helps most where pre-training did not teach the task: with the groups read from the base curves
+      (analysis.pretraining_groups), the not-learned group gains more than the learned group at 80 % of the
+      checkpoints or more (Table 6; four of five in the paper's terms).
 (iii) Fine-tuning on classification makes a model forget generation: the mean ratio of change (MRC) of
       classification -> generation is negative and below generation -> classification. Whether the loss is partial
       (MRC above -1, as in the paper) or total is reported, not required.
 (iv)  Format sensitivity shrinks with pre-training: the share of the in-domain gain that a model keeps when asked in
-      another prompt format than it was trained in (input-output left out: it has no task header) is larger at the
-      last checkpoint than at the first.
+      another prompt format than it was trained in (input-output left out: it has no task header; gains within
+      their interval of zero left out) is larger at the last checkpoint than at the first.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def _ordered(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def flat_sets(results: pl.DataFrame, model: str) -> dict[str, tuple[float, float]]:
-    """Eval sets whose base curve (base_curves: main format, most shots) ends where it began, within the interval
-    of the difference: set -> (first, last) score."""
+    """Eval sets whose base curve (base_curves: main format, most shots) ends where it began (analysis.is_flat:
+    within the interval of the difference, or closer than analysis.MIN_CHANGE): set -> (first, last) score."""
     base = analysis.base_curves(results.filter(pl.col("model") == model))
     flat = {}
     for (dataset,), rows in base.group_by(["eval_dataset"], maintain_order=True):
@@ -70,9 +71,7 @@ def flat_sets(results: pl.DataFrame, model: str) -> dict[str, tuple[float, float
             continue
         rows = _ordered(rows)
         first, last = rows.row(0, named=True), rows.row(-1, named=True)
-        margin = math.hypot(_half_width(first["value"], first["ci_low"], first["ci_high"]),
-                            _half_width(last["value"], last["ci_low"], last["ci_high"]))
-        if abs(last["value"] - first["value"]) <= margin:
+        if analysis.is_flat(first, last):
             flat[dataset] = (first["value"], last["value"])
     return flat
 
@@ -148,7 +147,8 @@ def forgetting_direction(results: pl.DataFrame, model: str, eval_sets: str = "cr
 
 def kept_share(results: pl.DataFrame, model: str, shots: int | None = None) -> pl.DataFrame:
     """(iv)'s series: per checkpoint, the mean over fine-tuned sets and other formats of
-    gain(eval in another format) / gain(eval in the training format), where the latter is positive."""
+    gain(eval in another format) / gain(eval in the training format), where the latter is clearly positive (its
+    interval above zero: a share of a gain within noise of nothing is noise itself)."""
     transfer = analysis.transfer_matrix(results.filter(pl.col("model") == model))
     transfer = transfer.filter(pl.col("relation") == "in-domain")
     if transfer.is_empty():
@@ -158,10 +158,11 @@ def kept_share(results: pl.DataFrame, model: str, shots: int | None = None) -> p
                                & pl.col("train_size").eq_missing(analysis.main_train_size(transfer["train_size"]))
                                & pl.col("shots").eq_missing(analysis.comparison_shots(results, shots=shots)))
     key = ["step", "checkpoint", "train_dataset", "eval_dataset"]
-    same = transfer.filter(pl.col("eval_format") == pl.col("train_format")).select(*key, pl.col("delta").alias("own"))
+    same = transfer.filter(pl.col("eval_format") == pl.col("train_format")).select(
+        *key, pl.col("delta").alias("own"), pl.col("delta_ci_low").fill_null(pl.col("delta")).alias("own_low"))
     other = transfer.filter((pl.col("eval_format") != pl.col("train_format"))
                             & (pl.col("eval_format") != OTHER_FORMAT_EXCLUDED))
-    shares = other.join(same, on=key).filter(pl.col("own") > 0).with_columns(
+    shares = other.join(same, on=key).filter((pl.col("own") > 0) & (pl.col("own_low") > 0)).with_columns(
         (pl.col("delta") / pl.col("own")).alias("share"))
     return _ordered(shares.group_by(["step", "checkpoint"]).agg(pl.col("share").mean()))
 

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from amuro.analysis import (
+    MIN_CHANGE,
     NOT_PRETRAINING,
     PRETRAINING,
     comparison_shots,
@@ -19,6 +20,7 @@ from amuro.analysis import (
     table_groups,
     transfer_matrix,
 )
+from amuro.findings import flat_sets
 from amuro.results import SCHEMA, finalize
 
 TASK = {"nli_a": "nli", "nli_b": "nli", "summ": "summarization"}
@@ -84,6 +86,18 @@ def test_a_set_is_learned_in_pre_training_when_the_last_checkpoint_is_reliably_a
     # nli_b rises 0.50 -> 0.70 (interval of the rise above zero); nli_a and summ stay within noise.
     assert groups == {"nli_a": "not learned in pre-training", "nli_b": "learned in pre-training",
                       "summ": "not learned in pre-training"}
+
+
+def test_a_rise_within_the_minimum_change_is_not_learning_even_with_a_narrow_interval():
+    # A checkpoint that gives one output for every prompt has an interval of almost nothing: summ's ROUGE-L drifting
+    # 0.05 -> 0.08 clears it, but is no more learned in pre-training than flat; nli_b's 0.50 -> 0.70 is.
+    rows = [row("s10", 10, "summ", 0.05, 0.049, 0.051), row("s20", 20, "summ", 0.08, 0.079, 0.081),
+            row("s10", 10, "nli_b", 0.50, 0.45, 0.55), row("s20", 20, "nli_b", 0.70, 0.65, 0.75)]
+    table = finalize(pl.DataFrame(rows, schema=SCHEMA), "hand-made")
+    assert pretraining_groups(table) == {"nli_b": "learned in pre-training", "summ": "not learned in pre-training"}
+    assert MIN_CHANGE == 0.1
+    # The same drift is flat for finding (i); the rise is not.
+    assert set(flat_sets(table, "m")) == {"summ"}
 
 
 def test_the_main_train_size_is_the_largest_with_the_whole_split_largest_of_all():

@@ -6,7 +6,7 @@ import pytest
 
 from amuro.analysis import headline
 from amuro.cli import main
-from amuro.findings import findings_table
+from amuro.findings import findings_table, kept_share
 from amuro.results import SCHEMA, finalize, write_table
 
 TASK = {"sent": "sentiment", "nli": "nli", "summ": "summarization"}
@@ -90,6 +90,18 @@ def test_a_study_shaped_as_the_paper_shows_all_four_findings_with_their_numbers(
 def test_a_finding_fails_when_its_pattern_is_absent_and_only_that_one(finding, change):
     expected = {"i": True, "ii": True, "iii": True, "iv": True} | {finding: False}
     assert verdicts(study(**change)) == expected
+
+
+def test_the_kept_share_leaves_out_gains_within_noise_of_nothing():
+    # Sentiment is learned in pre-training: fine-tuning adds .02 at the last checkpoint, within its interval. A
+    # stray +.10 in the other format would be a "share" of 5, which says nothing about format sensitivity.
+    table = study()
+    stray = ((pl.col("checkpoint") == "s40") & (pl.col("train_dataset") == "sent") & (pl.col("eval_dataset") == "sent")
+             & (pl.col("eval_format") == "instruct"))
+    table = table.with_columns(pl.when(stray).then(pl.col("value") + 0.08).otherwise(pl.col("value")).alias("value"))
+    shares = dict(kept_share(headline(table), "m").select("checkpoint", "share").iter_rows())
+    assert shares["s40"] == pytest.approx(0.9)  # nli and summ only
+    assert shares["s10"] == pytest.approx(0.6)  # sentiment's .10 at s10 is clear of its interval and counts
 
 
 def test_a_generation_set_the_base_scores_zero_on_leaves_the_mrc_undefined_not_passed():
