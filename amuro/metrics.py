@@ -11,7 +11,6 @@ import string
 from collections.abc import Sequence
 
 import numpy as np
-from rouge_score import rouge_scorer
 
 _PUNCTUATION = string.punctuation
 _SURROUNDING = string.whitespace + string.punctuation
@@ -19,8 +18,11 @@ _SURROUNDING = string.whitespace + string.punctuation
 
 
 @functools.lru_cache(maxsize=2)
-def _rouge_l_scorer(stemmer: bool) -> rouge_scorer.RougeScorer:
-    # Building a scorer loads the stemmer; one per setting is enough for any number of examples.
+def _rouge_l_scorer(stemmer: bool):
+    # Imported here: rouge-score loads nltk and scipy (about 2.5 s), which the light jobs that only read scores
+    # (summaries, tables, figures) do not need. Building a scorer loads the stemmer; one per setting is enough.
+    from rouge_score import rouge_scorer
+
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
 
 

@@ -1,5 +1,7 @@
 """Specifications for amuro.metrics: ROUGE-L, label matching, accuracy and bootstrap intervals."""
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -191,3 +193,12 @@ def test_the_point_estimate_is_the_mean_or_the_midpoint_of_the_interval():
     assert mid["value"] == pytest.approx((mean["ci_low"] + mean["ci_high"]) / 2)
     with pytest.raises(ValueError, match="point_estimate 'median'"):
         summarize(scores, point_estimate="median")
+
+
+def test_reading_scores_does_not_load_the_rouge_scorer():
+    # Summaries, tables and figures import amuro.results and amuro.metrics; rouge-score (nltk, scipy) costs them
+    # seconds of start-up each and is needed only where predictions are scored.
+    code = "import sys, amuro.results, amuro.tables; print('rouge_score' in sys.modules, 'nltk' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    assert rouge_l("the cat sat", "the cat sat") == 1.0
