@@ -258,7 +258,7 @@ def bench(config: BenchConfig, work: Path, threads: int) -> dict:
     peak = peak_flops(hw.get("gpu"))
     hyper = dict(learning_rate=1e-4, epochs=1, batch_size=config.batch_size, micro_batch_size=config.micro_batch_size,
                  warmup_fraction=0.0, scheduler="constant", weight_decay=0.0, max_seq_len=config.max_seq_len,
-                 seed=config.seed, deepspeed="zero2", save_steps=10**6, logging_steps=1, max_grad_norm=0.0)
+                 seed=config.seed, deepspeed="auto", save_steps=10**6, logging_steps=1, max_grad_norm=0.0)
     finetuning = {}
     for recipe in ("paper", "fast"):
         log.info("fine-tuning, %s recipe", recipe)

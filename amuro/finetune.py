@@ -48,6 +48,7 @@ IGNORE_INDEX = -100  # label value the loss skips
 RECIPES = ("fast", "paper")
 BATCHINGS = ("auto", "packed", "padded")
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")  # take packed rows without a quadratic mask
+DEEPSPEED_STAGES = ("auto", "zero0", "zero2", "zero3")
 
 
 class FinetuneError(RuntimeError):
@@ -73,7 +74,7 @@ class FinetuneSettings:
     weight_decay: float
     max_seq_len: int
     seed: int
-    deepspeed: str  # zero2 | zero3: amuro/deepspeed/<name>.json
+    deepspeed: str  # zero0 | zero2 | zero3 (amuro/deepspeed/<name>.json) | auto: zero0 alone, zero2 for several
     size: int | None = None  # training examples, sampled with `seed` in their original order; None = all
     save_steps: int = 50  # Trainer checkpoint interval in scratch_dir, for resuming
     logging_steps: int = 5
@@ -101,8 +102,8 @@ class FinetuneSettings:
             raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not {self.batching!r}")
         if self.recipe == "paper":
             self.micro_batch_size, self.deepspeed, self.batching = 1, "zero3", "padded"
-        if self.deepspeed not in ("zero2", "zero3"):
-            raise ValueError(f"deepspeed must be zero2 or zero3, not {self.deepspeed!r}")
+        if self.deepspeed not in DEEPSPEED_STAGES:
+            raise ValueError(f"deepspeed must be one of {', '.join(DEEPSPEED_STAGES)}, not {self.deepspeed!r}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), not {self.warmup_fraction}")
         for name in ("batch_size", "micro_batch_size", "max_seq_len", "save_steps", "logging_steps"):
@@ -250,6 +251,15 @@ def skip_shared_memory_collectives() -> None:
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
+def deepspeed_config(requested: str, world_size: int) -> str:
+    """The DeepSpeed config to train with. auto: ZeRO partitions optimizer states and gradients across processes, so
+    a single one has nothing to partition and stage 0 spares it stage 2's gradient buckets (seconds per job on a CPU,
+    where the mini-world's cells take tens of seconds); several processes get ZeRO-2."""
+    if requested != "auto":
+        return requested
+    return "zero0" if world_size == 1 else "zero2"
+
+
 def attention_implementation(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -276,17 +286,18 @@ def data_collator(batching: str, pad_tokenizer, attention: str):
 
 
 def training_arguments(settings: FinetuneSettings, scratch_dir: Path, accumulation: int, batching: str,
-                       cuda: bool) -> TrainingArguments:
+                       cuda: bool, world_size: int = 1) -> TrainingArguments:
     # Length-grouped sampling only where it saves padding; elsewhere plain shuffling, so that every recipe and
     # micro-batch size sees the same examples in the same optimizer step.
     grouped = batching == "padded" and settings.micro_batch_size > 1
+    zero = DEEPSPEED_CONFIGS / f"{deepspeed_config(settings.deepspeed, world_size)}.json"
     return TrainingArguments(
         output_dir=str(scratch_dir), num_train_epochs=settings.epochs, learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.micro_batch_size, gradient_accumulation_steps=accumulation,
         warmup_steps=settings.warmup_fraction,  # a float below 1 is a fraction: ceil(fraction x optimizer steps)
         lr_scheduler_type=settings.scheduler, weight_decay=settings.weight_decay, seed=settings.seed,
         max_grad_norm=settings.max_grad_norm,
-        bf16=cuda, use_cpu=not cuda, deepspeed=str(DEEPSPEED_CONFIGS / f"{settings.deepspeed}.json"),
+        bf16=cuda, use_cpu=not cuda, deepspeed=str(zero),
         train_sampling_strategy="group_by_length" if grouped else "random",
         include_num_input_tokens_seen="non_padding",
         logging_steps=settings.logging_steps, logging_first_step=True, save_strategy="steps",
@@ -458,7 +469,8 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     attention = attention_implementation(settings.attention)
     batching = batching_for(settings, attention)
     # Before the model is loaded: under ZeRO-3 the arguments make from_pretrained shard the weights as they load.
-    args = training_arguments(settings, scratch_dir, accumulation, batching, cuda)
+    args = training_arguments(settings, scratch_dir, accumulation, batching, cuda, world_size)
+    zero = deepspeed_config(settings.deepspeed, world_size)
     fingerprint = {"settings": asdict(settings), "base_dir": str(base_dir), "train_prompts": str(train_prompts)}
     with args.main_process_first(desc="inspect scratch dir"):
         if main_process:
@@ -488,7 +500,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     log.info("fine-tuning %s: %d examples, %s epochs, batch %d = micro %d x accumulation %d x world %d, lr %g, "
              "%s recipe: %s batches, %s attention, %s", base_dir, len(train_set), settings.epochs, settings.batch_size,
              settings.micro_batch_size, accumulation, world_size, settings.learning_rate, settings.recipe, batching,
-             attention, settings.deepspeed)
+             attention, zero)
     if resume:
         log.info("resuming from %s (step %d)", resume, resumed_step)
     train(trainer, resume, scratch_dir)
@@ -523,6 +535,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "optimizer": getattr(args.optim, "value", args.optim),
             "batching": batching,
             "attention": attention,
+            "deepspeed": zero,
             "world_size": world_size,
             "tokens_seen": trainer.state.num_input_tokens_seen,
             "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),

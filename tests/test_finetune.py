@@ -24,7 +24,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoFo
 
 from amuro import tokenization
 from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model,
-                            completion_features, data_collator, finetune, load_examples, sample_rows)
+                            completion_features, data_collator, deepspeed_config, finetune, load_examples,
+                            sample_rows)
 from conftest import write_tiny_olmo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,6 +230,17 @@ def test_zero3_saves_the_whole_model_and_trains_like_zero2(finetuned, base_dir, 
     assert check_saved_model(out, AutoModelForCausalLM.from_pretrained(base_dir).num_parameters())
     assert train_losses(out) == pytest.approx(train_losses(finetuned), rel=1e-4)
 
+
+
+def test_auto_trains_a_single_process_on_zero_stage_0_like_zero2(finetuned, base_dir, train_prompts, tmp_path):
+    assert deepspeed_config("auto", world_size=1) == "zero0" and deepspeed_config("auto", world_size=4) == "zero2"
+    assert deepspeed_config("zero3", world_size=1) == "zero3"
+    out = tmp_path / "auto"
+    finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict({**SETTINGS, "deepspeed": "auto"}),
+             tmp_path / "scratch")
+    meta = json.loads((out / "train_meta.json").read_text())
+    assert meta["settings"]["deepspeed"] == "auto" and meta["deepspeed"] == "zero0"
+    assert train_losses(out) == pytest.approx(train_losses(finetuned), rel=1e-4)
 
 
 # Batching: packed (padding-free) and padded micro-batches, the fast and the paper recipe
