@@ -119,6 +119,10 @@ def check_references(config: dict, source: str = "config") -> None:
     for name in config["finetune"]["overrides"]:
         if name not in config["finetune"]["datasets"]:
             fail(f"finetune.overrides.{name}", f"'{name}' is not one of finetune.datasets")
+    for i, fmt in enumerate(config["evaluation"]["fewshot_formats"]):
+        if fmt not in config["formats"]:
+            fail(f"evaluation.fewshot_formats[{i}]",
+                 f"format '{fmt}' is not one of formats ({', '.join(config['formats'])})")
     for i, name in enumerate(config["evaluation"]["datasets"]):
         if name not in datasets:
             fail(f"evaluation.datasets[{i}]", f"dataset '{name}' is not defined under 'datasets' (defined: {', '.join(defined)})")

@@ -389,31 +389,31 @@ class Study:
 
     # --- Evaluation --------------------------------------------------------------------------------------------
 
-    def eval_shots(self, run: Run) -> list[int]:
-        return self.base_shots if run.is_base else self.finetuned_shots
+    def eval_grid(self, base: bool) -> list[tuple[str, str, int]]:
+        """(eval dataset, format, shots) of one evaluation job: every shot count in evaluation.fewshot_formats
+        (every format when it is empty), 0-shot only in the others."""
+        shots = self.base_shots if base else self.finetuned_shots
+        fewshot = self.config["evaluation"]["fewshot_formats"] or self.formats
+        return [(d, f, k) for d in self.eval_datasets for f in self.formats for k in shots
+                if k == 0 or f in fewshot]
 
     def prediction_patterns(self, base: bool) -> list[str]:
         """The outputs of an evaluation job, with {model}, {checkpoint} and {train} left as wildcards."""
-        shots = self.base_shots if base else self.finetuned_shots
-        return [fill(PREDICTIONS, eval_dataset=d, eval_format=f, shots=k)
-                for d in self.eval_datasets for f in self.formats for k in shots]
+        return [fill(PREDICTIONS, eval_dataset=d, eval_format=f, shots=k) for d, f, k in self.eval_grid(base)]
 
     def eval_requests(self, run: Run) -> list[dict]:
         """What one evaluation job does: every eval set x format x shot count, its prompt file and output."""
         if run.is_instruction_tuned:
             return []  # scored on the benchmarks only
         requests = []
-        for dataset in self.eval_datasets:
+        for dataset, fmt, shots in self.eval_grid(run.is_base):
             spec = self.config["datasets"][dataset]
-            for fmt in self.formats:
-                for shots in self.eval_shots(run):
-                    requests.append({
-                        "dataset": dataset, "task": spec["task"], "format": fmt, "shots": shots,
-                        "prompts": fill(PROMPTS, dataset=dataset, format=fmt, split="test"),
-                        "output": fill(PREDICTIONS, **run.fields, eval_dataset=dataset, eval_format=fmt,
-                                       shots=shots),
-                        "labels": spec.get("labels"),
-                    })
+            requests.append({
+                "dataset": dataset, "task": spec["task"], "format": fmt, "shots": shots,
+                "prompts": fill(PROMPTS, dataset=dataset, format=fmt, split="test"),
+                "output": fill(PREDICTIONS, **run.fields, eval_dataset=dataset, eval_format=fmt, shots=shots),
+                "labels": spec.get("labels"),
+            })
         return requests
 
     def eval_prompts(self, run: Run) -> list[str]:

@@ -67,8 +67,8 @@ def test_hub_model_needs_a_repo(demo_config):
 def test_miniworld_checkpoints_are_named_like_hub_revisions(demo_config):
     names = miniworld_checkpoints(validate_config(demo_config))
     # 8 sequences of 512 tokens per step
-    assert names == {"step25-tokens102K": 25, "step60-tokens245K": 60, "step125-tokens512K": 125,
-                     "step250-tokens1M": 250, "step500-tokens2M": 500}
+    assert names == {"step25-tokens102K": 25, "step250-tokens1M": 250, "step325-tokens1M": 325,
+                     "step400-tokens1M": 400, "step500-tokens2M": 500}
 
 
 def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, demo_config):
@@ -92,4 +92,11 @@ def test_a_template_that_leaves_out_a_field_is_named(demo_config):
     demo_config["datasets"]["people_nli"]["templates"] = {"default": "### Premise: {premise}\n### Inference:"}
     with pytest.raises(ConfigError, match=r"key 'datasets\.people_nli\.templates\.default': leaves out field\(s\) "
                                           r"hypothesis; a nli template must use \{premise\}, \{hypothesis\}"):
+        validate_config(demo_config)
+
+
+def test_a_fewshot_format_that_is_not_a_format_is_named(demo_config):
+    demo_config["formats"] = ["default", "instruct"]
+    demo_config["evaluation"]["fewshot_formats"] = ["default", "io"]
+    with pytest.raises(ConfigError, match=r"evaluation\.fewshot_formats\[1\]': format 'io' is not one of formats"):
         validate_config(demo_config)

@@ -109,6 +109,20 @@ def test_an_evaluation_job_reads_exactly_the_prompt_files_it_scores(tiny):
     assert tiny.benchmark_requests(cell) == []
 
 
+def test_demonstrations_are_scored_only_in_the_fewshot_formats(demo_config):
+    demo_config["evaluation"].update(base_shots=[0, 4], fewshot_formats=["default"])
+    study = Study(validate_config(demo_config))
+    base = study.run("miniworld", study.checkpoints("miniworld")[0])
+    grid = {(r["dataset"], r["format"], r["shots"]) for r in study.eval_requests(base)}
+    datasets = study.eval_datasets
+    assert grid == ({(d, f, 0) for d in datasets for f in ("default", "io", "instruct")}
+                    | {(d, "default", 4) for d in datasets})
+    assert sorted(study.prediction_patterns(base=True)) == sorted(r["output"].replace(
+        f"miniworld/{base.checkpoint}/base", "{model}/{checkpoint}/{train}") for r in study.eval_requests(base))
+    demo_config["evaluation"]["fewshot_formats"] = []  # empty: every format
+    assert len(Study(validate_config(demo_config)).eval_requests(base)) == len(datasets) * 3 * 2
+
+
 def test_the_rule_output_patterns_are_the_plans_files(tiny):
     for run in tiny.runs():
         if tiny.eval_requests(run):
