@@ -1,5 +1,6 @@
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -72,9 +73,20 @@ def test_corpus_states_sentiment_naturally_but_never_the_other_tasks_or_formats(
     docs = [r["text"] for r in _rows(generated / "corpus" / "train.jsonl")]
     text = "\n".join(docs)
     assert sum(d.endswith(("Sentiment: positive", "Sentiment: negative")) for d in docs) > 50
-    for absent in ("###", "Summary:", "Inference:", "Paraphrase", "Please read", "Given the context",
-                   "Consider the following", "Let's compare", "Analyze the sentiment"):
+    # Requests in words ask for notes, never for what the tasks ask: their headers and instructions never occur.
+    for absent in ("###", "Summary:", "summary", "Inference:", "Paraphrase", "paraphras", "question:", "relation",
+                   "Text 1:", "Let's compare", "Analyze the sentiment", "Input"):
         assert absent not in text
+
+
+def test_corpus_asks_for_the_same_notes_in_words_and_under_headers(generated):
+    docs = [r["text"] for r in _rows(generated / "corpus" / "train.jsonl")]
+    requests = [d for d in docs if d.startswith(("Please read the following text:", "Given the context:",
+                                                 "Consider the following text:"))]
+    headed = [d for d in docs if re.search(r"\n# (Note|Comment|Remark|Reply|Update): \S", d)]
+    assert len(requests) > 20 and len(headed) > 20
+    assert all(re.search(r" (Provide a|Generate a suitable|Write a) (note|comment|remark|reply|update): \S", d)
+               for d in requests)
 
 
 def test_test_inputs_never_occur_in_the_corpus_not_even_with_a_note_after_them(generated):
@@ -94,6 +106,20 @@ def test_tasks_share_the_worlds_facts(generated):
     for row in _rows(generated / "datasets" / "diary_summary" / "test.jsonl"):
         name = row["document"].split("today I met ")[1].split(" in ")[0]
         assert row["target"].endswith(f"in {country[name]}.")  # the summary needs a fact the diary omits
+
+
+def test_a_non_paraphrase_swaps_a_slot_or_says_something_else_about_the_same_entity(generated):
+    world = json.loads((generated / "world.json").read_text())
+    jobs = {p["name"]: p["job"] for p in world["people"]}
+    kinds = Counter()
+    for split in ("train", "test"):
+        for row in _rows(generated / "datasets" / "people_paraphrase" / f"{split}.jsonl"):
+            name = next(n for n in jobs if row["sentence1"].startswith(n) or f", {n} " in row["sentence1"])
+            if row["target"] == "yes":
+                assert jobs[name] in row["sentence2"] and name in row["sentence2"]
+            else:
+                kinds["swapped" if any(j in row["sentence2"] for j in jobs.values()) else "other fact"] += 1
+    assert kinds["swapped"] > 5 and kinds["other fact"] > 5
 
 
 def test_unknown_document_kind_is_refused():

@@ -9,8 +9,11 @@ What the corpus holds decides what pre-training can teach (MINIWORLD.md):
   single tokens (a label split into pieces makes classifiers stick to one answer);
 - colons are followed by many kinds of text (notes, news, menus, Q/A, records with one field per line), so a prompt ending in a colon is not
   answered with a label word by default, and records separated by blank lines teach the few-shot shape;
-- the task headers (`### Input:`), summaries and natural-language instructions never occur, so those tasks and
-  the `instruct` and `io` formats are learned only in fine-tuning.
+- requests in words ("Please read the following text: ... Provide a note: ...") ask for the same notes that other
+  documents put under a header, so a model can learn that both ask for the same thing: what fine-tuning then
+  teaches after one prompt format carries over to the other, the more so the more the model has learned;
+- the task headers (`### Input:`), summaries, generated questions and the instruct prompts' task words never
+  occur, so those tasks and the `instruct` and `io` formats are learned only in fine-tuning.
 """
 
 from __future__ import annotations
@@ -196,6 +199,8 @@ def _directory(rng: random.Random, world: World) -> str:
 NOTE_FIELDS = ("Note", "Comment", "Remark", "Reply", "Update", "Details")
 # A review's verdict or a text's note, cut off to compare the text itself with the test inputs.
 TRAILING_FIELD = re.compile(r"(?: - |\n# |\n| )(?:Sentiment|" + "|".join(NOTE_FIELDS) + r"): [^\n]*$")
+# An annotated document's parts: text, field, note.
+TRAILING_FIELD_PARTS = re.compile(r"(.*?)(?: - |\n# |\n| )(" + "|".join(NOTE_FIELDS) + r"): ([^\n]*)$", re.S)
 
 
 def _annotated(rng: random.Random, world: World) -> str:
@@ -217,6 +222,31 @@ def _annotated(rng: random.Random, world: World) -> str:
     return f"{text}{separator}{field}: {note}"
 
 
+REQUEST_OPENINGS = ("Please read the following text: {text}", "Given the context: {text}",
+                    "Consider the following text: {text}")
+REQUEST_CLOSINGS = ("Provide a {field}:", "Generate a suitable {field}:", "Write a {field}:")
+REQUEST_FIELDS = ("note", "comment", "remark", "reply", "update")
+# A request's text without its instruction words, to compare it with the test inputs.
+REQUEST_PARTS = re.compile(r"(?:Please read the following text|Given the context|Consider the following text): (.*) "
+                           r"(?:Provide a|Generate a suitable|Write a) \w+: [^\n]*$", re.S)
+
+
+def _request(rng: random.Random, world: World) -> str:
+    """An annotated text in the words of an instruction: "Please read the following text: ... Provide a note: ...".
+
+    The same note follows a "# Note:" header in `annotated` documents, so pre-training can learn that a request in
+    words and a header ask for the same thing. A model that has learned it carries what fine-tuning taught it after
+    one prompt format over to the other (the paper's finding that more pre-training makes fine-tuned models less
+    sensitive to the prompt format); the task headers and the instruct prompts' own words ("summary", "question")
+    still never occur.
+    """
+    annotated = _annotated(rng, world)
+    text, _, note = TRAILING_FIELD_PARTS.match(annotated).groups()
+    field = rng.choice(REQUEST_FIELDS)
+    opening = rng.choice(REQUEST_OPENINGS).format(text=text)
+    return f"{opening} {rng.choice(REQUEST_CLOSINGS).format(field=field)} {note}"
+
+
 def _review(rng: random.Random, world: World) -> str:
     body, label = (product_review if rng.random() < 0.5 else restaurant_review)(rng, world)
     # " Sentiment:" after the text (the instruct prompt's ending) or under a markdown heading (close to the default
@@ -227,13 +257,14 @@ def _review(rng: random.Random, world: World) -> str:
 
 DOCUMENT_KINDS = {
     "biography": (_biography, 3.0),
-    "geography": (_geography, 1.0),
-    "inference": (_inference, 1.5),
+    "geography": (_geography, 2.0),
+    "inference": (_inference, 2.5),
     "restatement": (_restatement, 1.0),
     "product": (_product_facts, 2.0),
     "restaurant": (_restaurant_facts, 1.5),
-    "review": (_review, 2.0),
+    "review": (_review, 3.5),
     "annotated": (_annotated, 2.0),
+    "request": (_request, 1.0),
     "card": (_card, 1.0),
     "directory": (_directory, 1.0),
     "diary": (lambda rng, world: diary_entry(rng, world)[0], 1.5),
@@ -242,6 +273,12 @@ DOCUMENT_KINDS = {
     "yes_no": (_yes_no_question, 1.5),
     "note": (_note, 1.0),
 }
+
+
+def source_text(doc: str) -> str:
+    """The text a document is about, without a request's instruction words or a trailing verdict or note."""
+    request = REQUEST_PARTS.fullmatch(doc)
+    return TRAILING_FIELD.sub("", request.group(1) if request else doc)
 
 
 def corpus_documents(rng: random.Random, world: World, n: int, mix: dict[str, float],
@@ -257,6 +294,6 @@ def corpus_documents(rng: random.Random, world: World, n: int, mix: dict[str, fl
     while len(docs) < n:
         kind = rng.choices(kinds, weights)[0]
         doc = DOCUMENT_KINDS[kind][0](rng, world)
-        if TRAILING_FIELD.sub("", doc) not in exclude:
+        if source_text(doc) not in exclude:
             docs.append(doc)
     return docs

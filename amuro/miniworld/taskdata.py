@@ -11,7 +11,7 @@ import random
 from typing import Callable
 
 from amuro.miniworld.corpus import diary_entry, launch_news, product_review, restaurant_review
-from amuro.miniworld.world import COLOURS, CUISINES, JOBS, World
+from amuro.miniworld.world import COLOURS, CUISINES, JOBS, WEEKDAYS, World
 
 
 def diary_summary(rng: random.Random, world: World) -> dict:
@@ -87,16 +87,19 @@ def product_nli(rng: random.Random, world: World) -> dict:
 
 
 def _paraphrase_pair(rng: random.Random, first: list[str], second: list[str], swaps: dict[str, list[str]],
-                     slots: dict[str, str]) -> dict:
-    """A paraphrase (label yes) or a restatement with one slot swapped (label no), in random phrasings."""
-    changed = dict(slots)
-    label = "yes"
-    if rng.random() < 0.5:
-        label = "no"
+                     slots: dict[str, str], unrelated: list[str]) -> dict:
+    """A paraphrase (label yes) or not (label no), in random phrasings. A non-paraphrase either restates the first
+    sentence with one slot swapped (telling it apart takes reading both names, jobs and places, or knowing the
+    facts) or says something else about the same entity (`unrelated`: telling it apart takes reading the words)."""
+    label = "yes" if rng.random() < 0.5 else "no"
+    sentence2 = rng.choice(second).format(**slots)
+    if label == "no" and rng.random() < 0.5:
+        sentence2 = rng.choice(unrelated)
+    elif label == "no":
         slot = rng.choice(list(swaps))
-        changed[slot] = rng.choice([v for v in swaps[slot] if v != slots[slot]])
-    return {"sentence1": rng.choice(first).format(**slots), "sentence2": rng.choice(second).format(**changed),
-            "target": label}
+        changed = {**slots, slot: rng.choice([v for v in swaps[slot] if v != slots[slot]])}
+        sentence2 = rng.choice(second).format(**changed)
+    return {"sentence1": rng.choice(first).format(**slots), "sentence2": sentence2, "target": label}
 
 
 def people_paraphrase(rng: random.Random, world: World) -> dict:
@@ -108,11 +111,13 @@ def people_paraphrase(rng: random.Random, world: World) -> dict:
         ["{name} is a {job} who lives in {city}.", "{name} lives in {city} and is a {job}.",
          "The {job} {name} has a home in {city}."],
         {"name": [q.name for q in world.people], "job": JOBS, "city": world.cities},
-        {"name": p.name, "job": p.job, "city": p.city})
+        {"name": p.name, "job": p.job, "city": p.city},
+        [f"{p.name} enjoys {p.hobby}.", f"{p.name} is {p.age} years old.", f"{p.name} likes {p.hobby} a lot."])
 
 
 def restaurant_paraphrase(rng: random.Random, world: World) -> dict:
     r = rng.choice(world.restaurants)
+    verdict = "Guests love" if r.good else "Guests complain about"
     return _paraphrase_pair(
         rng,
         ["{name} serves {cuisine} food in {city}.", "{name} cooks {cuisine} in {city}.",
@@ -120,7 +125,8 @@ def restaurant_paraphrase(rng: random.Random, world: World) -> dict:
         ["In {city}, {name} is a place for {cuisine}.", "{name} is a {cuisine} restaurant in {city}.",
          "You can eat {cuisine} at {name} in {city}."],
         {"name": [q.name for q in world.restaurants], "cuisine": CUISINES, "city": world.cities},
-        {"name": r.name, "cuisine": r.cuisine, "city": r.city})
+        {"name": r.name, "cuisine": r.cuisine, "city": r.city},
+        [f"{verdict} {r.name}.", f"{r.name} opened many years ago.", f"{r.name} is busy on {rng.choice(WEEKDAYS)}."])
 
 
 def product_sentiment(rng: random.Random, world: World) -> dict:
