@@ -155,9 +155,17 @@ def evaluate(args):
     from amuro.checkpoints import verify_finetuned
     from amuro.evaluate import EvalRequest, EvalSettings, evaluate as run
 
-    verify_finetuned(args.model_dir)
-    run(args.model_dir, [EvalRequest.from_dict(r) for r in args.requests], EvalSettings(**args.settings), args.meta,
-        threads=args.threads)
+    one_model = [x is not None for x in (args.model_dir, args.requests, args.meta)]
+    if not (all(one_model) if args.jobs is None else not any(one_model)):
+        raise SystemExit("amuro evaluate: give either --model-dir, --requests and --meta, or --jobs")
+    if args.jobs is None:
+        args.jobs = [{"model_dir": args.model_dir, "requests": args.requests, "meta": args.meta}]
+    # Each model is checked before any is scored, so a damaged one stops the job before it writes anything.
+    for job in args.jobs:
+        verify_finetuned(job["model_dir"])
+    for job in args.jobs:
+        run(job["model_dir"], [EvalRequest.from_dict(r) for r in job["requests"]], EvalSettings(**args.settings),
+            job["meta"], threads=args.threads)
 
 
 def benchmark(args):
@@ -348,12 +356,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     s.set_defaults(run=finetune)
 
-    s = sub.add_parser("evaluate", help="evaluate one model on all of its eval sets")
-    s.add_argument("--model-dir", required=True)
-    s.add_argument("--requests", type=_json, required=True,
+    s = sub.add_parser("evaluate", help="evaluate a model (or several, in turn) on all of its eval sets")
+    s.add_argument("--model-dir")
+    s.add_argument("--requests", type=_json,
                    help="list of {dataset, task, format, shots, prompts, output, labels} (JSON)")
+    s.add_argument("--meta", type=_json, help="what identifies the model (JSON)")
+    s.add_argument("--jobs", type=_json,
+                   help="instead of the three above: several models in turn, a list of {model_dir, requests, meta} (JSON)")
     s.add_argument("--settings", type=_json, required=True, help="scoring settings (JSON)")
-    s.add_argument("--meta", type=_json, required=True, help="what identifies the model (JSON)")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(run=evaluate)
 

@@ -119,6 +119,9 @@ def check_references(config: dict, source: str = "config") -> None:
     for name in config["finetune"]["overrides"]:
         if name not in config["finetune"]["datasets"]:
             fail(f"finetune.overrides.{name}", f"'{name}' is not one of finetune.datasets")
+    if (config["evaluation"]["finetuned_other_formats"] == "own_task"
+            and config["evaluation"]["finetuned_jobs"] != "per_checkpoint"):
+        fail("evaluation.finetuned_other_formats", "own_task needs evaluation.finetuned_jobs: per_checkpoint")
     for i, fmt in enumerate(config["evaluation"]["fewshot_formats"]):
         if fmt not in config["formats"]:
             fail(f"evaluation.fewshot_formats[{i}]",

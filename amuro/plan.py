@@ -389,24 +389,39 @@ class Study:
 
     # --- Evaluation --------------------------------------------------------------------------------------------
 
-    def eval_grid(self, base: bool) -> list[tuple[str, str, int]]:
-        """(eval dataset, format, shots) of one evaluation job: every shot count in evaluation.fewshot_formats
-        (every format when it is empty), 0-shot only in the others."""
+    @property
+    def main_format(self) -> str:
+        """The format the curves, matrices and findings read: default, where the study has it."""
+        return "default" if "default" in self.formats else self.formats[0]
+
+    @property
+    def finetuned_per_checkpoint(self) -> bool:
+        return self.config["evaluation"]["finetuned_jobs"] == "per_checkpoint"
+
+    def eval_grid(self, base: bool, train_task: str | None = None) -> list[tuple[str, str, int]]:
+        """(eval dataset, format, shots) of one model's evaluation: every shot count in evaluation.fewshot_formats
+        (every format when it is empty), 0-shot only in the others; for a fine-tuned model of `train_task` with
+        finetuned_other_formats own_task, the other formats only on the sets of its task."""
         shots = self.base_shots if base else self.finetuned_shots
         fewshot = self.config["evaluation"]["fewshot_formats"] or self.formats
+        own_task = not base and self.config["evaluation"]["finetuned_other_formats"] == "own_task"
         return [(d, f, k) for d in self.eval_datasets for f in self.formats for k in shots
-                if k == 0 or f in fewshot]
+                if (k == 0 or f in fewshot)
+                and not (own_task and f != self.main_format and self.dataset_task(d) != train_task)]
 
     def prediction_patterns(self, base: bool) -> list[str]:
-        """The outputs of an evaluation job, with {model}, {checkpoint} and {train} left as wildcards."""
+        """The outputs of a per-model evaluation job, with {model}, {checkpoint} and {train} left as wildcards."""
         return [fill(PREDICTIONS, eval_dataset=d, eval_format=f, shots=k) for d, f, k in self.eval_grid(base)]
 
+    def _run_grid(self, run: Run) -> list[tuple[str, str, int]]:
+        return self.eval_grid(run.is_base, None if run.is_base else self.dataset_task(run.train_dataset))
+
     def eval_requests(self, run: Run) -> list[dict]:
-        """What one evaluation job does: every eval set x format x shot count, its prompt file and output."""
+        """What one model's evaluation does: every eval set x format x shot count, its prompt file and output."""
         if run.is_instruction_tuned:
             return []  # scored on the benchmarks only
         requests = []
-        for dataset, fmt, shots in self.eval_grid(run.is_base):
+        for dataset, fmt, shots in self._run_grid(run):
             spec = self.config["datasets"][dataset]
             requests.append({
                 "dataset": dataset, "task": spec["task"], "format": fmt, "shots": shots,
@@ -415,6 +430,37 @@ class Study:
                 "labels": spec.get("labels"),
             })
         return requests
+
+    # finetuned_jobs per_checkpoint: one job scores every fine-tuned model of a checkpoint.
+
+    def finetuned_at(self, model: str, checkpoint: str) -> list[Run]:
+        """The fine-tuned models one per-checkpoint evaluation job scores."""
+        return [r for r in self.finetuned_runs() if (r.model, r.checkpoint) == (model, checkpoint)]
+
+    def checkpoint_prediction_patterns(self) -> list[str]:
+        """The outputs of a per-checkpoint evaluation job, with {model} and {checkpoint} left as wildcards."""
+        ft = self.config["finetune"]
+        patterns = []
+        for d, f, s in ((d, f, s) for d in ft["datasets"] for f in ft["formats"] for s in ft["sizes"]):
+            cell = Run("{model}", "{checkpoint}", d, f, str(s))
+            patterns += [fill(PREDICTIONS, train=cell.id, eval_dataset=e, eval_format=fmt, shots=k)
+                         for e, fmt, k in self._run_grid(cell)]
+        return patterns
+
+    def checkpoint_eval_inputs(self, model: str, checkpoint: str) -> dict[str, list[str]]:
+        runs = self.finetuned_at(model, checkpoint)
+        return {"models": [r.dir for r in runs],
+                "prompts": list(dict.fromkeys(p for r in runs for p in self.eval_prompts(r)))}
+
+    def checkpoint_job_size(self, model: str, checkpoint: str, resource: str, attempt: int = 1) -> int:
+        """A per-checkpoint evaluation job's request: runtime grows with its models, memory holds one at a time."""
+        size = self.job_size(Run(model, checkpoint), "evaluate", resource, attempt)
+        return size * len(self.finetuned_at(model, checkpoint)) if resource == "runtime" else size
+
+    def checkpoint_eval_jobs(self, model: str, checkpoint: str) -> list[dict]:
+        """What a per-checkpoint evaluation job does: each model's directory, requests and meta, in turn."""
+        return [{"model_dir": r.dir, "requests": self.eval_requests(r), "meta": r.meta}
+                for r in self.finetuned_at(model, checkpoint)]
 
     def eval_prompts(self, run: Run) -> list[str]:
         """The prompt files one evaluation job reads, and nothing else."""
@@ -509,7 +555,7 @@ class Study:
 
     def classification_prediction_files(self) -> list[str]:
         """Classification predictions in the main eval format: the data of the scoring-method comparison (Table 3)."""
-        main = "default" if "default" in self.formats else self.formats[0]
+        main = self.main_format
         classification = {d for d in self.eval_datasets if study_config.is_classification(self.config, d)}
         return [r["output"] for run in self.runs() for r in self.eval_requests(run)
                 if r["format"] == main and r["dataset"] in classification]

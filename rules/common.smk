@@ -42,11 +42,29 @@ def as_json(param):
     return json_of
 
 
+def of_checkpoint(method):
+    """An input function (or param) of the {model} and {checkpoint} a per-checkpoint job's wildcards name."""
+
+    def from_wildcards(wildcards):
+        return method(wildcards.model, wildcards.checkpoint)
+
+    return from_wildcards
+
+
 def job_size(stage, resource):
     """A resource request of the job's run that grows with the attempt (see plan.JOB_SIZE)."""
 
     def request(wildcards, attempt):
         return STUDY.job_size(STUDY.run_for(wildcards), stage, resource, attempt)
+
+    return request
+
+
+def checkpoint_job_size(resource):
+    """A resource request of a per-checkpoint evaluation job, growing with the attempt."""
+
+    def request(wildcards, attempt):
+        return STUDY.checkpoint_job_size(wildcards.model, wildcards.checkpoint, resource, attempt)
 
     return request
 

@@ -29,8 +29,34 @@ rule evaluate_base:
         " --settings {params.settings:q} --meta {params.meta:q} --threads {threads}) > {log} 2>&1"
 
 
-use rule evaluate_base as evaluate_finetuned with:
-    output:
-        STUDY.prediction_patterns(base=False),
-    wildcard_constraints:
-        train=STUDY.id_pattern(STUDY.finetuned_runs()),
+if not STUDY.finetuned_per_checkpoint:
+
+    use rule evaluate_base as evaluate_finetuned with:
+        output:
+            STUDY.prediction_patterns(base=False),
+        wildcard_constraints:
+            train=STUDY.id_pattern(STUDY.finetuned_runs()),
+
+else:
+
+    # evaluation.finetuned_jobs per_checkpoint: every fine-tuned model of a checkpoint in one process, in turn.
+    rule evaluate_finetuned:
+        input:
+            unpack(of_checkpoint(STUDY.checkpoint_eval_inputs)),
+        output:
+            STUDY.checkpoint_prediction_patterns(),
+        params:
+            jobs=as_json(of_checkpoint(STUDY.checkpoint_eval_jobs)),
+            settings=plan.as_json(STUDY.eval_settings()),
+        threads: 1
+        resources:
+            gpu=1,
+            runtime=checkpoint_job_size("runtime"),
+            mem_mb=checkpoint_job_size("mem_mb"),
+        log:
+            "logs/evaluate/{model}/{checkpoint}/finetuned.log",
+        benchmark:
+            "benchmarks/evaluate/{model}/{checkpoint}/finetuned.tsv"
+        shell:
+            "python -m amuro evaluate --jobs {params.jobs:q} --settings {params.settings:q} --threads {threads}"
+            " > {log} 2>&1"

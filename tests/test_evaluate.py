@@ -1,3 +1,5 @@
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -207,3 +209,53 @@ def test_a_k_shot_prompt_too_long_for_the_model_loses_whole_demonstrations(tiny_
     evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=60), {"model": "toy", "train": "base"})
     row = pq.read_table(tmp_path / "out.parquet").to_pylist()[0]
     assert row["shots_used"] == kept and row["prompt"] == prompt
+
+
+def _tuned_copy(model_dir, out):
+    """The model as a fine-tuned one: a copy whose train_meta.json records every file's sha256."""
+    import json
+    import shutil
+
+    from amuro.io import sha256
+
+    shutil.copytree(model_dir, out)
+    (out / "train_meta.json").write_text(json.dumps({"files": {p.name: sha256(p) for p in out.iterdir()}}))
+    return out
+
+
+def test_one_job_scores_several_models_in_turn_as_separate_jobs_would(tiny_model, tmp_path):
+    from amuro.cli import main
+
+    _prompt_file(tmp_path / "prompts.parquet", ["the cat sat on", "Kuri lives in"], ["a mat", "Rege"])
+    settings = json.dumps({"max_new_tokens_generation": 4, "batch_size": 2})
+    models = [_tuned_copy(tiny_model, tmp_path / f"m{i}") for i in range(2)]
+
+    def job(i, out):
+        return {"model_dir": str(models[i]), "meta": {"train": f"cell{i}"},
+                "requests": [{"dataset": "d", "task": "summarization", "format": "default", "shots": 0,
+                              "prompts": str(tmp_path / "prompts.parquet"), "output": str(out)}]}
+
+    together = [job(i, tmp_path / f"together{i}.parquet") for i in range(2)]
+    assert main(["evaluate", "--jobs", json.dumps(together), "--settings", settings]) == 0
+    for i in range(2):
+        alone = job(i, tmp_path / f"alone{i}.parquet")
+        assert main(["evaluate", "--model-dir", alone["model_dir"], "--requests", json.dumps(alone["requests"]),
+                     "--meta", json.dumps(alone["meta"]), "--settings", settings]) == 0
+        assert pq.read_table(tmp_path / f"together{i}.parquet") == pq.read_table(tmp_path / f"alone{i}.parquet")
+        assert pq.read_table(tmp_path / f"together{i}.parquet")["train"].to_pylist() == [f"cell{i}"] * 2
+
+
+def test_a_changed_model_stops_a_several_model_job_before_it_writes_anything(tiny_model, tmp_path):
+    from amuro.checkpoints import CheckpointError
+    from amuro.cli import main
+
+    _prompt_file(tmp_path / "prompts.parquet", ["the cat sat on"], ["a mat"])
+    models = [_tuned_copy(tiny_model, tmp_path / f"m{i}") for i in range(2)]
+    (models[1] / "config.json").write_text((models[1] / "config.json").read_text() + "\n")
+    jobs = [{"model_dir": str(m), "meta": {"train": m.name},
+             "requests": [{"dataset": "d", "task": "summarization", "format": "default", "shots": 0,
+                           "prompts": str(tmp_path / "prompts.parquet"), "output": str(tmp_path / f"{m.name}.parquet")}]}
+            for m in models]
+    with pytest.raises(CheckpointError, match=r"m1: file config.json has sha256"):
+        main(["evaluate", "--jobs", json.dumps(jobs), "--settings", json.dumps({"max_new_tokens_generation": 4})])
+    assert not list(tmp_path.glob("m*.parquet"))

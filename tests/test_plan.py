@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from amuro.config import load_config, validate_config
+from amuro.config import ConfigError, load_config, validate_config
 from amuro.plan import BASE, PlanError, Run, Study
 from conftest import DEMO_CONFIG, ROOT
 
@@ -35,7 +35,8 @@ def jobs_per_rule(study: Study) -> dict[str, int]:
         "build_prompts": len(study.prompt_files()) // 3,
         "finetune": len(study.finetuned_runs()) + len(study.instruction_tuned_runs()),
         "evaluate_base": sum(r.is_base for r in evaluated),
-        "evaluate_finetuned": sum(not r.is_base for r in evaluated),
+        "evaluate_finetuned": (len({(r.model, r.checkpoint) for r in evaluated if not r.is_base})
+                               if study.finetuned_per_checkpoint else sum(not r.is_base for r in evaluated)),
         "evaluate_benchmarks": len(study.benchmark_runs()),
         "summarize_predictions": len(study.summary_files()),
         "figure": len(study.drawable_figures()),
@@ -44,7 +45,7 @@ def jobs_per_rule(study: Study) -> dict[str, int]:
 
 def test_demo_plan_has_every_checkpoint_cell_and_instruction_tuned_run(demo):
     assert jobs_per_rule(demo) == {"fetch_checkpoint": 5, "build_prompts": 10 * 3, "finetune": 5 * 5 + 5,
-                                   "evaluate_base": 5, "evaluate_finetuned": 25, "evaluate_benchmarks": 5 + 5,
+                                   "evaluate_base": 5, "evaluate_finetuned": 5, "evaluate_benchmarks": 5 + 5,
                                    "summarize_predictions": 5 + 25 + 5, "figure": 10}
 
 
@@ -121,6 +122,36 @@ def test_demonstrations_are_scored_only_in_the_fewshot_formats(demo_config):
         f"miniworld/{base.checkpoint}/base", "{model}/{checkpoint}/{train}") for r in study.eval_requests(base))
     demo_config["evaluation"]["fewshot_formats"] = []  # empty: every format
     assert len(Study(validate_config(demo_config)).eval_requests(base)) == len(datasets) * 3 * 2
+
+
+def test_a_per_checkpoint_job_scores_every_cell_of_its_checkpoint_and_other_formats_on_its_own_task(demo_config):
+    demo_config["evaluation"].update(finetuned_jobs="per_checkpoint", finetuned_other_formats="own_task")
+    study = Study(validate_config(demo_config))
+    checkpoint = study.checkpoints("miniworld")[-1]
+    jobs = study.checkpoint_eval_jobs("miniworld", checkpoint)
+    cells = [r for r in study.finetuned_runs() if r.checkpoint == checkpoint]
+    assert [j["model_dir"] for j in jobs] == [r.dir for r in cells] and len(jobs) == 5
+    nli = next(j for j in jobs if j["meta"]["train_dataset"] == "people_nli")
+    grid = {(r["dataset"], r["format"]) for r in nli["requests"]}
+    nli_sets = {"people_nli", "product_nli"}
+    assert grid == ({(d, "default") for d in study.eval_datasets}
+                    | {(d, f) for d in nli_sets for f in ("io", "instruct")})
+    # The job's outputs are exactly its cells' prediction files, with {model} and {checkpoint} as wildcards.
+    files = sorted(r["output"] for j in jobs for r in j["requests"])
+    patterns = study.checkpoint_prediction_patterns()
+    assert sorted(p.format(model="miniworld", checkpoint=checkpoint) for p in patterns) == files
+    assert study.checkpoint_eval_inputs("miniworld", checkpoint)["models"] == [r.dir for r in cells]
+    assert study.checkpoint_job_size("miniworld", checkpoint, "runtime") == 5 * 120
+    # Base checkpoints are still scored in every format, the shared base of every comparison.
+    base = study.run("miniworld", checkpoint)
+    assert {r["format"] for r in study.eval_requests(base) if r["dataset"] == "diary_summary"} == {
+        "default", "io", "instruct"}
+
+
+def test_own_task_formats_need_per_checkpoint_jobs(demo_config):
+    demo_config["evaluation"].update(finetuned_jobs="per_cell", finetuned_other_formats="own_task")
+    with pytest.raises(ConfigError, match="evaluation.finetuned_other_formats': own_task needs"):
+        validate_config(demo_config)
 
 
 def test_the_rule_output_patterns_are_the_plans_files(tiny):

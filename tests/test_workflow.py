@@ -60,8 +60,11 @@ def expected_jobs(config, figures_left_out: set[str]) -> Counter:
     cells = checkpoints * len(ft["datasets"]) * len(ft["formats"]) * len(ft["sizes"])
     jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
                    prepare_dataset=datasets, build_prompts=datasets * formats, evaluate_base=checkpoints,
-                   finetune=cells, evaluate_finetuned=cells, summarize_predictions=checkpoints + cells,
+                   finetune=cells, summarize_predictions=checkpoints + cells,
                    results_table=1, matrices=1, figure=len(set(FIGURES_REGISTRY) - figures_left_out), all=1)
+    # One evaluation job per fine-tuned model, or one per checkpoint for all of its models.
+    per_checkpoint = config["evaluation"]["finetuned_jobs"] == "per_checkpoint"
+    jobs["evaluate_finetuned"] = (checkpoints if per_checkpoint else cells) if cells else 0
     if "fticl" in ft["formats"]:
         jobs["build_fticl_prompts"] = len(ft["datasets"])
     if all(m["source"] != "miniworld" for m in config["models"].values()):
@@ -101,7 +104,7 @@ def test_one_figure_schedules_only_the_cells_it_shows(tmp_path):
                            summarize_predictions=5, figure=1)
     # The in-domain comparison needs every checkpoint fine-tuned on every train set, and nothing else.
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/finetuned_vs_base.pdf")
-    assert jobs["finetune"] == jobs["evaluate_finetuned"] == 5 * 5
+    assert jobs["finetune"] == 5 * 5 and jobs["evaluate_finetuned"] == 5  # one evaluation job per checkpoint
     assert jobs["summarize_predictions"] == 5 + 5 * 5 and jobs["figure"] == 1
     assert "results_table" not in jobs and "matrices" not in jobs
 
@@ -314,6 +317,34 @@ def test_another_seed_reruns_a_cell_from_its_prompts_on_and_changes_its_results(
     values = lambda rows: {tuple(r[k] for k in key): (r["value"], r["ci_low"], r["ci_high"]) for r in rows}
     assert values(before) != values(after)
     assert {p: p.stat().st_mtime_ns for p in pretraining} == pretraining
+
+
+@pytest.mark.slow
+def test_one_evaluation_job_per_checkpoint_writes_the_predictions_one_job_per_cell_does(tiny_study, tmp_path):
+    """evaluation.finetuned_jobs per_checkpoint (the demo's): the same prediction files, byte for byte, from one
+    process per checkpoint; with own_task, the other formats only on the sets of the cell's own task."""
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["evaluation"].update(finetuned_jobs="per_checkpoint", finetuned_other_formats="own_task")
+    configfile = tmp_path / "tiny_per_checkpoint.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "study"
+    shutil.copytree(tiny_study, workdir)
+    cell = "results/predictions/mini/step20-tokens40K/people_nli-default-all"
+    shutil.rmtree(workdir / cell)
+    shutil.rmtree(workdir / "results/predictions/mini/step20-tokens40K/diary_summary-default-all")
+    target = f"{cell}/people_nli/instruct/0shot.parquet"
+    planned = planned_jobs(workdir, configfile, target)
+    assert planned == Counter(evaluate_finetuned=1), planned
+    snakemake(workdir, configfile, target)
+    written = sorted(p.relative_to(workdir / cell).as_posix() for p in (workdir / cell).rglob("*.parquet"))
+    # people_nli in both formats; the other sets (summaries, sentiment) in the main format only.
+    assert written == ["diary_summary/default/0shot.parquet", "people_nli/default/0shot.parquet",
+                       "people_nli/instruct/0shot.parquet", "product_sentiment/default/0shot.parquet"]
+    for name in written:
+        assert (workdir / cell / name).read_bytes() == (tiny_study / cell / name).read_bytes(), name
+    assert (workdir / "logs/evaluate/mini/step20-tokens40K/finetuned.log").is_file()
 
 
 def test_fticl_and_train_sizes_add_their_cells(tmp_path):
