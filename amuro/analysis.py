@@ -158,10 +158,12 @@ def base_curves(results: pl.DataFrame) -> pl.DataFrame:
     return base.filter(pl.col("shots") == pl.col("shots").max().over("eval_dataset"))
 
 
-# A change in a base curve counts (learned in pre-training, or not flat) only when it clears its interval and is at
-# least this large on the metric's 0-1 scale: a degenerate checkpoint repeats one output for every prompt, so its
-# interval is near zero and a ROUGE-L drift of a few hundredths would otherwise count as learning the task.
-MIN_CHANGE = 0.1
+# A change in a base curve counts (learned in pre-training, or not flat) only when it clears its interval and covers
+# at least this share of the way from the first checkpoint's score to a perfect one (to zero, for a fall), on the
+# metrics' 0-1 scale. A checkpoint that repeats one output for every prompt has an interval of almost nothing, and
+# base ROUGE-L creeping from 0 to .15 as a model learns to imitate its demonstrations' form would otherwise count as
+# having learned to summarise; sentiment rising from chance (.5) to .95 covers 90 % of its way.
+MIN_SHARE_OF_HEADROOM = 0.25
 
 
 def curve_change(first: dict, last: dict) -> tuple[float, float]:
@@ -175,16 +177,23 @@ def curve_change(first: dict, last: dict) -> tuple[float, float]:
     return change, math.hypot(near_last, near_first)
 
 
+def _large(change: float, first: float) -> bool:
+    headroom = 1 - first if change >= 0 else first
+    return abs(change) >= MIN_SHARE_OF_HEADROOM * headroom
+
+
 def rises(first: dict, last: dict) -> bool:
-    """The curve ends clearly above where it began: beyond its interval and by MIN_CHANGE or more."""
+    """The curve ends clearly above where it began: beyond its interval, and a quarter of the way to a perfect score
+    or more (MIN_SHARE_OF_HEADROOM)."""
     change, margin = curve_change(first, last)
-    return change - margin > 0 and change >= MIN_CHANGE
+    return change - margin > 0 and _large(change, first["value"])
 
 
 def is_flat(first: dict, last: dict) -> bool:
-    """The curve ends where it began: within its interval, or closer than MIN_CHANGE."""
+    """The curve ends where it began: within its interval, or less than a quarter of the way to a perfect score (or,
+    falling, to zero)."""
     change, margin = curve_change(first, last)
-    return abs(change) <= margin or abs(change) < MIN_CHANGE
+    return abs(change) <= margin or not _large(change, first["value"])
 
 
 def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
@@ -192,7 +201,8 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
     """Eval set -> "learned in pre-training" or "not learned in pre-training", from the base checkpoints' curves.
 
     A set is learned in pre-training when the last checkpoint scores clearly above the first one (rises(): beyond
-    the interval of the difference and by MIN_CHANGE or more; a curve that rises and falls back was not learned).
+    the interval of the difference and a quarter of the way to a perfect score or more; a curve that rises and falls
+    back was not learned).
     Uses base_curves() unless a format or shot count is given. Pass a headline() table (one metric per set).
     """
     base = results.filter(pl.col("relation") == "base")

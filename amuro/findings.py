@@ -4,7 +4,7 @@ Each finding is a yes/no test with its numbers, per model, read only from the ta
 mini-world, a real study or an imported table):
 
 (i)   Pre-training helps in ways only fine-tuning shows: some set whose base few-shot curve is flat (last and first
-      checkpoint within their combined interval, or less than analysis.MIN_CHANGE apart) gains clearly more from
+      checkpoint within their combined interval, or less than a quarter of the way to a perfect score apart) gains clearly more from
       in-domain fine-tuning at the last checkpoint than at the first (the difference of the two gains above its
       interval).
 (ii)  Fine-tuning helps most where pre-training did not teach the task: with the groups read from the base curves
@@ -14,8 +14,8 @@ mini-world, a real study or an imported table):
       classification -> generation is negative and below generation -> classification. Whether the loss is partial
       (MRC above -1, as in the paper) or total is reported, not required.
 (iv)  Format sensitivity shrinks with pre-training: the share of the in-domain gain that a model keeps when asked in
-      another prompt format than it was trained in (input-output left out: it has no task header; gains within
-      their interval of zero left out) is larger at the last checkpoint than at the first.
+      another prompt format than it was trained in (input-output left out: it has no task header) is larger at the
+      last checkpoint than at the first, on the sets that gain clearly (interval above zero) at both.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def _ordered(rows: pl.DataFrame) -> pl.DataFrame:
 
 def flat_sets(results: pl.DataFrame, model: str) -> dict[str, tuple[float, float]]:
     """Eval sets whose base curve (base_curves: main format, most shots) ends where it began (analysis.is_flat:
-    within the interval of the difference, or closer than analysis.MIN_CHANGE): set -> (first, last) score."""
+    within the interval of the difference, or less than analysis.MIN_SHARE_OF_HEADROOM of the way to a perfect
+    score): set -> (first, last) score."""
     base = analysis.base_curves(results.filter(pl.col("model") == model))
     flat = {}
     for (dataset,), rows in base.group_by(["eval_dataset"], maintain_order=True):
@@ -145,26 +146,42 @@ def forgetting_direction(results: pl.DataFrame, model: str, eval_sets: str = "cr
                    f"{g2c:+.0%}")
 
 
+EMPTY_SERIES = {"step": pl.Int64, "checkpoint": pl.String, "share": pl.Float64, "n_sets": pl.Int64,
+                "sets": pl.String}
+
+
 def kept_share(results: pl.DataFrame, model: str, shots: int | None = None) -> pl.DataFrame:
     """(iv)'s series: per checkpoint, the mean over fine-tuned sets and other formats of
-    gain(eval in another format) / gain(eval in the training format), where the latter is clearly positive (its
-    interval above zero: a share of a gain within noise of nothing is noise itself)."""
+    gain(eval in another format) / gain(eval in the training format).
+
+    The same sets at every checkpoint: those whose gain in the training format is clearly positive (its interval
+    above zero) at the first and at the last checkpoint. A share of a gain within noise of nothing is noise itself, and
+    a set that only gains at one end (one learned in pre-training gains nothing late) would change what is averaged
+    from one checkpoint to the next."""
     transfer = analysis.transfer_matrix(results.filter(pl.col("model") == model))
     transfer = transfer.filter(pl.col("relation") == "in-domain")
     if transfer.is_empty():
-        return pl.DataFrame(schema={"step": pl.Int64, "checkpoint": pl.String, "share": pl.Float64})
+        return pl.DataFrame(schema=EMPTY_SERIES)
     train_format = analysis.main_train_format(transfer["train_format"].unique().to_list())
     transfer = transfer.filter(pl.col("train_format").eq_missing(train_format)
                                & pl.col("train_size").eq_missing(analysis.main_train_size(transfer["train_size"]))
                                & pl.col("shots").eq_missing(analysis.comparison_shots(results, shots=shots)))
     key = ["step", "checkpoint", "train_dataset", "eval_dataset"]
-    same = transfer.filter(pl.col("eval_format") == pl.col("train_format")).select(
-        *key, pl.col("delta").alias("own"), pl.col("delta_ci_low").fill_null(pl.col("delta")).alias("own_low"))
+    same = _ordered(transfer.filter(pl.col("eval_format") == pl.col("train_format")).select(
+        *key, pl.col("delta").alias("own"), pl.col("delta_ci_low").fill_null(pl.col("delta")).alias("own_low")))
+    if same.is_empty():
+        return pl.DataFrame(schema=EMPTY_SERIES)
+    ends = [same["checkpoint"][0], same["checkpoint"][-1]]
+    clear = same.filter(pl.col("checkpoint").is_in(ends) & (pl.col("own_low") > 0))
+    kept_sets = clear.group_by("eval_dataset").agg(pl.col("checkpoint").n_unique().alias("ends")).filter(
+        pl.col("ends") == len(set(ends)))["eval_dataset"].to_list()
     other = transfer.filter((pl.col("eval_format") != pl.col("train_format"))
                             & (pl.col("eval_format") != OTHER_FORMAT_EXCLUDED))
-    shares = other.join(same, on=key).filter((pl.col("own") > 0) & (pl.col("own_low") > 0)).with_columns(
-        (pl.col("delta") / pl.col("own")).alias("share"))
-    return _ordered(shares.group_by(["step", "checkpoint"]).agg(pl.col("share").mean()))
+    shares = other.join(same, on=key).filter(pl.col("eval_dataset").is_in(kept_sets) & (pl.col("own") > 0))
+    shares = shares.with_columns((pl.col("delta") / pl.col("own")).alias("share"))
+    return _ordered(shares.group_by(["step", "checkpoint"]).agg(
+        pl.col("share").mean(), pl.col("eval_dataset").n_unique().alias("n_sets"),
+        pl.col("eval_dataset").unique().sort().str.join(",").alias("sets"))).select(list(EMPTY_SERIES))
 
 
 def format_robustness(results: pl.DataFrame, model: str, shots: int | None = None) -> Finding:
@@ -174,7 +191,8 @@ def format_robustness(results: pl.DataFrame, model: str, shots: int | None = Non
         return Finding(model, "iv", False, None, "needs in-domain gains in the training format and another (non-io) "
                                                  "format at two checkpoints or more")
     first, last = series["share"][0], series["share"][-1]
-    text = "kept share " + ", ".join(f"{r['checkpoint']} {r['share']:.2f}" for r in series.iter_rows(named=True))
+    text = ("kept share " + ", ".join(f"{r['checkpoint']} {r['share']:.2f}" for r in series.iter_rows(named=True))
+            + f" (on {series['sets'][-1]})")
     return Finding(model, "iv", last > first, last - first, text)
 
 

@@ -92,16 +92,17 @@ def test_a_finding_fails_when_its_pattern_is_absent_and_only_that_one(finding, c
     assert verdicts(study(**change)) == expected
 
 
-def test_the_kept_share_leaves_out_gains_within_noise_of_nothing():
-    # Sentiment is learned in pre-training: fine-tuning adds .02 at the last checkpoint, within its interval. A
-    # stray +.10 in the other format would be a "share" of 5, which says nothing about format sensitivity.
+def test_the_kept_share_compares_the_same_sets_at_every_checkpoint():
+    # Sentiment is learned in pre-training: fine-tuning adds .10 at the first checkpoint and .02 at the last, within
+    # its interval. A stray +.10 in the other format there would be a "share" of 5; and a set that gains at one end
+    # only would change what is averaged between checkpoints. The series holds the sets clear at both ends.
     table = study()
     stray = ((pl.col("checkpoint") == "s40") & (pl.col("train_dataset") == "sent") & (pl.col("eval_dataset") == "sent")
              & (pl.col("eval_format") == "instruct"))
     table = table.with_columns(pl.when(stray).then(pl.col("value") + 0.08).otherwise(pl.col("value")).alias("value"))
-    shares = dict(kept_share(headline(table), "m").select("checkpoint", "share").iter_rows())
-    assert shares["s40"] == pytest.approx(0.9)  # nli and summ only
-    assert shares["s10"] == pytest.approx(0.6)  # sentiment's .10 at s10 is clear of its interval and counts
+    series = kept_share(headline(table), "m")
+    assert series["sets"].to_list() == ["nli,summ"] * 3
+    assert dict(series.select("checkpoint", "share").iter_rows()) == pytest.approx({"s10": 0.6, "s20": 0.8, "s40": 0.9})
 
 
 def test_a_generation_set_the_base_scores_zero_on_leaves_the_mrc_undefined_not_passed():
