@@ -170,7 +170,7 @@ def finetune_case(job: dict) -> dict:
     tokens = timer.tokens[-1] - timer.tokens[w - 1]
     return {"recipe": settings.recipe, "batching": meta["batching"], "attention": meta["attention"],
             "micro_batch_size": settings.micro_batch_size, "accumulation": meta["gradient_accumulation_steps"],
-            "deepspeed": settings.deepspeed, "steps_timed": len(timer.times) - w, "tokens_per_s": tokens / seconds,
+            "deepspeed": meta["deepspeed"], "steps_timed": len(timer.times) - w, "tokens_per_s": tokens / seconds,
             "seconds_per_step": seconds / (len(timer.times) - w), "peak_memory_gb": peak_memory_gb(),
             "parameters": meta["parameters"], "losses": timer.losses}
 
