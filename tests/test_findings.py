@@ -105,6 +105,15 @@ def test_the_kept_share_compares_the_same_sets_at_every_checkpoint():
     assert dict(series.select("checkpoint", "share").iter_rows()) == pytest.approx({"s10": 0.6, "s20": 0.8, "s40": 0.9})
 
 
+@pytest.mark.parametrize("cls_to_gen, loss", [(-0.6, "partial"), (-0.998, "total"), (-1.0, "total")])
+def test_a_loss_that_prints_as_minus_100_percent_is_called_total(cls_to_gen, loss):
+    # The mini-world's seed 2: classification-tuned models answer almost every generation prompt with a label; a
+    # stray example still scored leaves the MRC at -99.8 %, which must not read "partial" as the paper's -61 % does.
+    row = findings_table(headline(study(cls_to_gen=cls_to_gen))).filter(pl.col("finding") == "iii").row(0, named=True)
+    assert row["holds"] is True
+    assert f"{cls_to_gen:+.0%} ({loss} loss)" in row["evidence"]
+
+
 def test_a_generation_set_the_base_scores_zero_on_leaves_the_mrc_undefined_not_passed():
     # The mini-world failure this guards against: base checkpoints answer every generation prompt with a label word.
     table = findings_table(headline(study(base={"sent": [0.5, 0.8, 0.9], "nli": [0.35, 0.35, 0.36],
