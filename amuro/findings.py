@@ -40,7 +40,7 @@ CLAIMS = {
 }
 SHARE_OF_CHECKPOINTS = 0.8  # (ii): four of five checkpoints
 OTHER_FORMAT_EXCLUDED = "io"  # (iv): a format without task header, not a rephrasing of the task
-# (iii): a loss that prints as -100 % is total: a stray example still right (MRC -99.8 %) does not make it partial.
+# (iii): a loss that prints as -100 % is total: a stray example still right (MRC just above -1) does not make it partial.
 TOTAL_LOSS = -0.995
 
 

@@ -108,7 +108,7 @@ def test_the_kept_share_compares_the_same_sets_at_every_checkpoint():
 @pytest.mark.parametrize("cls_to_gen, loss", [(-0.6, "partial"), (-0.998, "total"), (-1.0, "total")])
 def test_a_loss_that_prints_as_minus_100_percent_is_called_total(cls_to_gen, loss):
     # The mini-world's seed 2: classification-tuned models answer almost every generation prompt with a label; a
-    # stray example still scored leaves the MRC at -99.8 %, which must not read "partial" as the paper's -61 % does.
+    # stray example still scored leaves the MRC just above -1, which must not read "partial" as the paper's -61 % does.
     row = findings_table(headline(study(cls_to_gen=cls_to_gen))).filter(pl.col("finding") == "iii").row(0, named=True)
     assert row["holds"] is True
     assert f"{cls_to_gen:+.0%} ({loss} loss)" in row["evidence"]
