@@ -214,6 +214,13 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
         eval_format = eval_format or main_eval_format(base["eval_format"].unique().to_list())
         shots = shots if shots is not None else base["shots"].max()
         base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
+    # A curve's first and last rows must be one metric: with benchmarks' acc and acc_norm side by side, a set would
+    # be "learned" because acc_norm sits above acc.
+    mixed = base.group_by("eval_dataset").agg(pl.col("metric").unique().sort()).filter(pl.col("metric").list.len() > 1)
+    if not mixed.is_empty():
+        which = "; ".join(f"{r['eval_dataset']} ({', '.join(r['metric'])})" for r in mixed.sort("eval_dataset").iter_rows(named=True))
+        raise ValueError(f"pre-training groups need one metric per eval set, got several for {which}: "
+                         f"pass analysis.headline(table, benchmark_metric)")
     order = pl.DataFrame(checkpoint_order(base), schema=["model", "checkpoint"], orient="row").with_row_index("order")
     base = base.join(order, on=["model", "checkpoint"]).sort("order")
     groups = {}

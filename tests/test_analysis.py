@@ -88,6 +88,17 @@ def test_a_set_is_learned_in_pre_training_when_the_last_checkpoint_is_reliably_a
                       "summ": "not learned in pre-training"}
 
 
+def test_groups_refuse_a_table_with_two_metrics_for_one_set_instead_of_comparing_them(table):
+    # A benchmark carries acc and acc_norm: comparing the first checkpoint's acc with the last one's acc_norm would
+    # call a flat set learned. headline() keeps one of them.
+    norm = table.filter((pl.col("relation") == "base") & (pl.col("eval_dataset") == "nli_a")).with_columns(
+        pl.lit("acc_norm").alias("metric"), pl.col("value") + 0.3)
+    mixed = pl.concat([table, norm])
+    with pytest.raises(ValueError, match=r"nli_a \(acc_norm, accuracy\).*headline"):
+        pretraining_groups(mixed, shots=0)
+    assert pretraining_groups(mixed.filter(pl.col("metric") != "acc_norm"), shots=0) == pretraining_groups(table, shots=0)
+
+
 def test_a_rise_short_of_a_quarter_of_the_headroom_is_not_learning_even_with_a_narrow_interval():
     # A checkpoint that gives one output for every prompt has an interval of almost nothing: summ's ROUGE-L creeping
     # 0.00 -> 0.15 clears it, but covers only 15 % of the way to a perfect score; nli_b's 0.50 -> 0.70 covers 40 %.
