@@ -216,9 +216,10 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
         base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
     # A curve's first and last rows must be one metric: with benchmarks' acc and acc_norm side by side, a set would
     # be "learned" because acc_norm sits above acc.
-    mixed = base.group_by("eval_dataset").agg(pl.col("metric").unique().sort()).filter(pl.col("metric").list.len() > 1)
+    mixed = base.group_by(["model", "eval_dataset"]).agg(pl.col("metric").unique().sort())
+    mixed = mixed.filter(pl.col("metric").list.len() > 1).sort("model", "eval_dataset")
     if not mixed.is_empty():
-        which = "; ".join(f"{r['eval_dataset']} ({', '.join(r['metric'])})" for r in mixed.sort("eval_dataset").iter_rows(named=True))
+        which = "; ".join(f"{r['model']} {r['eval_dataset']} ({', '.join(r['metric'])})" for r in mixed.iter_rows(named=True))
         raise ValueError(f"pre-training groups need one metric per eval set, got several for {which}: "
                          f"pass analysis.headline(table, benchmark_metric)")
     order = pl.DataFrame(checkpoint_order(base), schema=["model", "checkpoint"], orient="row").with_row_index("order")
