@@ -12,6 +12,8 @@ What the corpus holds decides what pre-training can teach (MINIWORLD.md):
 - requests in words ("Please read the following text: ... Provide a note: ...") ask for the same notes that other
   documents put under a header, so a model can learn that both ask for the same thing: what fine-tuning then
   teaches after one prompt format carries over to the other, the more so the more the model has learned;
+  keyed ones (off unless a mix weighs them) also give a value in the middle ("And the answer: ...", "# Answer:")
+  that decides the note, as the answer decides the question in question generation;
 - the task headers (`### Input:`), summaries, generated questions and the instruct prompts' task words never
   occur, so those tasks and the `instruct` and `io` formats are learned only in fine-tuning.
 """
