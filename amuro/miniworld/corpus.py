@@ -12,8 +12,6 @@ What the corpus holds decides what pre-training can teach (MINIWORLD.md):
 - requests in words ("Please read the following text: ... Provide a note: ...") ask for the same notes that other
   documents put under a header, so a model can learn that both ask for the same thing: what fine-tuning then
   teaches after one prompt format carries over to the other, the more so the more the model has learned;
-  keyed ones (off unless a mix weighs them) also give a value in the middle ("And the answer: ...", "# Answer:")
-  that decides the note, as the answer decides the question in question generation;
 - the task headers (`### Input:`), summaries, generated questions and the instruct prompts' task words never
   occur, so those tasks and the `instruct` and `io` formats are learned only in fine-tuning.
 """
@@ -228,14 +226,9 @@ REQUEST_OPENINGS = ("Please read the following text: {text}", "Given the context
                     "Consider the following text: {text}")
 REQUEST_CLOSINGS = ("Provide a {field}:", "Generate a suitable {field}:", "Write a {field}:")
 REQUEST_FIELDS = ("note", "comment", "remark", "reply", "update")
-KEY_FIELDS = ("answer", "topic", "subject")
-# A request's text without its instruction words (nor a given field, "And the answer: ..."), to compare it with the
-# test inputs.
-REQUEST_PARTS = re.compile(r"(?:Please read the following text|Given the context|Consider the following text): (.*?)"
-                           r"(?: And the (?:" + "|".join(KEY_FIELDS) + r"): [^\n]*?)?"
-                           r" (?:Provide a|Generate a suitable|Write a) \w+: [^\n]*$", re.S)
-# A given field left after a keyed record's note is cut off.
-KEY_FIELD = re.compile(r"\n(?:# )?(?:" + "|".join(k.capitalize() for k in KEY_FIELDS) + r"): [^\n]*$")
+# A request's text without its instruction words, to compare it with the test inputs.
+REQUEST_PARTS = re.compile(r"(?:Please read the following text|Given the context|Consider the following text): (.*) "
+                           r"(?:Provide a|Generate a suitable|Write a) \w+: [^\n]*$", re.S)
 
 
 def _request(rng: random.Random, world: World) -> str:
@@ -252,28 +245,6 @@ def _request(rng: random.Random, world: World) -> str:
     field = rng.choice(REQUEST_FIELDS)
     opening = rng.choice(REQUEST_OPENINGS).format(text=text)
     return f"{opening} {rng.choice(REQUEST_CLOSINGS).format(field=field)} {note}"
-
-
-def _keyed(rng: random.Random, world: World) -> str:
-    """A diary entry, a value it mentions and a note about that value, as a record ("...\n# Answer: Losa\n# Note: We
-    met in Losa.") or as a request in words ("Given the context: ... And the answer: Losa Write a note: We met in
-    Losa.").
-
-    Which note follows depends on the value given in the middle, as which question follows depends on the answer in
-    question generation: pre-training can learn that "And the answer: ..." in words and an "# Answer:" header give
-    the same thing, which `instruct` and `default` question-generation prompts then share. The notes are
-    statements, never questions (question generation is learned in fine-tuning).
-    """
-    text, facts = diary_entry(rng, world)
-    p, r = facts["person"], facts["restaurant"]
-    value, note = rng.choice([(p.name, f"I should call {p.name} again soon."), (p.city, f"We met in {p.city}."),
-                              (p.hobby, f"{p.name} enjoys {p.hobby}."), (r.name, f"{r.name} serves {r.cuisine}.")])
-    key, field = rng.choice(KEY_FIELDS), rng.choice(REQUEST_FIELDS)
-    if rng.random() < 0.5:
-        opening = rng.choice(REQUEST_OPENINGS).format(text=text)
-        return f"{opening} And the {key}: {value} {rng.choice(REQUEST_CLOSINGS).format(field=field)} {note}"
-    separator = rng.choices(["\n# ", "\n"], [3, 1])[0]
-    return f"{text}{separator}{key.capitalize()}: {value}{separator}{field.capitalize()}: {note}"
 
 
 def _review(rng: random.Random, world: World) -> str:
@@ -301,15 +272,13 @@ DOCUMENT_KINDS = {
     "qa": (_question_answer, 1.5),
     "yes_no": (_yes_no_question, 1.5),
     "note": (_note, 1.0),
-    # Off unless a study's mix weighs it (the demo does); last, so that at weight 0 every other draw is unchanged.
-    "keyed": (_keyed, 0.0),
 }
 
 
 def source_text(doc: str) -> str:
     """The text a document is about, without a request's instruction words or a trailing verdict or note."""
     request = REQUEST_PARTS.fullmatch(doc)
-    return KEY_FIELD.sub("", TRAILING_FIELD.sub("", request.group(1) if request else doc))
+    return TRAILING_FIELD.sub("", request.group(1) if request else doc)
 
 
 def corpus_documents(rng: random.Random, world: World, n: int, mix: dict[str, float],
