@@ -22,6 +22,9 @@ CELL = ["model", "checkpoint", "step", "tokens", "train_dataset", "train_task", 
 EVAL = ["eval_dataset", "eval_task", "eval_format", "shots", "metric"]
 # What pairs a tuned row with its base row.
 PAIR = ["model", "checkpoint", "eval_dataset", "eval_format", "shots", "metric"]
+# One base curve: a set as one evaluation scored it. A set can be scored by two evaluations (the paper's own rte, a
+# task of the study scored by accuracy, beside lm-eval's rte, task unknown, scored by acc): those are two curves.
+CURVE = ["model", "eval_dataset", "eval_task"]
 
 TRANSFER_SCHEMA: dict[str, pl.DataType] = {
     **{c: SCHEMA[c] for c in CELL + EVAL[:4]},
@@ -196,6 +199,17 @@ def is_flat(first: dict, last: dict) -> bool:
     return abs(change) <= margin or not _large(change, first["value"])
 
 
+def require_one_metric_per_curve(base: pl.DataFrame) -> None:
+    """A curve's first and last rows must be one metric: with benchmarks' acc and acc_norm side by side, a set would
+    be "learned" because acc_norm sits above acc."""
+    mixed = base.group_by(CURVE).agg(pl.col("metric").unique().sort())
+    mixed = mixed.filter(pl.col("metric").list.len() > 1).sort(CURVE, nulls_last=True)
+    if not mixed.is_empty():
+        which = "; ".join(f"{r['model']} {r['eval_dataset']} ({', '.join(r['metric'])})" for r in mixed.iter_rows(named=True))
+        raise ValueError(f"pre-training groups need one metric per eval set, got several for {which}: "
+                         f"pass analysis.headline(table, benchmark_metric)")
+
+
 def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
                        shots: int | None = None) -> dict[str, str]:
     """Eval set -> "learned in pre-training" or "not learned in pre-training", from the base checkpoints' curves.
@@ -214,18 +228,11 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
         eval_format = eval_format or main_eval_format(base["eval_format"].unique().to_list())
         shots = shots if shots is not None else base["shots"].max()
         base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
-    # A curve's first and last rows must be one metric: with benchmarks' acc and acc_norm side by side, a set would
-    # be "learned" because acc_norm sits above acc.
-    mixed = base.group_by(["model", "eval_dataset"]).agg(pl.col("metric").unique().sort())
-    mixed = mixed.filter(pl.col("metric").list.len() > 1).sort("model", "eval_dataset")
-    if not mixed.is_empty():
-        which = "; ".join(f"{r['model']} {r['eval_dataset']} ({', '.join(r['metric'])})" for r in mixed.iter_rows(named=True))
-        raise ValueError(f"pre-training groups need one metric per eval set, got several for {which}: "
-                         f"pass analysis.headline(table, benchmark_metric)")
+    require_one_metric_per_curve(base)
     order = pl.DataFrame(checkpoint_order(base), schema=["model", "checkpoint"], orient="row").with_row_index("order")
     base = base.join(order, on=["model", "checkpoint"]).sort("order")
     groups = {}
-    for (model, dataset), rows in base.group_by(["model", "eval_dataset"], maintain_order=True):
+    for (model, dataset, _), rows in base.group_by(CURVE, maintain_order=True):
         learned = rises(rows.row(0, named=True), rows.row(-1, named=True))
         # A set that any model learns in pre-training counts as learned in pre-training.
         if groups.get(dataset) != PRETRAINING:

@@ -66,17 +66,20 @@ def _ordered(rows: pl.DataFrame) -> pl.DataFrame:
 def flat_sets(results: pl.DataFrame, model: str) -> dict[str, tuple[float, float]]:
     """Eval sets whose base curve (base_curves: main format, most shots) ends where it began (analysis.is_flat:
     within the interval of the difference, or less than analysis.MIN_SHARE_OF_HEADROOM of the way to a perfect
-    score): set -> (first, last) score."""
+    score): set -> (first, last) score. A set scored by two evaluations is flat when both of its curves are."""
     base = analysis.base_curves(results.filter(pl.col("model") == model))
-    flat = {}
-    for (dataset,), rows in base.group_by(["eval_dataset"], maintain_order=True):
+    analysis.require_one_metric_per_curve(base)
+    flat, moving = {}, set()
+    for (_, dataset, _), rows in base.group_by(analysis.CURVE, maintain_order=True):
         if rows.height < 2:
             continue
         rows = _ordered(rows)
         first, last = rows.row(0, named=True), rows.row(-1, named=True)
         if analysis.is_flat(first, last):
-            flat[dataset] = (first["value"], last["value"])
-    return flat
+            flat.setdefault(dataset, (first["value"], last["value"]))
+        else:
+            moving.add(dataset)
+    return {d: ends for d, ends in flat.items() if d not in moving}
 
 
 def hidden_gain(results: pl.DataFrame, model: str, shots: int | None = None) -> Finding:

@@ -212,8 +212,11 @@ def pretraining_curves(table, figure_id, confidence, groups):
     for ax, name in zip(axes, names):
         members = [d for d, g in groups.items() if g == name]
         for dataset in members:
-            for model, rows in base.filter(pl.col("eval_dataset") == dataset).group_by("model", maintain_order=True):
-                label = dataset if base["model"].n_unique() == 1 else f"{model[0]}: {dataset}"
+            curves = base.filter(pl.col("eval_dataset") == dataset)
+            for (model, _, _), rows in curves.group_by(analysis.CURVE, maintain_order=True):
+                label = dataset if base["model"].n_unique() == 1 else f"{model}: {dataset}"
+                if curves["metric"].n_unique() > 1:  # one set scored by two evaluations: two curves
+                    label += f" ({rows['metric'][0]})"
                 _line(ax, axis, rows, "value", "ci_low", "ci_high", label=label)
         ax.set_title(f"{name} ({len(members)} sets)")
         axis.decorate(ax)
