@@ -9,10 +9,10 @@ scores as independent, which for the same test examples makes it conservative.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import polars as pl
 
+from amuro.axes import main_eval_format, main_train_format, main_train_size, size_order  # noqa: F401 (re-exported)
 from amuro.results import SCHEMA
 from amuro.tasks import TASKS
 
@@ -117,34 +117,6 @@ def forgetting_matrix(transfer: pl.DataFrame) -> pl.DataFrame:
 
 
 # --- Selections shared by the figures --------------------------------------------------------------------------
-
-def main_train_format(formats: Iterable[str | None]) -> str | None:
-    """The plain fine-tuning format the main figures show: `default` if run, else the first other plain one."""
-    plain = [f for f in formats if f is not None and f != "fticl"]
-    if "default" in plain:
-        return "default"
-    return plain[0] if plain else None
-
-
-def size_order(size: str | int | None) -> float:
-    """Train sizes in increasing order, `all` (the whole train split) last."""
-    if size is None or str(size) == "all":
-        return math.inf
-    return float(size)
-
-
-def main_train_size(sizes: Iterable[str | int | None]) -> str | None:
-    """The train size the main figures show: the largest one (`all` if run)."""
-    present = [str(s) for s in sizes if s is not None]
-    return max(present, key=size_order) if present else None
-
-
-def main_eval_format(formats: Iterable[str]) -> str | None:
-    formats = list(formats)
-    if "default" in formats:
-        return "default"
-    return sorted(formats)[0] if formats else None
-
 
 def checkpoint_order(table: pl.DataFrame) -> list[tuple[str, str]]:
     """(model, checkpoint) pairs in pre-training order, model by model; a checkpoint without a step comes last."""

@@ -318,6 +318,14 @@ def main(quick: bool, json_out: str | None, threads: int, work_dir: str | None, 
     return result
 
 
+def run_bench(quick: bool, json_out: str | None, threads: int, work_dir: str | None, architecture: str | None = None,
+              steps: int | None = None, batching: str | None = None) -> None:
+    """`amuro bench`: the preset (quick: the mini-world on CPU), with the options given overriding it."""
+    overrides = {k: v for k, v in (("architecture", architecture), ("steps", steps), ("batching", batching))
+                 if v is not None}
+    main(quick, json_out, threads, work_dir, overrides)
+
+
 if __name__ == "__main__":  # a case in its own process: python -m amuro.bench KIND JOB.json RESULT.json
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kind, job_path, result_path = sys.argv[1:4]

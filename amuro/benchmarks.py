@@ -207,12 +207,16 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
     return dict(aggregates)
 
 
-def benchmark_model(model_dir: str | Path, requests: list[dict], settings: dict, local_tasks: dict | None,
-                    meta: dict, threads: int = 1) -> dict[str, dict[int, dict[str, float]]]:
-    """One benchmark job: `run_benchmarks`, with task files for the local benchmarks (`local_tasks`, as
-    `write_task_yamls` takes them) that live only as long as the run: they are inputs, not outputs."""
+def evaluate_benchmarks(model_dir: str | Path, requests: list[dict], settings: dict, local_tasks: dict | None,
+                        meta: dict, threads: int = 1) -> dict[str, dict[int, dict[str, float]]]:
+    """One benchmark job: the model checked against its record, then `run_benchmarks`, with task files for the
+    local benchmarks (`local_tasks`, as `write_task_yamls` takes them) that live only as long as the run: they are
+    inputs, not outputs."""
     import tempfile
 
+    from amuro.checkpoints import verify_model
+
+    verify_model(model_dir)
     with tempfile.TemporaryDirectory() as tasks_dir:
         if local_tasks:
             settings = {**settings, "tasks_dir": str(write_task_yamls(local_tasks, tasks_dir))}

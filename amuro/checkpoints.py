@@ -163,3 +163,7 @@ def verify_finetuned(model_dir: str | Path) -> None:
     check a pre-trained checkpoint with `amuro verify-checkpoint` themselves)."""
     if (Path(model_dir) / "train_meta.json").is_file():
         verify_checkpoint(model_dir)
+
+
+fetch_checkpoint = resolve_checkpoint
+verify_model = verify_checkpoint

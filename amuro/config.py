@@ -255,3 +255,9 @@ def is_classification(config: dict, dataset: str) -> bool:
 
 def dataset_seed(config: dict, dataset: str) -> int:
     return config["datasets"][dataset].get("seed", config["seed"])
+
+
+def analysis_settings(config: dict) -> dict:
+    """The summary tables' settings of a (validated) workflow config (amuro.tables)."""
+    return {"benchmark_metric": config["benchmarks"]["metric"], "groups": config["analysis"]["groups"],
+            "mrc_eval_sets": config["analysis"]["mrc_eval_sets"], "shots": config["analysis"]["shots"]}

@@ -329,3 +329,15 @@ def evaluate(model_dir: str | Path, requests: list[EvalRequest], settings: EvalS
     if scorer.truncated:
         log.warning("%d prompts were longer than the model's %d positions without any demonstration and were cut "
                     "from the left", scorer.truncated, scorer.max_len)
+
+
+def evaluate_models(jobs: list[dict], settings: dict, threads: int = 1) -> None:
+    """`amuro evaluate`: each model of `jobs` ({model_dir, requests, meta}) in turn, after every one of them was
+    checked against its record, so that a damaged model stops the job before it writes anything."""
+    from amuro.checkpoints import verify_model
+
+    for job in jobs:
+        verify_model(job["model_dir"])
+    for job in jobs:
+        evaluate(job["model_dir"], [EvalRequest.from_dict(r) for r in job["requests"]], EvalSettings(**settings),
+                 job["meta"], threads=threads)

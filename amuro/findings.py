@@ -227,3 +227,20 @@ def render(table: pl.DataFrame) -> str:
         verdict = "yes" if row["holds"] else "NO "
         lines.append(f"[{verdict}] {row['model']} ({row['finding']}) {row['claim']}\n      {row['evidence']}")
     return "\n".join(lines)
+
+
+def print_findings(tables: list[str], benchmark_metric: str = "acc", mrc_eval_sets: str = "cross_task",
+                   shots: int | None = None, strict: bool = False) -> int:
+    """`amuro findings`: the four findings of long-format tables, printed; with `strict`, exit status 1 unless
+    every one holds."""
+    import sys
+
+    from amuro.results import read_tables
+
+    table = findings_table(analysis.headline(read_tables(tables), benchmark_metric), mrc_eval_sets, shots)
+    print(render(table))
+    if strict and not table["holds"].all():
+        missing = table.filter(~pl.col("holds"))
+        print(f"{missing.height} finding(s) not shown: " + ", ".join(missing["finding"]), file=sys.stderr)
+        return 1
+    return 0

@@ -548,3 +548,19 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     shutil.rmtree(scratch_dir, ignore_errors=True)
     log.info("fine-tuned model in %s (%.1f s)", out_dir, time.perf_counter() - start)
 
+
+# A preempted fine-tune exits as a process killed by SIGTERM would (128 + 15): the job failed, and its retry resumes.
+PREEMPTED_EXIT_CODE = 143
+
+
+def finetune_cell(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Path, settings: dict,
+                  scratch_dir: str | Path, threads: int = 1) -> None:
+    """`amuro finetune`: the base checkpoint checked against its record, then one cell fine-tuned."""
+    from amuro.checkpoints import verify_model
+
+    verify_model(base_dir)
+    try:
+        finetune(base_dir, train_prompts, out_dir, FinetuneSettings.from_dict(settings), scratch_dir, threads)
+    except Preempted as exc:
+        log.error("%s", exc)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None

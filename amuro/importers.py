@@ -487,7 +487,7 @@ IMPORTED_SETTINGS = {
 
 
 def import_table(source: str | Path, out: str | Path, config: str | Path | None = None, skip_bad_rows: bool = False,
-                 learning_rates: dict[str, float] | None = None, shots: int | None = None,
+                 learning_rates: dict[str, float] | list[tuple[str, float]] | None = None, shots: int | None = None,
                  metric: str | None = None) -> pl.DataFrame:
     """Import a released table (per-cell or benchmark, by its header) and write it to `out`.
 
@@ -495,6 +495,7 @@ def import_table(source: str | Path, out: str | Path, config: str | Path | None 
     one cell at several rates, and whose instruction_tuning.name names the Tulu v2 rows (when that arm is on).
     shots and metric apply to the benchmark table only, learning_rates to the per-cell table only.
     """
+    learning_rates = dict(learning_rates or {})  # the command line gives (dataset, rate) pairs
     kind = table_kind(source)
     # An option of the other table would silently do nothing: refuse it instead.
     other = {PER_CELL: [("--shots", shots), ("--metric", metric)],

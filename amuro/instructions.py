@@ -136,3 +136,9 @@ def chat_features(messages: list[dict], tokenizer, max_seq_len: int) -> tuple[di
     if all(label == -100 for label in labels):
         return None, cut
     return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}, cut
+
+
+def prepare_instructions_from_spec(spec: dict, out: str | Path, miniworld_dir: str | Path | None = None,
+                                   download: str | Path | None = None) -> None:
+    """`amuro prepare-instructions`: the mix as the plan describes it (name, source, sample, seed)."""
+    prepare_instructions(spec["name"], spec["source"], spec["sample"], spec["seed"], out, miniworld_dir, download)

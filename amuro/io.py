@@ -66,6 +66,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def print_free_port() -> None:
+    """`amuro free-port`, for the deepspeed launcher's --master_port."""
+    print(free_port())
+
+
 def sha256(path: str | os.PathLike) -> str:
     """The sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()

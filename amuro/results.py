@@ -85,7 +85,7 @@ def _bootstrap_seed(seed: int, row: dict) -> int:
     return zlib.crc32(f"{seed}/{key}".encode())
 
 
-def summarize_predictions(
+def prediction_summary(
     files: Sequence[str | Path],
     train_task: str | None,
     resamples: int = 3000,
@@ -234,13 +234,13 @@ def merged_settings(paths: Sequence[str | Path]) -> dict:
     return {k: v[0] if len(v) == 1 else sorted(v, key=json.dumps) for k, v in sorted(values.items())}
 
 
-def write_summary(predictions: Sequence[str | Path], settings: dict, out: str | Path) -> None:
-    """`amuro summarize`: one evaluated model's prediction files as long-format rows, with how they were made.
+def summarize_predictions(predictions: Sequence[str | Path], settings: dict, out: str | Path) -> None:
+    """`amuro summarize-predictions`: one evaluated model's prediction files as long-format rows, with how they were made.
 
     settings: train_task, resamples, confidence, seed and point_estimate (default mean), as summary_settings() in
     the rules passes them."""
     point_estimate = settings.get("point_estimate", "mean")
-    table = summarize_predictions(predictions, settings["train_task"], resamples=settings["resamples"],
+    table = prediction_summary(predictions, settings["train_task"], resamples=settings["resamples"],
                                   confidence=settings["confidence"], seed=settings["seed"],
                                   point_estimate=point_estimate)
     # The study seed decided the demonstrations, the fine-tune and the bootstrap: a results table joins one seed only.
@@ -270,7 +270,7 @@ def agreed_settings(paths: Sequence[str | Path]) -> dict:
     return out
 
 
-def write_results_table(tables: Sequence[str | Path], out: str | Path) -> None:
+def results_table(tables: Sequence[str | Path], out: str | Path) -> None:
     """`amuro results-table`: the study's summaries as one table, refused unless all were made with the same
     settings (agreed_settings), which the table then records."""
     settings = agreed_settings(tables)

@@ -177,12 +177,11 @@ def table3(comparison: pl.DataFrame) -> pl.DataFrame:
             .sort(["model", "eval_dataset", "kind", "shots"]))
 
 
-def write_method_comparison(prediction_files: Sequence[str | Path], out: str | Path,
-                            table3_out: str | Path | None = None) -> None:
-    """The per-file method comparison, and optionally its Table 3 pivot, as Parquet."""
+def scoring_methods(predictions: Sequence[str | Path], out: str | Path, table3_out: str | Path | None = None) -> None:
+    """`amuro scoring-methods`: the per-file method comparison, and optionally its Table 3 pivot, as Parquet."""
     from amuro.io import write_parquet
 
-    comparison = method_comparison(prediction_files)
+    comparison = method_comparison(predictions)
     write_parquet(comparison.to_arrow(), out)
     if table3_out:
         write_parquet(table3(comparison).to_arrow(), table3_out)

@@ -1,7 +1,7 @@
 """The summary tables from long-format tables, ours or imported: transfer, forgetting, Table 6 (group_gain), the
 mean ratio of change (mrc), the paper's four findings checked on this study (findings) and an HTML overview. The workflow's `matrices` rule and `amuro tables` both come here.
 
-Settings (analysis_settings in the rules, settings_from_config for a config file):
+Settings (amuro.config.analysis_settings of a workflow config):
 - benchmark_metric: the benchmark metric the tables show (acc or acc_norm);
 - groups: eval set -> Table 6 group, used exactly as given; empty: every set grouped from the base curves;
 - mrc_eval_sets: D_E of the MRC (cross_task or train_sets);
@@ -25,12 +25,6 @@ log = logging.getLogger(__name__)
 
 TABLES = ("transfer", "forgetting", "group_gain", "mrc", "findings")
 DEFAULTS = {"benchmark_metric": "acc", "groups": {}, "mrc_eval_sets": "cross_task", "shots": None}
-
-
-def settings_from_config(config: dict) -> dict:
-    """The analysis settings of a (validated) workflow config."""
-    return {"benchmark_metric": config["benchmarks"]["metric"], "groups": config["analysis"]["groups"],
-            "mrc_eval_sets": config["analysis"]["mrc_eval_sets"], "shots": config["analysis"]["shots"]}
 
 
 def summary_tables(results: pl.DataFrame, settings: dict) -> tuple[dict[str, pl.DataFrame], str]:
@@ -65,11 +59,16 @@ def write_summary_tables(inputs: Sequence[str | Path], settings: dict, outputs: 
         write_text(overview, outputs["overview"])
 
 
-def write_tables_for_config(inputs: Sequence[str | Path], config: str | Path, out_dir: str | Path) -> None:
-    """`amuro tables`: every summary table into out_dir, with the config's analysis settings."""
-    from amuro.config import load_config
+def write_tables(tables: Sequence[str | Path], out_dir: str | Path, config: str | Path | None = None,
+                 settings: dict | None = None) -> None:
+    """`amuro tables` (the workflow's rule `tables` too): every summary table into out_dir, with the analysis
+    settings of a workflow config or as given."""
+    from amuro.config import analysis_settings, load_config
 
+    if (config is None) == (settings is None):
+        raise SystemExit("amuro tables: give either --config or --settings")
+    settings = analysis_settings(load_config(config)) if config is not None else settings
     out_dir = Path(out_dir)
     outputs = {name: out_dir / f"{name}.parquet" for name in TABLES} | {"overview": out_dir / "overview.html"}
-    write_summary_tables(inputs, settings_from_config(load_config(config)), outputs)
-    log.info("summary tables of %d table(s) in %s", len(inputs), out_dir)
+    write_summary_tables(tables, settings, outputs)
+    log.info("summary tables of %d table(s) in %s", len(tables), out_dir)

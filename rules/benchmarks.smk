@@ -5,18 +5,17 @@
 rule evaluate_benchmarks:
     input:
         model=of_run(STUDY.model_dir),
-        data=STUDY.benchmark_inputs(),
-        downloads=STUDY.benchmark_records(),
+        data=STUDY.benchmarking.inputs(),
+        downloads=STUDY.downloads.benchmark_records(),
     output:
-        STUDY.benchmark_patterns(),
+        STUDY.benchmarking.output_patterns(),
     params:
-        requests=as_json(of_run(STUDY.benchmark_requests)),
-        settings=plan.as_json(STUDY.benchmark_settings()),
-        tasks=plan.as_json(STUDY.benchmark_task_files()),
-        meta=as_json(of_run(STUDY.run_meta)),
-        verify=of_run(STUDY.verify_evaluated),
+        requests=of_run(STUDY.benchmarking.requests, to_json=True),
+        settings=as_json(STUDY.benchmarking.settings()),
+        tasks=as_json(STUDY.benchmarking.task_files()),
+        meta=of_run(STUDY.run_meta, to_json=True),
     wildcard_constraints:
-        train=STUDY.id_pattern(STUDY.benchmark_runs()),
+        train=STUDY.id_pattern(STUDY.benchmarking.runs()),
     threads: 1
     resources:
         gpu=1,
@@ -27,6 +26,6 @@ rule evaluate_benchmarks:
     benchmark:
         "benchmarks/evaluate_benchmarks/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "({params.verify} python -m amuro benchmark --model-dir {input.model} --requests {params.requests:q}"
-        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads})"
+        "python -m amuro evaluate-benchmarks --model-dir {input.model} --requests {params.requests:q}"
+        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads}"
         " > {log} 2>&1"

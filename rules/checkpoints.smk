@@ -3,19 +3,19 @@
 
 rule fetch_checkpoint:
     input:
-        of_run(STUDY.checkpoint_inputs),
-        download=of_run(STUDY.checkpoint_record),
+        of_run(STUDY.data.checkpoint_inputs),
+        download=of_run(STUDY.downloads.checkpoint_record),
     output:
-        directory(plan.CHECKPOINT),
+        directory(paths.CHECKPOINT),
     params:
-        spec=as_json(of_run(STUDY.model_spec)),
+        spec=of_run(STUDY.data.fetch_spec, to_json=True),
         miniworld=MINIWORLD,
-        download=download_option,
+    localrule: True
     log:
         "logs/fetch_checkpoint/{model}/{checkpoint}.log",
     benchmark:
         "benchmarks/fetch_checkpoint/{model}/{checkpoint}.tsv"
     shell:
         "python -m amuro fetch-checkpoint --model {wildcards.model} --spec {params.spec:q}"
-        " --checkpoint {wildcards.checkpoint} --out {output} --miniworld-dir {params.miniworld} {params.download}"
-        " > {log} 2>&1"
+        " --checkpoint {wildcards.checkpoint} --out {output} --miniworld-dir {params.miniworld}"
+        " --download {input.download} > {log} 2>&1"

@@ -1,17 +1,46 @@
-# Running on a SLURM cluster (profiles/slurm; README, "Running on a SLURM cluster"): which jobs stay on the login
-# node and offline compute jobs (what a GPU job asks the scheduler for is plan.JOB_SIZE). None of this changes a
-# local run (the demo): local jobs ignore mem_mb, runtime and gpu unless --resources limits them.
+# Running on a SLURM cluster (profiles/slurm; docs/slurm.md): what a GPU job asks the scheduler for, and offline
+# compute jobs. None of this changes a local run (the demo): local jobs ignore mem_mb, runtime and gpu unless
+# --resources limits them.
 import os
 import sys
 
-# Light jobs run where Snakemake runs, on the login node; so do the download rules (rules/downloads.smk), which need
-# its network, and the analysis rules (rules/results.smk).
-localrules:
-    fetch_checkpoint,
-    prepare_dataset,
-    prepare_instructions,
-    build_prompts,
-    build_fticl_prompts,
+# What one job asks a cluster for, for a model on one GPU: wall time (minutes) and memory (MB). A job is scaled by
+# its model's `gpus` (Llama-3-8B on 4 GPUs asks for 4 times OLMo-1B's) and by the attempt, so a job the scheduler
+# killed for time or memory comes back with twice, then three times as much (the profile's `retries`). A profile
+# overrides any of them per rule (set-resources, e.g. `finetune: {runtime: "720 * attempt"}`).
+JOB_SIZE = {
+    "finetune": {"runtime": 360, "mem_mb": 64_000},
+    "evaluate": {"runtime": 120, "mem_mb": 32_000},
+}
+
+
+def job_size(stage, resource):
+    """A resource request of the job's run that grows with the attempt."""
+
+    def request(wildcards, attempt):
+        return JOB_SIZE[stage][resource] * STUDY.finetuning.gpus(STUDY.run_for(wildcards)) * attempt
+
+    return request
+
+
+def checkpoint_job_size(resource):
+    """A per-checkpoint evaluation job's request: runtime grows with its models, memory holds one at a time."""
+
+    def request(wildcards, attempt):
+        size = JOB_SIZE["evaluate"][resource] * STUDY.model(wildcards.model).gpus * attempt
+        models = len(STUDY.evaluation.finetuned_at(wildcards.model, wildcards.checkpoint))
+        return size * models if resource == "runtime" else size
+
+    return request
+
+
+def launcher(wildcards):
+    """One process, or on several GPUs the `deepspeed` launcher as one task that sees them all, on a free port."""
+    gpus = STUDY.finetuning.gpus(STUDY.run_for(wildcards))
+    if gpus == 1:
+        return "python -m amuro"
+    # --no_local_rank: the rank comes from the environment, and `--local_rank=N` would precede the subcommand.
+    return f"deepspeed --num_gpus {gpus} --master_port $(python -m amuro free-port) --no_local_rank --module amuro"
 
 
 # Inside a SLURM job (a compute node) nothing reaches the hub: loaders fail at once instead of hanging on a node

@@ -1,5 +1,6 @@
-# Wiring between Snakemake and the study plan (amuro/plan.py): the config is validated, and every input, output,
-# param and resource of a rule comes from a named function of the plan.
+# Wiring between Snakemake and the study (amuro/study): the config is validated, and every input, output, param and
+# resource of a rule comes from a named function of the plan's stages. Rules read no config key themselves.
+import json
 import os
 import sys
 
@@ -7,8 +8,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from amuro import config as study_config
-from amuro import plan
 from amuro.figures import FIGURES
+from amuro.study import Study, PlanError, paths
+from amuro.study.runs import BASE
 
 validate(config, "../amuro/schemas/config.schema.yaml")
 study_config.check_references(config, "workflow config")
@@ -16,64 +18,45 @@ study_config.check_references(config, "workflow config")
 # Jobs run `python -m amuro`: the environment running Snakemake comes first, activated or not.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
-STUDY = plan.Study(config)
-MINIWORLD = plan.MINIWORLD
+STUDY = Study(config)
+MINIWORLD = paths.MINIWORLD
 
 
 wildcard_constraints:
     **STUDY.wildcard_constraints(),
 
 
-def of_run(method):
+def as_json(obj):
+    """A settings object as the JSON argument of an amuro command (sorted, so Snakemake's params compare stably)."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def of_run(method, to_json=False):
     """An input function (or param) of the run a job's wildcards name."""
 
     def from_wildcards(wildcards):
-        return method(STUDY.run_for(wildcards))
+        value = method(STUDY.run_for(wildcards))
+        return as_json(value) if to_json else value
 
     return from_wildcards
 
 
-def as_json(param):
-    """The same param as the JSON argument of an amuro stage."""
-
-    def json_of(wildcards):
-        return plan.as_json(param(wildcards))
-
-    return json_of
-
-
-def of_checkpoint(method):
+def of_checkpoint(method, to_json=False):
     """An input function (or param) of the {model} and {checkpoint} a per-checkpoint job's wildcards name."""
 
     def from_wildcards(wildcards):
-        return method(wildcards.model, wildcards.checkpoint)
+        value = method(wildcards.model, wildcards.checkpoint)
+        return as_json(value) if to_json else value
 
     return from_wildcards
 
 
-def job_size(stage, resource):
-    """A resource request of the job's run that grows with the attempt (see plan.JOB_SIZE)."""
-
-    def request(wildcards, attempt):
-        return STUDY.job_size(STUDY.run_for(wildcards), stage, resource, attempt)
-
-    return request
-
-
-def checkpoint_job_size(resource):
-    """A resource request of a per-checkpoint evaluation job, growing with the attempt."""
-
-    def request(wildcards, attempt):
-        return STUDY.checkpoint_job_size(wildcards.model, wildcards.checkpoint, resource, attempt)
-
-    return request
-
-
-def of_dataset(method):
+def of_dataset(method, to_json=False):
     """An input function (or param) of the dataset a job's {dataset} wildcard names."""
 
     def from_wildcards(wildcards):
-        return method(wildcards.dataset)
+        value = method(wildcards.dataset)
+        return as_json(value) if to_json else value
 
     return from_wildcards
 
@@ -87,15 +70,10 @@ def of_benchmark(method):
     return from_wildcards
 
 
-def download_option(wildcards, input):
-    """A param: `--download <record>` when the job reads a hub source (its input `download`), else nothing."""
-    return STUDY.download_option(input.download)
-
-
 def figure_inputs(wildcards):
     try:
-        return STUDY.figure_inputs(wildcards.figure)
-    except plan.PlanError as exc:
+        return STUDY.figures.inputs(wildcards.figure)
+    except PlanError as exc:
         raise WorkflowError(str(exc)) from None
 
 

@@ -3,37 +3,38 @@
 
 rule prepare_dataset:
     input:
-        of_dataset(STUDY.dataset_inputs),
-        download=of_dataset(STUDY.dataset_record),
+        of_dataset(STUDY.data.dataset_inputs),
+        download=of_dataset(STUDY.downloads.dataset_record),
     output:
-        STUDY.data_outputs(),
+        STUDY.data.dataset_outputs(),
     params:
-        spec=as_json(of_dataset(STUDY.dataset_spec)),
-        seed=of_dataset(STUDY.dataset_seed),
-        out_dir=plan.DATA_DIR,
+        spec=of_dataset(STUDY.data.prepare_spec, to_json=True),
+        seed=of_dataset(STUDY.data.dataset_seed),
+        out_dir=paths.DATA_DIR,
         miniworld=MINIWORLD,
-        download=download_option,
+    localrule: True
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "benchmarks/prepare_dataset/{dataset}.tsv"
     shell:
-        "python -m amuro prepare-data --dataset {wildcards.dataset} --spec {params.spec:q} --seed {params.seed}"
-        " --out-dir {params.out_dir} --miniworld-dir {params.miniworld} {params.download} > {log} 2>&1"
+        "python -m amuro prepare-dataset --dataset {wildcards.dataset} --spec {params.spec:q} --seed {params.seed}"
+        " --out-dir {params.out_dir} --miniworld-dir {params.miniworld} --download {input.download} > {log} 2>&1"
 
 
 rule build_prompts:
     input:
-        plan.per_split(plan.DATA),
+        paths.per_split(paths.DATA),
     output:
-        plan.per_split(plan.PROMPTS),
+        paths.per_split(paths.PROMPTS),
     params:
-        task=of_dataset(STUDY.dataset_task),
-        shots=",".join(map(str, STUDY.prompt_shots)),
-        seed=config["seed"],
-        data_dir=plan.DATA_DIR,
-        out_dir=plan.PROMPT_DIR,
-        templates=as_json(of_dataset(STUDY.dataset_templates)),
+        task=of_dataset(STUDY.data.dataset_task),
+        shots=",".join(map(str, STUDY.data.prompt_shots)),
+        seed=STUDY.seed,
+        data_dir=paths.DATA_DIR,
+        out_dir=paths.PROMPT_DIR,
+        templates=of_dataset(STUDY.data.dataset_templates, to_json=True),
+    localrule: True
     log:
         "logs/build_prompts/{dataset}/{format}.log",
     benchmark:
@@ -42,3 +43,44 @@ rule build_prompts:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir} --shots {params.shots}"
         " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
+
+
+rule build_fticl_prompts:
+    input:
+        paths.per_split(paths.DATA),
+    output:
+        paths.fill(paths.PROMPTS, format="fticl", split="train"),
+    params:
+        task=of_dataset(STUDY.data.dataset_task),
+        shots=of_dataset(STUDY.finetuning.fticl_shots),
+        seed=STUDY.seed,
+        data_dir=paths.DATA_DIR,
+        templates=of_dataset(STUDY.data.dataset_templates, to_json=True),
+    localrule: True
+    log:
+        "logs/build_fticl_prompts/{dataset}.log",
+    benchmark:
+        "benchmarks/build_fticl_prompts/{dataset}.tsv"
+    shell:
+        "python -m amuro build-fticl-prompts --dataset {wildcards.dataset} --task {params.task}"
+        " --data-dir {params.data_dir} --out {output} --shots {params.shots} --seed {params.seed}"
+        " --templates {params.templates:q} > {log} 2>&1"
+
+
+rule prepare_instructions:
+    input:
+        STUDY.data.instruction_inputs(),
+        download=STUDY.downloads.instruction_records(),
+    output:
+        paths.INSTRUCTIONS,
+    params:
+        spec=as_json(STUDY.data.instruction_spec()),
+        miniworld=MINIWORLD,
+    localrule: True
+    log:
+        "logs/prepare_instructions/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_instructions/{dataset}.tsv"
+    shell:
+        "python -m amuro prepare-instructions --spec {params.spec:q} --out {output}"
+        " --miniworld-dir {params.miniworld} --download {input.download} > {log} 2>&1"

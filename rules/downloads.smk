@@ -6,19 +6,21 @@
 
 rule download:
     input:
-        STUDY.download_records(),
+        STUDY.downloads.records(),
     localrule: True
 
 
 rule download_checkpoint:
     output:
-        plan.CHECKPOINT_RECORD,
+        paths.CHECKPOINT_RECORD,
     params:
-        spec=as_json(of_run(STUDY.checkpoint_download_spec)),
-        entry=as_json(of_run(STUDY.checkpoint_entry)),
+        spec=of_run(STUDY.downloads.checkpoint_spec, to_json=True),
+        entry=of_run(STUDY.downloads.checkpoint_entry, to_json=True),
     localrule: True
     log:
         "logs/download_checkpoint/{model}/{checkpoint}.log",
+    benchmark:
+        "benchmarks/download_checkpoint/{model}/{checkpoint}.tsv"
     shell:
         "python -m amuro download-checkpoint --model {wildcards.model} --spec {params.spec:q}"
         " --entry {params.entry:q} --out {output} > {log} 2>&1"
@@ -26,12 +28,14 @@ rule download_checkpoint:
 
 rule download_dataset:
     output:
-        plan.DATASET_RECORD,
+        paths.DATASET_RECORD,
     params:
-        spec=as_json(of_dataset(STUDY.dataset_download_spec)),
+        spec=of_dataset(STUDY.downloads.dataset_spec, to_json=True),
     localrule: True
     log:
         "logs/download_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/download_dataset/{dataset}.tsv"
     shell:
         "python -m amuro download-dataset --dataset {wildcards.dataset} --spec {params.spec:q} --out {output}"
         " > {log} 2>&1"
@@ -39,12 +43,14 @@ rule download_dataset:
 
 rule download_instructions:
     output:
-        plan.INSTRUCTIONS_RECORD,
+        paths.INSTRUCTIONS_RECORD,
     params:
-        source=plan.as_json(STUDY.instruction_source()),
+        source=as_json(STUDY.instruction_source),
     localrule: True
     log:
         "logs/download_instructions/{dataset}.log",
+    benchmark:
+        "benchmarks/download_instructions/{dataset}.tsv"
     shell:
         "python -m amuro download-instructions --name {wildcards.dataset} --source {params.source:q} --out {output}"
         " > {log} 2>&1"
@@ -52,12 +58,14 @@ rule download_instructions:
 
 rule download_benchmark:
     output:
-        plan.BENCHMARK_RECORD,
+        paths.BENCHMARK_RECORD,
     params:
-        options=of_benchmark(STUDY.benchmark_download_options),
+        options=of_benchmark(STUDY.downloads.benchmark_options),
     localrule: True
     log:
         "logs/download_benchmark/{benchmark}.log",
+    benchmark:
+        "benchmarks/download_benchmark/{benchmark}.tsv"
     shell:
         "python -m amuro download-benchmark --benchmark {wildcards.benchmark} {params.options} --out {output}"
         " > {log} 2>&1"

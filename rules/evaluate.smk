@@ -1,20 +1,18 @@
 # Each model is loaded once and evaluated on every eval set, format and shot count; per-example predictions.
-# Pre-trained checkpoints and fine-tuned models run the same job; only their shot counts (and so outputs) differ.
+# Pre-trained checkpoints and fine-tuned models run the same command; only their shot counts (and so outputs) differ.
 
 
 rule evaluate_base:
     input:
         model=of_run(STUDY.model_dir),
-        prompts=of_run(STUDY.eval_prompts),
+        prompts=of_run(STUDY.evaluation.prompts),
     output:
-        STUDY.prediction_patterns(base=True),
+        STUDY.evaluation.output_patterns(base=True),
     params:
-        requests=as_json(of_run(STUDY.eval_requests)),
-        settings=plan.as_json(STUDY.eval_settings()),
-        meta=as_json(of_run(STUDY.run_meta)),
-        verify=of_run(STUDY.verify_evaluated),
+        jobs=of_run(STUDY.evaluation.jobs, to_json=True),
+        settings=as_json(STUDY.evaluation.settings()),
     wildcard_constraints:
-        train=plan.BASE,
+        train=BASE,
     threads: 1
     resources:
         gpu=1,
@@ -25,15 +23,15 @@ rule evaluate_base:
     benchmark:
         "benchmarks/evaluate/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "({params.verify} python -m amuro evaluate --model-dir {input.model} --requests {params.requests:q}"
-        " --settings {params.settings:q} --meta {params.meta:q} --threads {threads}) > {log} 2>&1"
+        "python -m amuro evaluate --jobs {params.jobs:q} --settings {params.settings:q} --threads {threads}"
+        " > {log} 2>&1"
 
 
-if not STUDY.finetuned_per_checkpoint:
+if not STUDY.evaluation.per_checkpoint:
 
     use rule evaluate_base as evaluate_finetuned with:
         output:
-            STUDY.prediction_patterns(base=False),
+            STUDY.evaluation.output_patterns(base=False),
         wildcard_constraints:
             train=STUDY.id_pattern(STUDY.finetuned_runs()),
 
@@ -42,12 +40,12 @@ else:
     # evaluation.finetuned_jobs per_checkpoint: every fine-tuned model of a checkpoint in one process, in turn.
     rule evaluate_finetuned:
         input:
-            unpack(of_checkpoint(STUDY.checkpoint_eval_inputs)),
+            unpack(of_checkpoint(STUDY.evaluation.checkpoint_inputs)),
         output:
-            STUDY.checkpoint_prediction_patterns(),
+            STUDY.evaluation.checkpoint_patterns(),
         params:
-            jobs=as_json(of_checkpoint(STUDY.checkpoint_eval_jobs)),
-            settings=plan.as_json(STUDY.eval_settings()),
+            jobs=of_checkpoint(STUDY.evaluation.checkpoint_jobs, to_json=True),
+            settings=as_json(STUDY.evaluation.settings()),
         threads: 1
         resources:
             gpu=1,

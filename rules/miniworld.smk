@@ -9,8 +9,8 @@ rule miniworld_generate:
         benchmarks=directory(f"{MINIWORLD}/benchmarks"),
         instructions=directory(f"{MINIWORLD}/instructions"),
     params:
-        settings=plan.as_json(
-            STUDY.miniworld_settings("seed", "world", "corpus", "tasks", "benchmarks", "instructions")
+        settings=as_json(
+            STUDY.data.miniworld_settings("seed", "world", "corpus", "tasks", "benchmarks", "instructions")
         ),
         out_dir=MINIWORLD,
     log:
@@ -27,8 +27,8 @@ rule miniworld_tokenizer:
     output:
         directory(f"{MINIWORLD}/tokenizer"),
     params:
-        vocab_size=config["miniworld"]["tokenizer"]["vocab_size"],
-        documents=config["miniworld"]["tokenizer"]["train_documents"],
+        vocab_size=STUDY.data.miniworld_tokenizer["vocab_size"],
+        documents=STUDY.data.miniworld_tokenizer["train_documents"],
     log:
         "logs/miniworld_tokenizer.log",
     benchmark:
@@ -45,7 +45,7 @@ rule miniworld_pretrain:
     output:
         directory(f"{MINIWORLD}/pretrain"),
     params:
-        settings=plan.as_json(STUDY.miniworld_settings("seed", "model", "pretrain")),
+        settings=as_json(STUDY.data.miniworld_settings("seed", "model", "pretrain")),
     threads: workflow.cores
     resources:
         runtime=60,

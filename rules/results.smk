@@ -1,75 +1,76 @@
-# From per-example predictions to the long-format table, the matrices and the figures. Light jobs (no torch):
+# From per-example predictions to the long-format table, the summary tables and the figures. Light jobs (no torch):
 # local rules on a cluster.
-
-
-localrules:
-    summarize_predictions,
-    results_table,
-    matrices,
-    scoring_methods,
-    figure,
 
 
 rule summarize_predictions:
     input:
-        of_run(STUDY.evaluated_files),
+        of_run(STUDY.results.evaluated_files),
     output:
-        plan.SUMMARY,
+        paths.SUMMARY,
     params:
-        settings=as_json(of_run(STUDY.summary_settings)),
+        settings=of_run(STUDY.results.summary_settings, to_json=True),
+    localrule: True
     log:
         "logs/summarize_predictions/{model}/{checkpoint}/{train}.log",
+    benchmark:
+        "benchmarks/summarize_predictions/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "python -m amuro summarize --settings {params.settings:q} --out {output} {input} > {log} 2>&1"
+        "python -m amuro summarize-predictions --settings {params.settings:q} --out {output} {input} > {log} 2>&1"
 
 
 rule results_table:
     input:
-        STUDY.summary_files(),
+        STUDY.results.summary_files(),
     output:
-        STUDY.table("results.parquet"),
+        paths.table("results.parquet"),
+    localrule: True
     log:
         "logs/results_table.log",
+    benchmark:
+        "benchmarks/results_table.tsv"
     shell:
         "python -m amuro results-table --out {output} {input} > {log} 2>&1"
 
 
-rule matrices:
+rule tables:
     input:
         rules.results_table.output,
     output:
-        transfer=STUDY.table("transfer.parquet"),
-        forgetting=STUDY.table("forgetting.parquet"),
-        mrc=STUDY.table("mrc.parquet"),
-        group_gain=STUDY.table("group_gain.parquet"),
-        findings=STUDY.table("findings.parquet"),
+        transfer=paths.table("transfer.parquet"),
+        forgetting=paths.table("forgetting.parquet"),
+        mrc=paths.table("mrc.parquet"),
+        group_gain=paths.table("group_gain.parquet"),
+        findings=paths.table("findings.parquet"),
         overview=report(
-            STUDY.table("overview.html"),
+            paths.table("overview.html"),
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "overview"},
         ),
     params:
-        settings=plan.as_json(STUDY.analysis_settings()),
+        settings=as_json(STUDY.results.table_settings()),
+    localrule: True
     log:
-        "logs/matrices.log",
+        "logs/tables.log",
+    benchmark:
+        "benchmarks/tables.tsv"
     shell:
-        "python -m amuro matrices --results {input} --settings {params.settings:q} --transfer {output.transfer}"
-        " --forgetting {output.forgetting} --mrc {output.mrc} --group-gain {output.group_gain}"
-        " --findings {output.findings}"
-        " --overview {output.overview} > {log} 2>&1"
+        "python -m amuro tables --settings {params.settings:q} --out-dir results/tables {input} > {log} 2>&1"
 
 
 # The paper's Table 3: every classification scoring method (free / constrained generation, TokenProb, loglik)
 # from the per-example predictions, which keep each method's label.
 rule scoring_methods:
     input:
-        STUDY.classification_prediction_files(),
+        STUDY.evaluation.classification_files(),
     output:
-        methods=STUDY.table("scoring_methods.parquet"),
-        table3=STUDY.table("table3.parquet"),
+        methods=paths.table("scoring_methods.parquet"),
+        table3=paths.table("table3.parquet"),
+    localrule: True
     log:
         "logs/scoring_methods.log",
+    benchmark:
+        "benchmarks/scoring_methods.tsv"
     shell:
         "python -m amuro scoring-methods --out {output.methods} --table3 {output.table3} {input} > {log} 2>&1"
 
@@ -79,9 +80,9 @@ rule figure:
     input:
         cells=figure_inputs,
     output:
-        pdf=plan.fill(plan.FIGURE, ext="pdf"),
+        pdf=paths.fill(paths.FIGURE, ext="pdf"),
         png=report(
-            plan.fill(plan.FIGURE, ext="png"),
+            paths.fill(paths.FIGURE, ext="png"),
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
@@ -89,9 +90,12 @@ rule figure:
     params:
         # The caption is the figure's definition in words; the report shows it under the figure.
         caption=figure_caption,
-        settings=plan.as_json(STUDY.figure_settings()),
+        settings=as_json(STUDY.figures.settings()),
+    localrule: True
     log:
         "logs/figure/{figure}.log",
+    benchmark:
+        "benchmarks/figure/{figure}.tsv"
     shell:
         "python -m amuro figure {wildcards.figure} --pdf {output.pdf} --png {output.png} --settings {params.settings:q}"
         " {input.cells} > {log} 2>&1"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from amuro.benchmarks import BenchmarkError, run_benchmarks, write_task_yamls
-from amuro.results import summarize_predictions
+from amuro.results import prediction_summary
 from conftest import write_tiny_olmo
 
 COLOURS = ["red", "blue", "green", "yellowish"]  # unequal lengths, so acc_norm can choose differently from acc
@@ -87,7 +87,7 @@ def test_one_row_per_example_and_metric_with_argmax_predictions(base_run):
 def test_summary_equals_lm_evals_own_aggregate(base_run):
     out, aggregates = base_run
     assert set(aggregates) == {"colours"} and set(aggregates["colours"]) == {2}
-    summary = summarize_predictions([out], train_task=None, resamples=200)
+    summary = prediction_summary([out], train_task=None, resamples=200)
     assert summary["metric"].to_list() == ["acc", "acc_norm"]
     for row in summary.iter_rows(named=True):
         assert row["value"] == pytest.approx(aggregates["colours"][2][row["metric"]], abs=1e-12)
@@ -111,6 +111,6 @@ def test_rows_of_an_instruction_tuned_model(model_dir, tasks_dir, tmp_path):
     meta = {**BASE_META, "train": "mix-full", "train_dataset": "mix", "train_format": "chat", "train_size": "full"}
     out = tmp_path / "2shot.parquet"
     run(model_dir, tasks_dir, out, meta=meta)
-    summary = summarize_predictions([out], train_task="instruction", resamples=200)
+    summary = prediction_summary([out], train_task="instruction", resamples=200)
     assert summary["relation"].unique().to_list() == ["instruction-tuned"]
     assert summary["train_dataset"].unique().to_list() == ["mix"]

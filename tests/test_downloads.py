@@ -88,7 +88,7 @@ def test_fetch_reads_the_recorded_commit_offline_and_resolved_json_keeps_it(tiny
     assert resolved["commit"] == COMMIT and resolved["revision"] == "step10-tokens41B"
     assert resolved["tokens"] == 41 * 10**9
     assert resolved["files"] == json.loads(record.read_text())["files"]
-    assert run_amuro(["verify-checkpoint", str(out)], amuro_env(cache)).returncode == 0
+    assert run_amuro(["verify-model", str(out)], amuro_env(cache)).returncode == 0
 
 
 def test_a_cache_file_changed_after_download_stops_the_fetch_naming_it(tiny_model_files, tmp_path):
@@ -116,7 +116,7 @@ def test_a_checkpoint_missing_from_the_cache_says_what_and_how_to_fetch_it(tiny_
 
 def test_every_stage_but_downloads_runs_offline(tmp_path):
     probe = ("import os, sys; from amuro import cli; "
-             "sys.argv=['amuro','verify-checkpoint','/nonexistent']; "
+             "sys.argv=['amuro','verify-model','/nonexistent']; "
              "import amuro.checkpoints as c; c.verify_checkpoint=lambda d: print(os.environ.get('HF_HUB_OFFLINE'), "
              "os.environ.get('HF_DATASETS_OFFLINE')); cli.main()")
     import subprocess
@@ -167,7 +167,7 @@ def test_xlsum_english_is_read_from_its_parquet_export_with_data_dir(tmp_path):
     assert rec["commit"] == DATA_COMMIT and rec["revision"] == "refs/convert/parquet"
     assert rec["patterns"] == ["README.md", "english/**"] and sorted(rec["files"]) == [
         "english/test/0000.parquet", "english/train/0000.parquet", "english/validation/0000.parquet"]
-    run = run_amuro(["prepare-data", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
+    run = run_amuro(["prepare-dataset", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
                      "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
     assert run.returncode == 0, run.stderr
     import pyarrow.parquet as pq
@@ -211,12 +211,12 @@ def test_a_config_named_in_the_readme_fetches_only_its_files_and_unlabelled_rows
                     amuro_env(cache))
     assert run.returncode == 0, run.stderr
     assert all(f.startswith("mnli/") or f == "README.md" for f in json.loads(record.read_text())["files"])
-    run = run_amuro(["prepare-data", "--dataset", "mnli", "--spec", json.dumps(spec), "--seed", "1",
+    run = run_amuro(["prepare-dataset", "--dataset", "mnli", "--spec", json.dumps(spec), "--seed", "1",
                      "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
     # Every test label is GLUE's hidden -1: dropped by the listed rule, counted, and the empty split refused.
     assert run.returncode != 0 and "dataset mnli, split test: no examples left" in run.stderr
     spec["source"]["splits"]["test"] = "validation_matched"
-    run = run_amuro(["prepare-data", "--dataset", "mnli", "--spec", json.dumps(spec), "--seed", "1",
+    run = run_amuro(["prepare-dataset", "--dataset", "mnli", "--spec", json.dumps(spec), "--seed", "1",
                      "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
     assert run.returncode == 0, run.stderr
     meta = json.loads((tmp_path / "data" / "meta.json").read_text())
@@ -230,7 +230,7 @@ def test_a_dataset_missing_from_the_cache_says_what_and_how_to_fetch_it(tmp_path
     record = tmp_path / "xlsum.json"
     assert run_amuro(["download-dataset", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)),
                       "--out", str(record)], amuro_env(cache)).returncode == 0
-    run = run_amuro(["prepare-data", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
+    run = run_amuro(["prepare-dataset", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
                      "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(tmp_path / "empty"))
     assert run.returncode != 0
     assert (f"dataset xlsum: csebuetnlp/xlsum at commit {DATA_COMMIT} (revision refs/convert/parquet) is not in the "
@@ -245,7 +245,7 @@ def test_a_dataset_file_changed_after_download_is_named(tmp_path):
                       "--out", str(record)], amuro_env(cache)).returncode == 0
     changed = cache / "datasets--csebuetnlp--xlsum" / "snapshots" / DATA_COMMIT / "english/test/0000.parquet"
     changed.write_bytes(parquet_bytes([{"id": "x", "url": "", "title": "", "summary": "s", "text": "t"}]))
-    run = run_amuro(["prepare-data", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
+    run = run_amuro(["prepare-dataset", "--dataset", "xlsum", "--spec", json.dumps(_spec(XLSUM)), "--seed", "1",
                      "--out-dir", str(tmp_path / "data"), "--download", str(record)], amuro_env(cache))
     assert run.returncode != 0 and "file english/test/0000.parquet has sha256" in run.stderr
 
@@ -287,7 +287,7 @@ def test_an_lm_eval_task_reads_its_recorded_dataset_from_the_cache_offline(tmp_p
     plan = [{"benchmark": "arc_easy", "task": "arc_easy", "shots": 1, "output": str(out), "download": str(record)}]
     meta = {"model": "tiny", "checkpoint": "step0", "train": "base", "train_dataset": None, "train_format": None,
             "train_size": None}
-    run = run_amuro(["benchmark", "--model-dir", str(model), "--requests", json.dumps(plan), "--settings",
+    run = run_amuro(["evaluate-benchmarks", "--model-dir", str(model), "--requests", json.dumps(plan), "--settings",
                      json.dumps({"batch_size": 4, "limit": None}), "--meta", json.dumps(meta)], amuro_env(cache))
     assert run.returncode == 0, run.stderr
     import pyarrow.parquet as pq

@@ -239,8 +239,7 @@ def test_one_job_scores_several_models_in_turn_as_separate_jobs_would(tiny_model
     assert main(["evaluate", "--jobs", json.dumps(together), "--settings", settings]) == 0
     for i in range(2):
         alone = job(i, tmp_path / f"alone{i}.parquet")
-        assert main(["evaluate", "--model-dir", alone["model_dir"], "--requests", json.dumps(alone["requests"]),
-                     "--meta", json.dumps(alone["meta"]), "--settings", settings]) == 0
+        assert main(["evaluate", "--jobs", json.dumps([alone]), "--settings", settings]) == 0
         assert pq.read_table(tmp_path / f"together{i}.parquet") == pq.read_table(tmp_path / f"alone{i}.parquet")
         assert pq.read_table(tmp_path / f"together{i}.parquet")["train"].to_pylist() == [f"cell{i}"] * 2
 

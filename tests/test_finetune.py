@@ -474,7 +474,8 @@ def test_a_fine_tuned_model_is_checked_against_its_recorded_hashes_before_evalua
     from amuro.cli import main
 
     with pytest.raises(CheckpointError, match="model.safetensors"):  # the evaluation job checks before it loads
-        main(["evaluate", "--model-dir", str(model), "--requests", "[]", "--settings", "{}", "--meta", "{}"])
+        main(["evaluate", "--jobs", json.dumps([{"model_dir": str(model), "requests": [], "meta": {}}]),
+              "--settings", "{}"])
 
 
 def test_instruction_tuning_trains_on_chats_and_saves_the_chat_template(base_dir, tmp_path):

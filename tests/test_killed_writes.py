@@ -14,6 +14,7 @@ import pytest
 from amuro.cli import main
 from amuro.formats import PROMPT_SCHEMA
 from amuro.results import write_table
+from amuro.io import sha256
 from conftest import ROOT, write_tiny_olmo
 
 # `python -m amuro ...` whose Parquet and figure writers put half a file on disk, then hang until killed.
@@ -55,6 +56,9 @@ def kill_while_writing(args: list[str]) -> str:
 
 def predictions_job(tmp_path) -> tuple[list[str], str]:
     model = write_tiny_olmo(tmp_path / "model", ["the cat sat on the mat"] * 20, max_positions=64)
+    # The record an evaluation checks the model against, as a fetched checkpoint has it.
+    files = {p.name: sha256(p) for p in model.iterdir()}
+    (model / "resolved.json").write_text(json.dumps({"files": files}))
     prompts = tmp_path / "test.parquet"
     rows = [{"id": f"ex{i}", "shots": 0, "prompt": f"the cat {i}", "completion": " sat", "target": "sat",
              "demo_ids": []} for i in range(4)]
@@ -62,8 +66,8 @@ def predictions_job(tmp_path) -> tuple[list[str], str]:
     out = tmp_path / "predictions" / "0shot.parquet"
     request = {"dataset": "d", "task": "summarization", "format": "default", "shots": 0, "prompts": str(prompts),
                "output": str(out)}
-    return ["evaluate", "--model-dir", str(model), "--requests", json.dumps([request]),
-            "--settings", json.dumps({"max_new_tokens_generation": 3}), "--meta", '{"model": "m"}'], str(out)
+    job = {"model_dir": str(model), "requests": [request], "meta": {"model": "m"}}
+    return ["evaluate", "--jobs", json.dumps([job]), "--settings", json.dumps({"max_new_tokens_generation": 3})], str(out)
 
 
 def summary(tmp_path):
@@ -72,7 +76,7 @@ def summary(tmp_path):
     predictions = write_predictions(tmp_path / "predictions.parquet", [1, 0, 1, 1])
     path = tmp_path / "summary.parquet"
     settings = {"train_task": None, "resamples": 100, "confidence": 0.95, "seed": 1}
-    assert main(["summarize", "--settings", json.dumps(settings), "--out", str(path), str(predictions)]) == 0
+    assert main(["summarize-predictions", "--settings", json.dumps(settings), "--out", str(path), str(predictions)]) == 0
     return path
 
 

@@ -36,7 +36,7 @@ def test_the_paper_study_plans_every_job_its_axes_imply(tmp_path):
         download_benchmark=benchmarks, fetch_checkpoint=checkpoints, prepare_dataset=datasets,
         prepare_instructions=1, build_prompts=datasets * formats, finetune=cells + tulu,
         evaluate_base=checkpoints, evaluate_finetuned=cells, evaluate_benchmarks=checkpoints + tulu,
-        summarize_predictions=checkpoints + cells + tulu, scoring_methods=1, results_table=1, matrices=1,
+        summarize_predictions=checkpoints + cells + tulu, scoring_methods=1, results_table=1, tables=1,
         figure=FIGURES - 2,  # no train-size sweep, no FTICL
         all=1)
     assert dry_run(tmp_path, PAPER) == expected
@@ -64,7 +64,7 @@ def test_the_generalization_study_plans_every_job_its_axes_imply(tmp_path):
     expected = Counter(
         download_checkpoint=1, fetch_checkpoint=1, prepare_dataset=datasets, build_prompts=datasets * formats,
         build_fticl_prompts=train_sets, finetune=cells, evaluate_base=checkpoints, evaluate_finetuned=cells,
-        summarize_predictions=checkpoints + cells, scoring_methods=1, results_table=1, matrices=1,
+        summarize_predictions=checkpoints + cells, scoring_methods=1, results_table=1, tables=1,
         figure=FIGURES - 1,  # no instruction-tuning arm
         all=1)
     assert dry_run(tmp_path, YANG) == expected

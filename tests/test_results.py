@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from amuro.io import write_parquet
-from amuro.results import KEY, SCHEMA, ResultsError, finalize, read_tables, relation, summarize_predictions, write_table
+from amuro.results import KEY, SCHEMA, ResultsError, finalize, read_tables, relation, prediction_summary, write_table
 
 
 def write_predictions(path, scores, train=None, eval_dataset="people_nli", eval_task="nli", fmt="default", shots=0,
@@ -48,7 +48,7 @@ def test_summary_rows_carry_the_cell_the_mean_and_its_interval(tmp_path):
                           eval_task="summarization", metric="rougeL"),
         write_predictions(tmp_path / "c.parquet", scores, train=cell, eval_dataset="product_nli"),
     ]
-    table = summarize_predictions(files, "nli", resamples=500, seed=3)
+    table = prediction_summary(files, "nli", resamples=500, seed=3)
     assert list(table.schema) == list(SCHEMA)
     rows = {r["eval_dataset"]: r for r in table.iter_rows(named=True)}
     nli = rows["people_nli"]
@@ -63,11 +63,11 @@ def test_summary_rows_carry_the_cell_the_mean_and_its_interval(tmp_path):
 def test_the_table_is_byte_identical_whatever_order_the_files_come_in(tmp_path):
     files = [write_predictions(tmp_path / f"{d}.parquet", [i % 2 for i in range(20 + k)], eval_dataset=d)
              for k, d in enumerate(["people_nli", "product_nli", "restaurant_nli"])]
-    write_table(summarize_predictions(files, None, seed=1), tmp_path / "one.parquet")
-    write_table(summarize_predictions(files[::-1], None, seed=1), tmp_path / "two.parquet")
+    write_table(prediction_summary(files, None, seed=1), tmp_path / "one.parquet")
+    write_table(prediction_summary(files[::-1], None, seed=1), tmp_path / "two.parquet")
     assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "two.parquet").read_bytes()
     # A summary on its own gives the same interval as inside a larger batch: seeds come from the cell, not the order.
-    alone = summarize_predictions(files[1:2], None, seed=1)
+    alone = prediction_summary(files[1:2], None, seed=1)
     together = read_tables([tmp_path / "one.parquet"]).filter(pl.col("eval_dataset") == "product_nli")
     assert alone.select("ci_low", "ci_high").rows() == together.select("ci_low", "ci_high").rows()
 
@@ -79,7 +79,7 @@ def test_a_prediction_file_mixing_eval_sets_is_refused(tmp_path):
              "shots": 0} for d in ("a", "b")]
     write_parquet(pa.Table.from_pylist(rows), path)
     with pytest.raises(ResultsError, match=r"mixed.parquet: column 'eval_dataset' must hold one value"):
-        summarize_predictions([path], None)
+        prediction_summary([path], None)
 
 
 def _row(**overrides):
@@ -118,8 +118,8 @@ def test_the_faithful_point_estimate_is_the_midpoint_of_the_bootstrap_interval(t
 
     scores = [1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1]
     path = write_predictions(tmp_path / "a.parquet", scores)
-    mean = summarize_predictions([path], None, resamples=500, seed=3).row(0, named=True)
-    mid = summarize_predictions([path], None, resamples=500, seed=3, point_estimate="interval_midpoint").row(0, named=True)
+    mean = prediction_summary([path], None, resamples=500, seed=3).row(0, named=True)
+    mid = prediction_summary([path], None, resamples=500, seed=3, point_estimate="interval_midpoint").row(0, named=True)
     # Hand computation: the same seeded interval, its midpoint instead of the mean 9/12.
     assert mean["value"] == pytest.approx(0.75)
     assert (mid["ci_low"], mid["ci_high"]) == (mean["ci_low"], mean["ci_high"])
@@ -142,7 +142,7 @@ def test_summaries_record_how_their_values_were_made_and_the_results_table_merge
     for name, estimate in (("mean.parquet", "mean"), ("mid.parquet", "interval_midpoint")):
         settings = ('{"train_task": null, "resamples": 200, "confidence": 0.95, "seed": 1, '
                     f'"point_estimate": "{estimate}"}}')
-        assert main(["summarize", "--settings", settings, "--out", str(tmp_path / name), str(path)]) == 0
+        assert main(["summarize-predictions", "--settings", settings, "--out", str(tmp_path / name), str(path)]) == 0
     assert table_settings(tmp_path / "mid.parquet")["point_estimate"] == "interval_midpoint"
     assert main(["results-table", "--out", str(tmp_path / "all.parquet"), str(tmp_path / "mean.parquet")]) == 0
     assert table_settings(tmp_path / "all.parquet") == table_settings(tmp_path / "mean.parquet")
@@ -164,11 +164,11 @@ def test_predictions_scored_with_other_settings_are_refused_at_aggregation_namin
     tuned = scored(tmp_path / "tuned.parquet", "loglik", train=("people_nli", "default", "all"))
     with pytest.raises(ResultsError, match=r"base.parquet and .*tuned.parquet: accuracy scores made with different "
                                            r"settings \(scoring 'tokenprob' vs 'loglik'\)"):
-        summarize_predictions([base, tuned], None)
+        prediction_summary([base, tuned], None)
 
     for name, path, task in (("base", base, None), ("tuned", tuned, "nli")):  # each model's summary on its own
         settings = json.dumps({"train_task": task, "resamples": 100, "confidence": 0.95, "seed": 1})
-        assert main(["summarize", "--settings", settings, "--out", str(tmp_path / f"{name}.summary.parquet"),
+        assert main(["summarize-predictions", "--settings", settings, "--out", str(tmp_path / f"{name}.summary.parquet"),
                      str(path)]) == 0
     with pytest.raises(ResultsError, match=r"base.summary.parquet and .*tuned.summary.parquet were made with different "
                                            r"settings for accuracy \(scoring 'tokenprob' vs 'loglik'\)"):
@@ -184,4 +184,4 @@ def test_a_prediction_file_whose_rows_were_scored_differently_is_refused(tmp_pat
     write_parquet(table.append_column("max_new_tokens", pa.array([5, 8])), path)
     with pytest.raises(ResultsError, match=r"mixed.parquet: accuracy rows made with different settings: column "
                                            r"'max_new_tokens' holds \[5, 8\]"):
-        summarize_predictions([path], None)
+        prediction_summary([path], None)

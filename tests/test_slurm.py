@@ -280,14 +280,14 @@ def test_the_tiny_study_ran_end_to_end_through_the_scheduler(checkout):
     assert "Nothing to be done" in checkout.snakemake("--dry-run").stdout
     import polars as pl
 
-    from amuro.plan import Study
+    from amuro.study import Study
 
     config = load_config(STUDY)
     results = pl.read_parquet(checkout.root / "results/tables/results.parquet")
     # 3 checkpoints x (base: 3 sets + 2 tuned models x 3 sets + base and instruction-tuned: 1 benchmark x 2 metrics)
     assert results.height == 3 * (3 + 2 * 3 + 2 * 2)
     figures = {p.stem for p in (checkout.root / "results/figures").glob("*.pdf")}
-    assert figures == set(Study(config).drawable_figures())
+    assert figures == set(Study(config).figures.drawable())
     # The SLURM plugin's own per-job logs (kept by the test profile): .snakemake/slurm_logs/rule_<rule>/...
     logs = checkout.root / ".snakemake/slurm_logs"
     assert {p.relative_to(logs).parts[0] for p in logs.rglob("*.log")} == {f"rule_{r}" for r in COMPUTE_RULES}

@@ -61,7 +61,7 @@ def expected_jobs(config, figures_left_out: set[str]) -> Counter:
     jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
                    prepare_dataset=datasets, build_prompts=datasets * formats, evaluate_base=checkpoints,
                    finetune=cells, summarize_predictions=checkpoints + cells,
-                   results_table=1, matrices=1, figure=len(set(FIGURES_REGISTRY) - figures_left_out), all=1)
+                   results_table=1, tables=1, figure=len(set(FIGURES_REGISTRY) - figures_left_out), all=1)
     # One evaluation job per fine-tuned model, or one per checkpoint for all of its models.
     per_checkpoint = config["evaluation"]["finetuned_jobs"] == "per_checkpoint"
     jobs["evaluate_finetuned"] = (checkpoints if per_checkpoint else cells) if cells else 0
@@ -106,7 +106,7 @@ def test_one_figure_schedules_only_the_cells_it_shows(tmp_path):
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/finetuned_vs_base.pdf")
     assert jobs["finetune"] == 5 * 5 and jobs["evaluate_finetuned"] == 5  # one evaluation job per checkpoint
     assert jobs["summarize_predictions"] == 5 + 5 * 5 and jobs["figure"] == 1
-    assert "results_table" not in jobs and "matrices" not in jobs
+    assert "results_table" not in jobs and "tables" not in jobs
 
 
 def test_train_size_figure_reads_every_size_but_no_fticl(tmp_path):
@@ -377,10 +377,29 @@ def test_the_paper_config_plans_instruction_tuning_per_olmo_checkpoint_and_llama
                     "results/finetuned/llama3_8b/main/xsum/default/all",
                     "results/finetuned/olmo1b/main/tulu_v2/chat/all").stdout
     llama_cmd = next(line for line in out.splitlines() if "--out results/finetuned/llama3_8b" in line)
-    # The checkpoint's files are checked against its resolved.json first, once, before the launcher starts.
-    assert ("Shell command: (python -m amuro verify-checkpoint results/checkpoints/llama3_8b/main && deepspeed "
-            "--num_gpus 4 --master_port") in llama_cmd and "--no_local_rank --module amuro finetune" in llama_cmd
+    # The checkpoint's files are checked against its resolved.json by the finetune command itself, once per rank.
+    assert "Shell command: deepspeed --num_gpus 4 --master_port" in llama_cmd
+    assert "--no_local_rank --module amuro finetune --base results/checkpoints/llama3_8b/main" in llama_cmd
     assert '"learning_rate": 5e-06' in llama_cmd and '"deepspeed": "zero3"' in llama_cmd
     tulu_cmd = next(line for line in out.splitlines() if "--out results/finetuned/olmo1b/main/tulu_v2" in line)
-    assert "Shell command: (python -m amuro verify-checkpoint results/checkpoints/olmo1b/main && python -m amuro finetune" in tulu_cmd and "results/instructions/tulu_v2/train.parquet" in tulu_cmd
+    assert "Shell command: python -m amuro finetune" in tulu_cmd and "results/instructions/tulu_v2/train.parquet" in tulu_cmd
     assert '"epochs": 5' in tulu_cmd
+
+
+def _resources(out: str, rule: str) -> dict[str, str]:
+    block = out.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
+    line = next(line for line in block.splitlines() if line.strip().startswith("resources:"))
+    return dict(item.split("=", 1) for item in line.split(":", 1)[1].strip().split(", "))
+
+
+def test_gpu_jobs_ask_for_their_models_share_and_a_profile_overrides_any_of_it(tmp_path):
+    # rules/cluster.smk: 360 minutes and 64 GB per GPU of the model; Llama-3-8B fine-tunes on 4 GPUs.
+    target = "results/finetuned/llama3_8b/main/xsum/default/all"
+    out = snakemake(tmp_path, ROOT / "workflow_config.yaml", "--dry-run", target).stdout
+    asked = _resources(out, "finetune")
+    assert (asked["gpu"], asked["runtime"], asked["mem_mb"]) == ("4", str(4 * 360), str(4 * 64_000))
+    # What a cluster's profile writes under set-resources replaces the rule's own request.
+    out = snakemake(tmp_path, ROOT / "workflow_config.yaml", "--dry-run", target,
+                    "--set-resources", "finetune:runtime=999", "finetune:mem_mb=123").stdout
+    asked = _resources(out, "finetune")
+    assert (asked["gpu"], asked["runtime"], asked["mem_mb"]) == ("4", "999", "123")

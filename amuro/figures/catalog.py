@@ -1,6 +1,6 @@
 """The study's figures as data: each one's stable id, title, caption and what the study must contain to fill it.
 
-This is what planning needs (`amuro.plan` decides which runs a figure reads, and whether the configured study can
+This is what planning needs (`amuro.study` decides which runs a figure reads, and whether the configured study can
 draw it at all); how each figure is drawn lives in `amuro.figures.drawing`, which imports matplotlib only when it draws.
 """
 

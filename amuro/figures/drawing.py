@@ -198,6 +198,15 @@ def draw(figure_id: str, table: pl.DataFrame, pdf: str | Path, png: str | Path, 
     save(fig, pdf, png)
 
 
+def draw_figure(figure_id: str, tables: list[str], pdf: str | Path, png: str | Path, settings: dict) -> None:
+    """`amuro figure`: one figure from long-format tables, with the settings a workflow passes (confidence,
+    benchmark_metric, groups)."""
+    from amuro.results import read_tables
+
+    draw(figure_id, read_tables(tables), pdf, png, confidence=settings.get("confidence", 0.95),
+         benchmark_metric=settings.get("benchmark_metric", "acc"), groups=settings.get("groups", {}))
+
+
 # --- The figures ---------------------------------------------------------------------------------------------------
 
 @draws("pretraining_curves")

@@ -1,0 +1,123 @@
+"""The evaluation stage's jobs: each model scored on its eval sets, formats and shot counts.
+
+A model's requests (one per eval set x format x shot count: its prompt file and its prediction file) are built in
+one place, requests(); a job's outputs, prompt inputs and output patterns are all read off them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from amuro.axes import main_eval_format
+from amuro.study.paths import PREDICTIONS, PROMPTS, fill
+from amuro.study.runs import WILDCARDS, Run
+
+if TYPE_CHECKING:
+    from amuro.study.plan import Study
+
+
+class Evaluation:
+    def __init__(self, study: Study):
+        self.study = study
+        evaluation = study.config["evaluation"]
+        self.base_shots = list(evaluation["base_shots"])
+        self.finetuned_shots = list(evaluation["finetuned_shots"])
+        self.fewshot_formats = evaluation["fewshot_formats"] or study.formats
+        self.other_formats_own_task = evaluation["finetuned_other_formats"] == "own_task"
+        # finetuned_jobs per_checkpoint: one job scores every fine-tuned model of a checkpoint, in turn.
+        self.per_checkpoint = evaluation["finetuned_jobs"] == "per_checkpoint"
+        self.requests = cache(self._requests)
+
+    @property
+    def main_format(self) -> str:
+        """The format the curves, matrices and findings read."""
+        return main_eval_format(self.study.formats)
+
+    def grid(self, base: bool, train_task: str | None = None) -> list[tuple[str, str, int]]:
+        """(eval dataset, format, shots) of one model's evaluation: every shot count in evaluation.fewshot_formats,
+        0-shot only in the others; for a fine-tuned model of `train_task` with finetuned_other_formats own_task,
+        the other formats only on the sets of its task."""
+        shots = self.base_shots if base else self.finetuned_shots
+        own_task = not base and self.other_formats_own_task
+        return [(d, f, k) for d in self.study.eval_datasets for f in self.study.formats for k in shots
+                if (k == 0 or f in self.fewshot_formats)
+                and not (own_task and f != self.main_format and self.study.dataset(d).task != train_task)]
+
+    def _requests(self, run: Run, fields: tuple[tuple[str, str], ...] | None = None) -> list[dict]:
+        """What one model's evaluation does: every eval set x format x shot count, its prompt file and output.
+        `fields` (for output patterns) replaces the run's own path fields."""
+        if run.is_instruction_tuned:
+            return []  # scored on the benchmarks only
+        train_task = None if run.is_base else self.study.dataset(run.train_dataset).task
+        path_fields = dict(fields) if fields is not None else run.fields
+        requests = []
+        for dataset, fmt, shots in self.grid(run.is_base, train_task):
+            spec = self.study.dataset(dataset)
+            requests.append({
+                "dataset": dataset, "task": spec.task, "format": fmt, "shots": shots,
+                "prompts": fill(PROMPTS, dataset=dataset, format=fmt, split="test"),
+                "output": fill(PREDICTIONS, **path_fields, eval_dataset=dataset, eval_format=fmt, shots=shots),
+                "labels": spec.labels,
+            })
+        return requests
+
+    def prompts(self, run: Run) -> list[str]:
+        """The prompt files one evaluation job reads, and nothing else."""
+        return list(dict.fromkeys(r["prompts"] for r in self.requests(run)))
+
+    def prediction_files(self, run: Run) -> list[str]:
+        return [r["output"] for r in self.requests(run)]
+
+    def job(self, run: Run) -> dict:
+        """One model's part of an evaluation job: its directory, requests and meta."""
+        return {"model_dir": run.dir, "requests": self.requests(run), "meta": run.meta}
+
+    def jobs(self, run: Run) -> list[dict]:
+        """A per-model evaluation job: one model."""
+        return [self.job(run)]
+
+    def output_patterns(self, base: bool) -> list[str]:
+        """The outputs of a per-model evaluation job, with {model}, {checkpoint} and {train} left as wildcards."""
+        runs = self.study.base_runs() if base else self.study.finetuned_runs()
+        if not runs:
+            return []
+        return [r["output"] for r in self.requests(runs[0], tuple(WILDCARDS.items()))]
+
+    # --- finetuned_jobs per_checkpoint ---
+
+    def finetuned_at(self, model: str, checkpoint: str) -> list[Run]:
+        """The fine-tuned models one per-checkpoint evaluation job scores."""
+        return [r for r in self.study.finetuned_runs() if (r.model, r.checkpoint) == (model, checkpoint)]
+
+    def checkpoint_patterns(self) -> list[str]:
+        """The outputs of a per-checkpoint evaluation job, with {model} and {checkpoint} left as wildcards."""
+        return [r["output"] for cell in self.study.cells("{model}", "{checkpoint}") for r in self.requests(cell)]
+
+    def checkpoint_inputs(self, model: str, checkpoint: str) -> dict[str, list[str]]:
+        runs = self.finetuned_at(model, checkpoint)
+        return {"models": [r.dir for r in runs],
+                "prompts": list(dict.fromkeys(p for r in runs for p in self.prompts(r)))}
+
+    def checkpoint_jobs(self, model: str, checkpoint: str) -> list[dict]:
+        """What a per-checkpoint evaluation job does: each model's directory, requests and meta, in turn."""
+        return [self.job(r) for r in self.finetuned_at(model, checkpoint)]
+
+    # ---
+
+    def settings(self) -> dict:
+        evaluation, metrics = self.study.config["evaluation"], self.study.config["metrics"]
+        return {
+            "classification": evaluation["classification"],
+            "max_new_tokens_generation": evaluation["max_new_tokens"]["generation"],
+            "max_new_tokens_classification": evaluation["max_new_tokens"]["classification"],
+            "batch_size": evaluation["batch_size"],
+            "rouge_stemmer": metrics["rouge_stemmer"],
+            "generation_stop": evaluation["generation_stop"],
+            "label_match": evaluation["label_match"],
+        }
+
+    def classification_files(self) -> list[str]:
+        """Classification predictions in the main eval format: the data of the scoring-method comparison (Table 3)."""
+        return [r["output"] for run in self.study.runs() for r in self.requests(run)
+                if r["format"] == self.main_format and self.study.dataset(r["dataset"]).is_classification]

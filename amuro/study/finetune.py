@@ -1,0 +1,41 @@
+"""The fine-tuning stage's jobs: every cell (a checkpoint fine-tuned on one train set, in one train format, at one
+train size) and every instruction-tuned checkpoint, with the settings and cluster size of each."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amuro import config as study_config
+from amuro.study.paths import INSTRUCTIONS, PROMPTS, SCRATCH, fill
+from amuro.study.runs import Run
+
+if TYPE_CHECKING:
+    from amuro.study.plan import Study
+
+
+class Finetuning:
+    def __init__(self, study: Study):
+        self.study = study
+
+    def train_prompts(self, run: Run) -> str:
+        if run.is_instruction_tuned:
+            return fill(INSTRUCTIONS, dataset=run.train_dataset)
+        return fill(PROMPTS, dataset=run.train_dataset, format=run.train_format, split="train")
+
+    def settings(self, run: Run) -> dict:
+        """Hyper-parameters of one run: defaults, the train set's override, the model's own; and its size."""
+        if run.is_instruction_tuned:
+            return study_config.instruction_hyperparameters(self.study.config)
+        settings = study_config.hyperparameters(self.study.config, run.train_dataset, run.model)
+        settings["size"] = None if run.train_size == "all" else int(run.train_size)
+        return settings
+
+    def fticl_shots(self, dataset: str) -> int:
+        return study_config.hyperparameters(self.study.config, dataset)["fticl_shots"]
+
+    def scratch_dir(self, run: Run) -> str:
+        return fill(SCRATCH, **run.fields)
+
+    def gpus(self, run: Run) -> int:
+        """GPUs a fine-tuning job of this run's model asks for (evaluation always takes one)."""
+        return self.study.model(run).gpus
