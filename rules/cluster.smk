@@ -1,4 +1,4 @@
-# Running on a SLURM cluster (profiles/slurm; README, "Running on a SLURM cluster"): which jobs stay on the login
+# Running on a SLURM cluster (profiles/slurm; docs/slurm.md): which jobs stay on the login
 # node and offline compute jobs (what a GPU job asks the scheduler for is plan.JOB_SIZE). None of this changes a
 # local run (the demo): local jobs ignore mem_mb, runtime and gpu unless --resources limits them.
 import os
