@@ -35,7 +35,7 @@ lint: $(STAMP)
 clean:
 	rm -rf results logs benchmarks .snakemake
 
-# What a later run rebuilds without losing a result (README, "Faults, retries and disk"): Trainer checkpoints of
+# What a later run rebuilds without losing a result (docs/faults.md): Trainer checkpoints of
 # fine-tunes that were cut off, and the temporary files of killed jobs. Not while a snakemake run holds the directory.
 clean-scratch:
 	@if [ -n "$$(ls -A .snakemake/locks 2>/dev/null)" ]; then \

@@ -1,7 +1,7 @@
-"""The README's "Checking against the paper", run as written on the two tables the paper released.
+"""docs/paper.md's "Checking against the paper", run as written on the two tables the paper released.
 
-tests/data/paper holds both CSVs byte for byte as published (SOURCE.json: repository, commit, sha256). The README's
-commands run unchanged in a scratch directory, and every number the README states about their output is asserted
+tests/data/paper holds both CSVs byte for byte as published (SOURCE.json: repository, commit, sha256). The page's
+commands run unchanged in a scratch directory, and every number the page states about their output is asserted
 here, on the tables those commands wrote.
 """
 
@@ -19,10 +19,10 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 RELEASE = Path(__file__).parent / "data" / "paper"
-README = (ROOT / "README.md").read_text()
-SECTION = README.split("## Checking against the paper", 1)[1].split("\n## ", 1)[0]
+PAGE = (ROOT / "docs" / "paper.md").read_text()
+SECTION = PAGE.split("## Checking against the paper", 1)[1].split("\n## ", 1)[0]
 CHECKPOINTS = ["step1000", "step18000", "step342000", "step424000", "step505000", "step592000", "step738000", "main"]
-# Table 6 as the README states it, steps 1000 ... 738000 and main.
+# Table 6 as docs/paper.md states it, steps 1000 ... 738000 and main.
 LEARNED_IN_FINETUNING = [0.0618, 0.1487, 0.2857, 0.2968, 0.3035, 0.2971, 0.2644, 0.2903]
 LEARNED_IN_PRETRAINING = [0.0368, 0.0406, 0.0017, 0.0087, 0.0220, 0.0174, 0.0136, -0.0019]
 
@@ -35,7 +35,7 @@ def test_the_released_tables_are_the_published_bytes():
 
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory):
-    """The README's commands, as written, in a directory holding the two CSVs, the paper config and the venv."""
+    """The page's commands, as written, in a directory holding the two CSVs, the paper config and the venv."""
     work = tmp_path_factory.mktemp("paper")
     for name in ("all_perf_table.csv", "official_eval_table.csv"):
         shutil.copy(RELEASE / name, work / name)
