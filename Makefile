@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: env demo test lint dry-run clean clean-scratch
+.PHONY: env demo test test-fast lint dry-run clean clean-scratch
 
 env: $(STAMP)
 
@@ -28,6 +28,10 @@ dry-run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The inner loop: unit tests only, no Snakemake run, no whole study, no SLURM cluster (a few minutes).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not study and not workflow and not slurm"
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile profiles/demo/study.yaml

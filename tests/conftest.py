@@ -53,3 +53,11 @@ def make_llama_like(model_dir: Path, out_dir: Path) -> Path:
         (out_dir / name).unlink(missing_ok=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def pytest_collection_modifyitems(items):
+    """A test that reads a whole study's results (the tiny study run once per module, or the SLURM checkout) is
+    marked `study`: `make test-fast` leaves those out."""
+    for item in items:
+        if {"tiny_study", "checkout"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.study)

@@ -9,6 +9,7 @@ import torch
 from transformers import OlmoConfig, OlmoForCausalLM
 
 from amuro.downloads import DownloadError, branch_for_step
+from amuro.io import sha256
 from hf_fixtures import RefsServer, amuro_env, cache_repo, run_amuro
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -117,7 +118,7 @@ def test_a_checkpoint_missing_from_the_cache_says_what_and_how_to_fetch_it(tiny_
 def test_every_stage_but_downloads_runs_offline(tmp_path):
     probe = ("import os, sys; from amuro import cli; "
              "sys.argv=['amuro','verify-model','/nonexistent']; "
-             "import amuro.checkpoints as c; c.verify_checkpoint=lambda d: print(os.environ.get('HF_HUB_OFFLINE'), "
+             "import amuro.checkpoints as c; c.verify_model=lambda model_dir: print(os.environ.get('HF_HUB_OFFLINE'), "
              "os.environ.get('HF_DATASETS_OFFLINE')); cli.main()")
     import subprocess
     import sys
@@ -283,6 +284,8 @@ def test_an_lm_eval_task_reads_its_recorded_dataset_from_the_cache_offline(tmp_p
     assert sorted(rec["files"]) == ["ARC-Easy/test-00000-of-00001.parquet", "ARC-Easy/train-00000-of-00001.parquet",
                                     "ARC-Easy/validation-00000-of-00001.parquet", "README.md"]
     model = write_tiny_olmo(tmp_path / "model", ["Question: what colour? Answer: red"] * 4, max_positions=128)
+    # The record the benchmark job checks the model against, as a fetched checkpoint has it.
+    (model / "resolved.json").write_text(json.dumps({"files": {p.name: sha256(p) for p in model.iterdir()}}))
     out = tmp_path / "arc_easy" / "1shot.parquet"
     plan = [{"benchmark": "arc_easy", "task": "arc_easy", "shots": 1, "output": str(out), "download": str(record)}]
     meta = {"model": "tiny", "checkpoint": "step0", "train": "base", "train_dataset": None, "train_format": None,

@@ -13,82 +13,18 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from amuro.config import instruction_tuned_models, load_config, model_checkpoints
+from amuro.config import load_config, model_checkpoints
 from amuro.figures import FIGURES as FIGURES_REGISTRY
-from amuro.tasks import TASKS
 from conftest import DEMO_CONFIG, ROOT
+from jobs import FIGURES_LEFT_OUT, TINY, expected_jobs, planned_jobs, snakemake, snakemake_command, snakemake_env
 
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+pytestmark = pytest.mark.workflow
 
-
-def snakemake_command(workdir, configfile, *args) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(configfile), "--cores", "2", *args]
-
-
-def snakemake_env() -> dict:
-    # Each job forms its own world and decides itself whether it uses DeepSpeed.
-    env = {k: v for k, v in os.environ.items() if k not in PROCESS_GROUP_ENV and not k.startswith("ACCELERATE_")}
-    # PATH as a user has it, without the venv: the workflow must find its own interpreter.
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
-    return env
-
-
-def snakemake(workdir, configfile, *args, check=True):
-    run = subprocess.run(snakemake_command(workdir, configfile, *args), capture_output=True, text=True,
-                         env=snakemake_env())
-    if check and run.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-5000:]}\n{run.stderr[-5000:]}")
-    return run
-
-
-def planned_jobs(workdir, configfile, *targets) -> Counter:
-    out = snakemake(workdir, configfile, *targets, "--dry-run", "--quiet", "rules").stdout
-    return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"})
-
-
-# Figures each study can draw: the demo lacks train sizes and FTICL; tiny also has no second set of a tuned task.
-ALL_BUT = {"train_size", "fticl"}
-FIGURES = {DEMO_CONFIG: ALL_BUT, TINY: ALL_BUT | {"cross_domain"}}
-
-
-def expected_jobs(config, figures_left_out: set[str]) -> Counter:
-    checkpoints = sum(len(model_checkpoints(config, m)) for m in config["models"])
-    datasets, formats = len(config["datasets"]), len(config["formats"])
-    ft = config["finetune"]
-    cells = checkpoints * len(ft["datasets"]) * len(ft["formats"]) * len(ft["sizes"])
-    jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
-                   prepare_dataset=datasets, build_prompts=datasets * formats, evaluate_base=checkpoints,
-                   finetune=cells, summarize_predictions=checkpoints + cells,
-                   results_table=1, tables=1, figure=len(set(FIGURES_REGISTRY) - figures_left_out), all=1)
-    # One evaluation job per fine-tuned model, or one per checkpoint for all of its models.
-    per_checkpoint = config["evaluation"]["finetuned_jobs"] == "per_checkpoint"
-    jobs["evaluate_finetuned"] = (checkpoints if per_checkpoint else cells) if cells else 0
-    if "fticl" in ft["formats"]:
-        jobs["build_fticl_prompts"] = len(ft["datasets"])
-    if all(m["source"] != "miniworld" for m in config["models"].values()):
-        for rule in ("miniworld_generate", "miniworld_tokenizer", "miniworld_pretrain"):
-            del jobs[rule]
-    tuned = sum(len(model_checkpoints(config, m)) for m in instruction_tuned_models(config))
-    if tuned:
-        jobs.update(prepare_instructions=1, finetune=tuned, summarize_predictions=tuned)
-    if config["benchmarks"]["tasks"]:
-        jobs["evaluate_benchmarks"] = checkpoints + tuned
-    if any(TASKS[d["task"]].is_classification for d in config["datasets"].values()):
-        jobs["scoring_methods"] = 1
-    # The download stage: one job per hub checkpoint, hub dataset, hub instruction mix and lm-eval benchmark.
-    jobs["download_checkpoint"] = sum(len(model_checkpoints(config, m)) for m, spec in config["models"].items()
-                                      if spec["source"] == "hub")
-    jobs["download_dataset"] = sum(d["source"]["type"] == "hub" for d in config["datasets"].values())
-    jobs["download_instructions"] = int(bool(tuned) and config["instruction_tuning"]["source"]["type"] == "hub")
-    jobs["download_benchmark"] = sum("task" in b for b in config["benchmarks"]["tasks"].values())
-    return +jobs
 
 
 @pytest.mark.parametrize("configfile", [DEMO_CONFIG, TINY])
 def test_dry_run_plans_exactly_the_jobs_the_config_implies(configfile, tmp_path):
-    assert planned_jobs(tmp_path, configfile) == expected_jobs(load_config(configfile), FIGURES[configfile])
+    assert planned_jobs(tmp_path, configfile) == expected_jobs(load_config(configfile), FIGURES_LEFT_OUT[configfile])
 
 
 def test_one_prompt_file_needs_only_its_dataset(tmp_path):
@@ -208,7 +144,7 @@ def test_the_study_ends_with_the_results_table_matrices_and_figures(tiny_study):
     transfer = pl.read_parquet(tiny_study / "results/tables/transfer.parquet")
     # every fine-tuned row has its base row at 0 shots, every instruction-tuned row its base row at 2 shots
     assert transfer.height == 3 * 2 * 3 * 2 + 3 * 2 * 2
-    for figure in set(FIGURES_REGISTRY) - FIGURES[TINY]:
+    for figure in set(FIGURES_REGISTRY) - FIGURES_LEFT_OUT[TINY]:
         assert (tiny_study / f"results/figures/{figure}.png").stat().st_size > 10_000
         assert (tiny_study / f"results/figures/{figure}.pdf").read_bytes().startswith(b"%PDF")
 
