@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from amuro.formats import main_format
 from amuro.results import SCHEMA
 from amuro.tasks import TASKS
 
@@ -139,13 +140,6 @@ def main_train_size(sizes: Iterable[str | int | None]) -> str | None:
     return max(present, key=size_order) if present else None
 
 
-def main_eval_format(formats: Iterable[str]) -> str | None:
-    formats = list(formats)
-    if "default" in formats:
-        return "default"
-    return sorted(formats)[0] if formats else None
-
-
 def checkpoint_order(table: pl.DataFrame) -> list[tuple[str, str]]:
     """(model, checkpoint) pairs in pre-training order, model by model; a checkpoint without a step comes last."""
     pairs = table.select("model", "checkpoint", "step").unique().sort(
@@ -157,7 +151,7 @@ def base_curves(results: pl.DataFrame) -> pl.DataFrame:
     """The base rows the pre-training curves show: main eval format, and for each set its largest shot count
     (benchmarks may be run with other shots than the prompt-format sets)."""
     base = results.filter(pl.col("relation") == "base")
-    base = base.filter(pl.col("eval_format") == main_eval_format(base["eval_format"].unique().to_list()))
+    base = base.filter(pl.col("eval_format") == main_format(base["eval_format"].unique().to_list()))
     return base.filter(pl.col("shots") == pl.col("shots").max().over("eval_dataset"))
 
 
@@ -225,7 +219,7 @@ def pretraining_groups(results: pl.DataFrame, eval_format: str | None = None,
     if eval_format is None and shots is None:
         base = base_curves(base)
     else:
-        eval_format = eval_format or main_eval_format(base["eval_format"].unique().to_list())
+        eval_format = eval_format or main_format(base["eval_format"].unique().to_list())
         shots = shots if shots is not None else base["shots"].max()
         base = base.filter((pl.col("eval_format") == eval_format) & (pl.col("shots") == shots))
     require_one_metric_per_curve(base)
@@ -292,7 +286,7 @@ def tuned_vs_base(results: pl.DataFrame, shots: int | None = None) -> pl.DataFra
     """Transfer rows of every tuned model (main train format and size, main eval format, the comparison shots:
     `shots` if given, else each arm's comparison_shots)."""
     transfer = transfer_matrix(results)
-    fmt = main_eval_format(transfer["eval_format"].unique().to_list())
+    fmt = main_format(transfer["eval_format"].unique().to_list())
     sft = transfer.filter(pl.col("relation") != "instruction-tuned")
     sft = sft.filter(pl.col("train_format").eq_missing(main_train_format(sft["train_format"].unique().to_list()))
                      & pl.col("train_size").eq_missing(main_train_size(sft["train_size"].to_list()))

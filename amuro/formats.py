@@ -12,6 +12,7 @@ line. Everything here is deterministic.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,17 @@ from amuro.io import write_parquet
 
 FORMATS = ("default", "io", "instruct")
 DEMO_SEPARATOR = "\n\n"
+
+
+def main_format(formats: Iterable[str]) -> str | None:
+    """The eval format the curves, matrices, findings and figures read: `default` if present, else the first in
+    sorted order. It depends on the set of formats alone, so the plan (from the config) and the analysis (from the
+    formats a results table holds, in no particular order) pick the same one."""
+    formats = set(formats)
+    if "default" in formats:
+        return "default"
+    return min(formats) if formats else None
+
 
 # task -> format -> prompt template; the completion is " {target}" except for io, where it is "{target}".
 TEMPLATES: dict[str, dict[str, str]] = {

@@ -15,6 +15,7 @@ from functools import cached_property
 from amuro import config as study_config
 from amuro.analysis import main_train_format, main_train_size
 from amuro.figures.catalog import FIGURES
+from amuro.formats import main_format
 from amuro.tables import settings_from_config as summary_table_settings
 from amuro.tasks import TASKS
 
@@ -391,8 +392,8 @@ class Study:
 
     @property
     def main_format(self) -> str:
-        """The format the curves, matrices and findings read: default, where the study has it."""
-        return "default" if "default" in self.formats else self.formats[0]
+        """The format the curves, matrices and findings read (amuro.formats.main_format)."""
+        return main_format(self.formats)
 
     @property
     def finetuned_per_checkpoint(self) -> bool:
