@@ -33,6 +33,21 @@ def parse_revision(name: str) -> dict:
     return {"step": int(m.group(1)), "tokens": tokens}
 
 
+def checkpoint_position(checkpoint: str, checkpoint_dir: str | Path | None = None) -> dict:
+    """Step and tokens of a pre-trained checkpoint: as the resolved.json in `checkpoint_dir` records them (a {step: N}
+    checkpoint's id has no token count; the branch it resolved to had), else as the id says (no directory given)."""
+    if checkpoint_dir is None:
+        return parse_revision(checkpoint)
+    path = Path(checkpoint_dir) / "resolved.json"
+    if not path.is_file():
+        raise CheckpointError(f"{checkpoint_dir}: no resolved.json, so no step and token count for checkpoint "
+                              f"{checkpoint}")
+    record = json.loads(path.read_text())
+    if record.get("checkpoint", checkpoint) != checkpoint:
+        raise CheckpointError(f"{path} records checkpoint {record['checkpoint']}, not {checkpoint}")
+    return {"step": record.get("step"), "tokens": record.get("tokens")}
+
+
 def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> None:
     """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise; only `names` if given."""
     for path in sorted(src.rglob("*")):
@@ -81,7 +96,7 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
     A hub checkpoint is read offline from the HF cache at the commit the download stage recorded (`download`, its
     JSON record), and each file must still have the sha256 recorded then.
     """
-    commit = revision = record = None
+    commit = revision = record = requested = None
     if spec["source"] == "hub":
         from amuro.downloads import local_snapshot
 
@@ -91,7 +106,7 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
         record = json.loads(Path(download).read_text())
         src = local_snapshot(record, "model", f"model {model}, checkpoint {checkpoint}",
                              f"results/downloads/checkpoints/{model}/{checkpoint}.json")
-        commit, revision = record["commit"], record["revision"]
+        commit, revision, requested = record["commit"], record["revision"], record.get("requested")
     elif spec["source"] == "local":
         src = Path(spec["path"]) / checkpoint
     else:
@@ -114,11 +129,13 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
                 if files.get(name) != digest:
                     raise CheckpointError(f"model {model}, checkpoint {checkpoint}: file {name} in the HF cache has "
                                           f"sha256 {files.get(name)}, but {digest} was recorded when it was fetched")
+        # A {step: N} checkpoint is named stepN; its branch (stepN-tokensM) also tells the tokens.
+        position = parse_revision(revision or checkpoint)
+        if isinstance(requested, dict) and "step" in requested:
+            position["step"] = requested["step"]  # the config's own step, whatever the branch is called
         write_json({
             "model": model, "checkpoint": checkpoint, "source": spec["source"], "repo": spec.get("repo"),
-            "revision": revision, "commit": commit, "origin": str(src), "files": files,
-            # A {step: N} checkpoint is named stepN; its branch (stepN-tokensM) also tells the tokens.
-            **parse_revision(revision or checkpoint),
+            "revision": revision, "commit": commit, "origin": str(src), "files": files, **position,
         }, tmp / "resolved.json")
     log.info("model %s, checkpoint %s: %d files from %s (commit %s)", model, checkpoint, len(files), src, commit)
 

@@ -179,7 +179,7 @@ def benchmark(args):
 def summarize(args):
     from amuro.results import write_summary
 
-    write_summary(args.predictions, args.settings, args.out)
+    write_summary(args.predictions, args.settings, args.out, args.checkpoint)
 
 
 def results_table(args):
@@ -378,6 +378,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summarize", help="one evaluated model's prediction files as long-format rows")
     s.add_argument("--settings", type=_json, required=True, help="train_task, resamples, confidence, seed (JSON)")
+    s.add_argument("--checkpoint", help="the pre-trained checkpoint directory the model comes from: its resolved.json "
+                                        "gives step and tokens (without it, they are read from the checkpoint id)")
     s.add_argument("--out", required=True)
     s.add_argument("predictions", nargs="+")
     s.set_defaults(run=summarize)

@@ -12,7 +12,9 @@ localrules:
 
 rule summarize_predictions:
     input:
-        of_run(STUDY.evaluated_files),
+        predictions=of_run(STUDY.evaluated_files),
+        # Its resolved.json holds the step and tokens (a {step: N} checkpoint's id has no token count).
+        checkpoint=plan.CHECKPOINT,
     output:
         plan.SUMMARY,
     params:
@@ -20,7 +22,8 @@ rule summarize_predictions:
     log:
         "logs/summarize_predictions/{model}/{checkpoint}/{train}.log",
     shell:
-        "python -m amuro summarize --settings {params.settings:q} --out {output} {input} > {log} 2>&1"
+        "python -m amuro summarize --settings {params.settings:q} --checkpoint {input.checkpoint} --out {output}"
+        " {input.predictions} > {log} 2>&1"
 
 
 rule results_table:

@@ -56,6 +56,22 @@ def test_download_lists_the_refs_resolves_the_step_and_records_commit_and_hashes
     assert set(rec["files"]) == set(tiny_model_files) and all(len(h) == 64 for h in rec["files"].values())
 
 
+def test_a_step_checkpoint_records_its_configured_step_whatever_its_branch_is_called(tiny_model_files, tmp_path):
+    cache = tmp_path / "hub"
+    cache_repo(cache, "model", "allenai/OLMo-1B-hf", COMMIT, tiny_model_files, refs=["step18000-unsharded"])
+    record, out = tmp_path / "downloads" / "step18000.json", tmp_path / "results" / "step18000"
+    with RefsServer({"allenai/OLMo-1B-hf": ["main", "step18000-unsharded"]}) as hub:
+        run = run_amuro(["download-checkpoint", "--model", "olmo1b", "--spec", '{"repo": "allenai/OLMo-1B-hf"}',
+                         "--entry", '{"step": 18000}', "--out", str(record)],
+                        amuro_env(cache, offline=False, endpoint=hub.url))
+    assert run.returncode == 0, run.stderr
+    run = run_amuro(["fetch-checkpoint", "--model", "olmo1b", "--spec", '{"source": "hub", "repo": "allenai/OLMo-1B-hf"}',
+                     "--checkpoint", "step18000", "--out", str(out), "--download", str(record)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    resolved = json.loads((out / "resolved.json").read_text())
+    assert (resolved["revision"], resolved["step"], resolved["tokens"]) == ("step18000-unsharded", 18000, None)
+
+
 def test_download_of_a_missing_step_names_the_nearest(tmp_path):
     with RefsServer({"allenai/OLMo-1B-hf": OLMO_BRANCHES}) as hub:
         run = run_amuro(["download-checkpoint", "--model", "olmo1b", "--spec", '{"repo": "allenai/OLMo-1B-hf"}',
