@@ -29,7 +29,10 @@ def main_train_size(sizes: Iterable[str | int | None]) -> str | None:
 
 
 def main_eval_format(formats: Iterable[str]) -> str | None:
-    formats = list(formats)
+    """The eval format the curves, matrices, findings and figures read: `default` if present, else the first in
+    sorted order. It depends on the set of formats alone, so the plan (from the config) and the analysis (from the
+    formats a results table holds, in no particular order) pick the same one."""
+    formats = set(formats)
     if "default" in formats:
         return "default"
-    return sorted(formats)[0] if formats else None
+    return min(formats) if formats else None

@@ -18,6 +18,9 @@ from amuro.io import atomic_path, sha256, write_json
 log = logging.getLogger(__name__)
 
 UNITS = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+# What amuro records about a directory it made (a fetched checkpoint, a fine-tuned model): never a model file, so a
+# directory fetched from one of these (another study's checkpoint as a `local` source) gets its own record only.
+RECORDS = ("resolved.json", "train_meta.json")
 
 
 class CheckpointError(ValueError):
@@ -33,10 +36,28 @@ def parse_revision(name: str) -> dict:
     return {"step": int(m.group(1)), "tokens": tokens}
 
 
+def checkpoint_position(checkpoint: str, checkpoint_dir: str | Path | None = None) -> dict:
+    """Step and tokens of a pre-trained checkpoint: as the resolved.json in `checkpoint_dir` records them (a {step: N}
+    checkpoint's id has no token count; the branch it resolved to had), else as the id says (no directory given)."""
+    if checkpoint_dir is None:
+        return parse_revision(checkpoint)
+    path = Path(checkpoint_dir) / "resolved.json"
+    if not path.is_file():
+        raise CheckpointError(f"{checkpoint_dir}: no resolved.json, so no step and token count for checkpoint "
+                              f"{checkpoint}")
+    record = json.loads(path.read_text())
+    if record.get("checkpoint", checkpoint) != checkpoint:
+        raise CheckpointError(f"{path} records checkpoint {record['checkpoint']}, not {checkpoint}")
+    return {"step": record.get("step"), "tokens": record.get("tokens")}
+
+
 def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> None:
-    """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise; only `names` if given."""
+    """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise; only `names` if given;
+    never amuro's records (RECORDS)."""
     for path in sorted(src.rglob("*")):
         if path.is_dir() or any(part.startswith(".") for part in path.relative_to(src).parts):
+            continue
+        if str(path.relative_to(src)) in RECORDS:
             continue
         if names is not None and str(path.relative_to(src)) not in names:
             continue
@@ -47,6 +68,18 @@ def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> N
             os.link(real, target)
         except OSError:
             shutil.copy2(real, target)
+
+
+def origin_records(src: Path) -> dict[str, dict]:
+    """The records amuro wrote in a directory it made, by file name ({} for a directory it did not make)."""
+    records = {}
+    for name in RECORDS:
+        if (src / name).is_file():
+            try:
+                records[name] = json.loads((src / name).read_text())
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"{src / name}: not a JSON record ({exc})") from exc
+    return records
 
 
 def check_weight_file(path: Path) -> None:
@@ -81,7 +114,7 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
     A hub checkpoint is read offline from the HF cache at the commit the download stage recorded (`download`, its
     JSON record), and each file must still have the sha256 recorded then.
     """
-    commit = revision = record = None
+    commit = revision = record = requested = None
     if spec["source"] == "hub":
         from amuro.downloads import local_snapshot
 
@@ -91,7 +124,7 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
         record = json.loads(Path(download).read_text())
         src = local_snapshot(record, "model", f"model {model}, checkpoint {checkpoint}",
                              f"results/downloads/checkpoints/{model}/{checkpoint}.json")
-        commit, revision = record["commit"], record["revision"]
+        commit, revision, requested = record["commit"], record["revision"], record.get("requested")
     elif spec["source"] == "local":
         src = Path(spec["path"]) / checkpoint
     else:
@@ -99,6 +132,7 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
     if not (src / "config.json").exists():
         raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} is not a HF model directory "
                               f"(no config.json)")
+    origins = origin_records(src)
     with atomic_path(out_dir, directory=True) as tmp:
         # A cached snapshot can hold files other downloads of the commit fetched: take the recorded ones only.
         _link_or_copy_tree(src, tmp, set(record["files"]) if record is not None else None)
@@ -111,14 +145,22 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
             check_weight_file(src / name)
         if record is not None:
             for name, digest in sorted(record["files"].items()):
-                if files.get(name) != digest:
+                if name not in RECORDS and files.get(name) != digest:
                     raise CheckpointError(f"model {model}, checkpoint {checkpoint}: file {name} in the HF cache has "
                                           f"sha256 {files.get(name)}, but {digest} was recorded when it was fetched")
+        # A {step: N} checkpoint is named stepN; its branch (stepN-tokensM) also tells the tokens.
+        position = parse_revision(revision or checkpoint)
+        if isinstance(requested, dict) and "step" in requested:
+            position["step"] = requested["step"]  # the config's own step, whatever the branch is called
+        # A directory amuro made knows what its id may not: a checkpoint's own, a fine-tuned model's base's.
+        known = origins.get("resolved.json") or (origins.get("train_meta.json") or {}).get("base_checkpoint") or {}
+        for key in ("step", "tokens"):
+            if position[key] is None:
+                position[key] = known.get(key)
         write_json({
             "model": model, "checkpoint": checkpoint, "source": spec["source"], "repo": spec.get("repo"),
-            "revision": revision, "commit": commit, "origin": str(src), "files": files,
-            # A {step: N} checkpoint is named stepN; its branch (stepN-tokensM) also tells the tokens.
-            **parse_revision(revision or checkpoint),
+            "revision": revision, "commit": commit, "origin": str(src), "files": files, **position,
+            "origin_records": origins,
         }, tmp / "resolved.json")
     log.info("model %s, checkpoint %s: %d files from %s (commit %s)", model, checkpoint, len(files), src, commit)
 

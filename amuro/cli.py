@@ -161,6 +161,9 @@ COMMANDS = (
     Command("summarize-predictions", "amuro.results:summarize_predictions",
             "one evaluated model's prediction files as long-format rows", (
                 arg("--settings", type=_json, required=True, help="train_task, resamples, confidence, seed (JSON)"),
+                arg("--checkpoint", dest="checkpoint_dir",
+                    help="the pre-trained checkpoint directory the model comes from: its resolved.json gives step and "
+                         "tokens (without it, they are read from the checkpoint id)"),
                 arg("--out", required=True), arg("predictions", nargs="+"))),
     Command("results-table", "amuro.results:results_table", "concatenate long-format tables into the results table", (
         arg("--out", required=True), arg("tables", nargs="+"))),

@@ -23,6 +23,7 @@ from amuro.io import write_parquet
 FORMATS = ("default", "io", "instruct")
 DEMO_SEPARATOR = "\n\n"
 
+
 # task -> format -> prompt template; the completion is " {target}" except for io, where it is "{target}".
 TEMPLATES: dict[str, dict[str, str]] = {
     "summarization": {

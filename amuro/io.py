@@ -14,12 +14,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def current_umask() -> int:
+    """The process's umask, left unchanged. Linux reports it in /proc/self/status; elsewhere it can only be read by
+    setting it, and for that instant a file another thread creates gets the mask set, so it is set stricter (077)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False):
     """Yield a temporary sibling of `path`; move it into place only if the block succeeds.
 
     The sibling's name (`.{name}.XXXXXXXX.tmp`) is never an output's, so a job killed mid-write leaves nothing a later
-    run takes as done; that later write of the same path removes what the killed one left.
+    run takes as done; that later write of the same path removes what the killed one left. The output gets the mode a
+    plain write would under the umask (read per call: a process may change it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +49,8 @@ def atomic_path(path: str | os.PathLike, directory: bool = False):
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp make 0600/0700, which os.replace keeps: others the umask lets read (a lab) could not.
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~current_umask())
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -7,6 +7,7 @@ import html
 import polars as pl
 
 from amuro import analysis
+from amuro.axes import main_eval_format
 
 
 def _html_table(table: pl.DataFrame, caption: str) -> str:
@@ -48,14 +49,14 @@ def overview_html(results: pl.DataFrame, transfer: pl.DataFrame, forgetting: pl.
     transfer = transfer.filter(pl.col("relation") != "instruction-tuned")
     if not transfer.is_empty():
         in_domain = transfer.filter(
-            (pl.col("relation") == "in-domain") & (pl.col("eval_format") == analysis.main_eval_format(
+            (pl.col("relation") == "in-domain") & (pl.col("eval_format") == main_eval_format(
                 transfer["eval_format"].unique().to_list()))
         ).select("model", "checkpoint", "train_dataset", "train_format", "train_size", "shots", "metric", "base",
                  "finetuned", "delta", "delta_ci_low", "delta_ci_high")
         parts.append(_html_table(in_domain, "In-domain: pre-trained (base) vs fine-tuned, main eval format"))
         model, checkpoint = analysis.checkpoint_order(transfer)[-1]
         last = transfer.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
-                               & (pl.col("eval_format") == analysis.main_eval_format(
+                               & (pl.col("eval_format") == main_eval_format(
                                    transfer["eval_format"].unique().to_list())))
         matrix = last.select("train_dataset", "train_format", "train_size", "eval_dataset", "delta").pivot(
             on="eval_dataset", index=["train_dataset", "train_format", "train_size"], values="delta",

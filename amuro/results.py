@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from amuro import metrics
-from amuro.checkpoints import parse_revision
+from amuro.checkpoints import checkpoint_position
 from amuro.io import write_parquet
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,15 @@ def prediction_summary(
     confidence: float = 0.95,
     seed: int = 0,
     point_estimate: str = "mean",
+    checkpoint_dir: str | Path | None = None,
 ) -> pl.DataFrame:
     """Long-format rows from prediction files, one per file and metric.
 
     A file holds one eval set, format and shot count of one model; multiple-choice benchmarks hold one row per
     example and metric (acc and acc_norm), other sets one metric. `value` is the point estimate
-    (metrics.POINT_ESTIMATES: the mean, or the paper's midpoint of the bootstrap interval).
+    (metrics.POINT_ESTIMATES: the mean, or the paper's midpoint of the bootstrap interval). Step and tokens come from
+    the resolved.json of `checkpoint_dir` (the pre-trained checkpoint the model was made from), else from the
+    checkpoint's id.
     """
     prediction_settings(files)  # refuses files whose scores of one metric were made differently
     rows = []
@@ -110,7 +113,7 @@ def prediction_summary(
             if scores[column].n_unique() != 1:
                 raise ResultsError(f"{path}: column '{column}' must hold one value, found "
                                    f"{sorted(map(str, scores[column].unique().to_list()))}")
-        revision = parse_revision(first["checkpoint"])
+        revision = checkpoint_position(first["checkpoint"], checkpoint_dir)
         for metric in sorted(scores["metric"].unique().to_list()):
             row = {
                 "model": first["model"],
@@ -234,15 +237,16 @@ def merged_settings(paths: Sequence[str | Path]) -> dict:
     return {k: v[0] if len(v) == 1 else sorted(v, key=json.dumps) for k, v in sorted(values.items())}
 
 
-def summarize_predictions(predictions: Sequence[str | Path], settings: dict, out: str | Path) -> None:
+def summarize_predictions(predictions: Sequence[str | Path], settings: dict, out: str | Path,
+                          checkpoint_dir: str | Path | None = None) -> None:
     """`amuro summarize-predictions`: one evaluated model's prediction files as long-format rows, with how they were made.
 
     settings: train_task, resamples, confidence, seed and point_estimate (default mean), as summary_settings() in
-    the rules passes them."""
+    the rules passes them; checkpoint_dir: the checkpoint the model was made from (its step and tokens)."""
     point_estimate = settings.get("point_estimate", "mean")
     table = prediction_summary(predictions, settings["train_task"], resamples=settings["resamples"],
                                   confidence=settings["confidence"], seed=settings["seed"],
-                                  point_estimate=point_estimate)
+                                  point_estimate=point_estimate, checkpoint_dir=checkpoint_dir)
     # The study seed decided the demonstrations, the fine-tune and the bootstrap: a results table joins one seed only.
     write_table(table, out, settings={"point_estimate": point_estimate, "interval": "percentile bootstrap",
                                       "resamples": settings["resamples"], "confidence": settings["confidence"],

@@ -4,7 +4,9 @@
 
 rule summarize_predictions:
     input:
-        of_run(STUDY.results.evaluated_files),
+        predictions=of_run(STUDY.results.evaluated_files),
+        # Its resolved.json holds the step and tokens (a {step: N} checkpoint's id has no token count).
+        checkpoint=paths.CHECKPOINT,
     output:
         paths.SUMMARY,
     params:
@@ -15,7 +17,8 @@ rule summarize_predictions:
     benchmark:
         "benchmarks/summarize_predictions/{model}/{checkpoint}/{train}.tsv"
     shell:
-        "python -m amuro summarize-predictions --settings {params.settings:q} --out {output} {input} > {log} 2>&1"
+        "python -m amuro summarize-predictions --settings {params.settings:q} --checkpoint {input.checkpoint}"
+        " --out {output} {input.predictions} > {log} 2>&1"
 
 
 rule results_table:

@@ -62,6 +62,25 @@ def test_verify_checkpoint_refuses_an_unrecorded_weight_file(tiny_model_dir, tmp
         verify_checkpoint(tmp_path / "out")
 
 
+def fetch_twice(tiny_model_dir, tmp_path):
+    """The tiny model fetched by one study, then that study's checkpoint directory fetched by another as `local`."""
+    first = tmp_path / "a" / "checkpoints" / "tiny" / "step10-tokens41K"
+    resolve_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K", first)
+    second = tmp_path / "b" / "checkpoints" / "reused" / "step10-tokens41K"
+    resolve_checkpoint("reused", {"source": "local", "path": str(first.parent)}, "step10-tokens41K", second)
+    return second
+
+
+def test_a_checkpoint_amuro_made_is_a_local_source_another_study_can_verify(tiny_model_dir, tmp_path):
+    assert verify_checkpoint(fetch_twice(tiny_model_dir, tmp_path))["model"] == "reused"
+
+
+def test_a_reused_checkpoint_keeps_its_origins_record_apart_from_its_files(tiny_model_dir, tmp_path):
+    record = json.loads((fetch_twice(tiny_model_dir, tmp_path) / "resolved.json").read_text())
+    assert "resolved.json" not in record["files"]
+    assert record["origin_records"]["resolved.json"]["model"] == "tiny"
+
+
 def test_a_checkpoint_directory_without_weights_is_refused(tiny_model_dir, tmp_path):
     (tmp_path / "src" / "step1").mkdir(parents=True)
     shutil.copy(tiny_model_dir / "config.json", tmp_path / "src" / "step1")

@@ -3,6 +3,7 @@ from a local stand-in of the hub, files served from an HF cache laid out as the 
 under HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,6 +56,39 @@ def test_download_lists_the_refs_resolves_the_step_and_records_commit_and_hashes
     rec = json.loads(record.read_text())
     assert rec["revision"] == "step18000-tokens75B" and rec["commit"] == COMMIT and rec["requested"] == {"step": 18000}
     assert set(rec["files"]) == set(tiny_model_files) and all(len(h) == 64 for h in rec["files"].values())
+
+
+def fetch_step_18000(tiny_model_files, tmp_path, branch: str) -> Path:
+    """The checkpoint {step: 18000} of a repository whose branch for it is `branch`, downloaded and fetched."""
+    cache = tmp_path / "hub"
+    cache_repo(cache, "model", "allenai/OLMo-1B-hf", COMMIT, tiny_model_files, refs=[branch])
+    record, out = tmp_path / "downloads" / "step18000.json", tmp_path / "results" / "olmo1b" / "step18000"
+    with RefsServer({"allenai/OLMo-1B-hf": ["main", branch]}) as hub:
+        run = run_amuro(["download-checkpoint", "--model", "olmo1b", "--spec", '{"repo": "allenai/OLMo-1B-hf"}',
+                         "--entry", '{"step": 18000}', "--out", str(record)],
+                        amuro_env(cache, offline=False, endpoint=hub.url))
+    assert run.returncode == 0, run.stderr
+    run = run_amuro(["fetch-checkpoint", "--model", "olmo1b", "--spec", '{"source": "hub", "repo": "allenai/OLMo-1B-hf"}',
+                     "--checkpoint", "step18000", "--out", str(out), "--download", str(record)], amuro_env(cache))
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+def test_a_step_checkpoint_records_its_configured_step_whatever_its_branch_is_called(tiny_model_files, tmp_path):
+    resolved = json.loads((fetch_step_18000(tiny_model_files, tmp_path, "step18000-unsharded")
+                           / "resolved.json").read_text())
+    assert (resolved["revision"], resolved["step"], resolved["tokens"]) == ("step18000-unsharded", 18000, None)
+
+
+def test_a_step_checkpoint_reused_by_another_study_keeps_the_token_count_its_branch_gave(tiny_model_files, tmp_path):
+    fetched = fetch_step_18000(tiny_model_files, tmp_path, "step18000-tokens75B")
+    out = tmp_path / "other" / "reused" / "step18000"
+    run = run_amuro(["fetch-checkpoint", "--model", "reused", "--spec",
+                     json.dumps({"source": "local", "path": str(fetched.parent)}), "--checkpoint", "step18000",
+                     "--out", str(out)], amuro_env(tmp_path / "hub"))
+    assert run.returncode == 0, run.stderr
+    resolved = json.loads((out / "resolved.json").read_text())
+    assert (resolved["step"], resolved["tokens"]) == (18000, 75 * 10**9)
 
 
 def test_download_of_a_missing_step_names_the_nearest(tmp_path):

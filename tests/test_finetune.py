@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoForCausalLM, Trainer
 
 from amuro import tokenization
+from amuro.checkpoints import resolve_checkpoint, verify_checkpoint
 from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model,
                             completion_features, data_collator, deepspeed_config, finetune, load_examples,
                             sample_rows)
@@ -201,6 +202,14 @@ def test_meta_records_settings_base_checkpoint_and_data(finetuned):
     assert meta["gradient_accumulation_steps"] == 2
     assert {"torch", "transformers", "deepspeed"} <= set(meta["versions"])
     assert meta["wall_time_s"] > 0
+
+
+def test_a_fine_tuned_model_is_a_local_source_whose_train_meta_is_kept_as_its_origins_record(finetuned, tmp_path):
+    out = tmp_path / "checkpoints" / "tuned" / finetuned.name
+    resolve_checkpoint("tuned", {"source": "local", "path": str(finetuned.parent)}, finetuned.name, out)
+    record = verify_checkpoint(out)
+    assert "train_meta.json" not in record["files"] and not (out / "train_meta.json").exists()
+    assert record["origin_records"]["train_meta.json"]["base_checkpoint"]["checkpoint"] == "step0"
 
 
 def test_log_has_a_row_per_logged_step_and_the_loss_goes_down(finetuned):

@@ -2,6 +2,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from amuro.axes import main_eval_format
 from amuro.formats import FORMATS, TEMPLATES, assemble, build_prompts, demonstration_ids, render
 from amuro.tasks import TASKS
 
@@ -22,6 +23,16 @@ def test_every_task_renders_in_every_format_with_all_its_fields(task, fmt):
         assert EXAMPLES[task][field] in prompt
     assert completion.strip() == EXAMPLES[task]["target"]
     assert EXAMPLES[task]["target"] not in prompt
+
+
+@pytest.mark.parametrize("formats, main", [
+    (["io", "default", "instruct"], "default"),
+    (["io", "instruct"], "instruct"),
+    (["instruct", "io"], "instruct"),
+    ([], None),
+])
+def test_the_main_format_is_default_else_the_first_in_sorted_order(formats, main):
+    assert main_eval_format(formats) == main
 
 
 def test_default_format_follows_the_paper():

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from amuro.config import ConfigError, load_config, validate_config
+from amuro.axes import main_eval_format
 from amuro.study import BASE, PlanError, Run, Study
 from conftest import DEMO_CONFIG
 from jobs import FIGURES_LEFT_OUT, PAPER, TINY, expected_jobs
@@ -141,6 +142,15 @@ def test_own_task_formats_need_per_checkpoint_jobs(demo_config):
     demo_config["evaluation"].update(finetuned_jobs="per_cell", finetuned_other_formats="own_task")
     with pytest.raises(ConfigError, match="evaluation.finetuned_other_formats': own_task needs"):
         validate_config(demo_config)
+
+
+def test_the_plan_reads_the_main_format_the_analysis_picks_from_the_results(demo_config):
+    """The analysis sees only the formats a results table holds, not their order in the config."""
+    demo_config["formats"] = ["io", "instruct"]
+    demo_config["evaluation"]["fewshot_formats"] = []
+    study = Study(validate_config(demo_config))
+    in_results = {r["format"] for run in study.runs() for r in study.evaluation.requests(run)}
+    assert study.evaluation.main_format == main_eval_format(in_results)
 
 
 def test_the_rule_output_patterns_are_the_plans_files(tiny):

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from amuro.io import write_parquet
+from amuro.checkpoints import CheckpointError
+from amuro.io import write_json, write_parquet
 from amuro.results import KEY, SCHEMA, ResultsError, finalize, read_tables, relation, prediction_summary, write_table
 
 
@@ -58,6 +59,30 @@ def test_summary_rows_carry_the_cell_the_mean_and_its_interval(tmp_path):
     assert rows["product_nli"]["relation"] == "cross-domain"
     assert rows["diary_summary"]["relation"] == "cross-task" and rows["diary_summary"]["metric"] == "rougeL"
     assert rows["diary_summary"]["value"] == pytest.approx(0.375)
+
+
+def test_a_summary_takes_step_and_tokens_from_the_checkpoints_record(tmp_path):
+    """A {step: N} checkpoint's id (stepN) has no token count; the branch it resolved to had, and resolved.json
+    keeps both."""
+    from amuro.cli import main
+
+    checkpoint = tmp_path / "checkpoints" / "mini" / "step150"
+    write_json({"checkpoint": "step150", "revision": "step150-tokens307K", "step": 150, "tokens": 307_000},
+               checkpoint / "resolved.json")
+    path = write_predictions(tmp_path / "a.parquet", [1, 0, 1], checkpoint="step150")
+    settings = json.dumps({"train_task": None, "resamples": 100, "confidence": 0.95, "seed": 1})
+    assert main(["summarize-predictions", "--settings", settings, "--checkpoint", str(checkpoint),
+                 "--out", str(tmp_path / "summary.parquet"), str(path)]) == 0
+    row = read_tables([tmp_path / "summary.parquet"]).row(0, named=True)
+    assert (row["step"], row["tokens"]) == (150, 307_000)
+
+
+def test_a_summary_refuses_the_record_of_another_checkpoint(tmp_path):
+    checkpoint = tmp_path / "checkpoints" / "mini" / "step300"
+    write_json({"checkpoint": "step300", "step": 300, "tokens": None}, checkpoint / "resolved.json")
+    path = write_predictions(tmp_path / "a.parquet", [1, 0, 1], checkpoint="step150")
+    with pytest.raises(CheckpointError, match=r"step300/resolved.json records checkpoint step300, not step150"):
+        prediction_summary([path], None, checkpoint_dir=checkpoint)
 
 
 def test_the_table_is_byte_identical_whatever_order_the_files_come_in(tmp_path):

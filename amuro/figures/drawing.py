@@ -16,6 +16,7 @@ import polars as pl
 from amuro import analysis
 from amuro.config import format_tokens
 from amuro.figures.catalog import FIGURES
+from amuro.axes import main_eval_format
 from amuro.io import atomic_path
 from amuro.tasks import TASKS
 
@@ -67,7 +68,7 @@ def _main_transfer(table: pl.DataFrame, figure_id: str, relation: str | None = N
         main_size = analysis.main_train_size(transfer["train_size"].to_list())
         transfer = transfer.filter(pl.col("train_size").eq_missing(main_size))  # imported tables have no size
     transfer = transfer.filter(
-        (pl.col("eval_format") == analysis.main_eval_format(transfer["eval_format"].unique().to_list()))
+        (pl.col("eval_format") == main_eval_format(transfer["eval_format"].unique().to_list()))
         & (pl.col("shots") == analysis.comparison_shots(table))
     )
     if relation is not None:
