@@ -339,3 +339,34 @@ def test_gpu_jobs_ask_for_their_models_share_and_a_profile_overrides_any_of_it(t
                     "--set-resources", "finetune:runtime=999", "finetune:mem_mb=123").stdout
     asked = _resources(out, "finetune")
     assert (asked["gpu"], asked["runtime"], asked["mem_mb"]) == ("4", "999", "123")
+
+
+@pytest.mark.slow
+def test_adding_a_checkpoint_to_a_finished_study_plans_only_that_checkpoints_jobs(tiny_study, tmp_path):
+    """The tiny study's checkpoints, reused as the `local` source of a second study (as a lab reuses a finished
+    study's models): finished with two of them, then grown by the third, it plans the third's fetch, fine-tune and
+    evaluations and the tables over them, and reruns nothing of the first two (no job reads the model's list of
+    checkpoints, GPUs or hyper-parameters unless it uses them)."""
+    import yaml
+
+    workdir = tmp_path / "study"
+    shutil.copytree(tiny_study, workdir)  # the mini-world's datasets, already made
+    names = ["step20-tokens40K", "step150-tokens307K", "step400-tokens819K"]
+    config = yaml.safe_load(TINY.read_text())
+    config["models"] = {"reused": {"source": "local", "path": str(tiny_study / "results/checkpoints/mini"),
+                                   "checkpoints": names[:2]}}
+    config["finetune"]["datasets"] = ["people_nli"]
+    config.update(formats=["default"], benchmarks={"tasks": {}})
+    config["evaluation"]["base_shots"] = [0]
+    del config["instruction_tuning"]
+    configfile = tmp_path / "reused.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    snakemake(workdir, configfile)
+
+    config["models"]["reused"]["checkpoints"] = names
+    configfile.write_text(yaml.safe_dump(config))
+    planned = planned_jobs(workdir, configfile)
+    figures = planned["figure"]
+    assert planned == Counter(fetch_checkpoint=1, finetune=1, evaluate_base=1, evaluate_finetuned=1,
+                              summarize_predictions=2, results_table=1, tables=1, scoring_methods=1,
+                              figure=figures, all=1), planned
