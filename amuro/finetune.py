@@ -39,7 +39,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from amuro import instructions, registry, tokenization
-from amuro.io import atomic_path, free_port, sha256, write_json, write_parquet
+from amuro.hashing import hash_files
+from amuro.io import atomic_path, free_port, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -516,7 +517,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
         check_saved_model(tmp, expected)
         write_parquet(train_log_table(trainer.state.log_history), tmp / "train_log.parquet")
         # What evaluation checks the model against (amuro verify-checkpoint), as resolved.json for a checkpoint.
-        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = hash_files(tmp)
         resolved = base_dir / "resolved.json"
         write_json({
             "settings": asdict(settings),

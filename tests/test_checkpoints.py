@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import OlmoConfig, OlmoForCausalLM
 
-from amuro.checkpoints import CheckpointError, parse_revision, resolve_checkpoint, sha256, verify_checkpoint
+from amuro.checkpoints import CheckpointError, parse_revision, resolve_checkpoint, verify_checkpoint
+from amuro.hashing import sha256
 
 
 @pytest.fixture(scope="module")

@@ -205,7 +205,7 @@ def test_local_files_of_every_format_load_and_are_hashed(tmp_path, suffix):
                           labels=["entailment", "neutral", "contradiction"],
                           fields={"premise": "input_1", "hypothesis": "input_2", "target": "output", "id": "idx"})
     assert rows[1] == {"id": "1", "premise": "premise 1", "hypothesis": "hypothesis 1", "target": "neutral"}
-    from amuro.downloads import sha256
+    from amuro.hashing import sha256
 
     assert meta["source"]["files"]["test"]["sha256"] == sha256(tmp_path / f"test{suffix}")
 
@@ -213,7 +213,7 @@ def test_local_files_of_every_format_load_and_are_hashed(tmp_path, suffix):
 def test_a_local_file_whose_sha256_differs_from_the_pinned_one_is_named(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(YANG_NLI))
     (tmp_path / "test.json").write_text(json.dumps(YANG_NLI))
-    from amuro.downloads import sha256
+    from amuro.hashing import sha256
 
     files = {"train": str(tmp_path / "train.json"), "test": str(tmp_path / "test.json")}
     good = _dataset("nli", files, labels=["entailment", "neutral", "contradiction"],
