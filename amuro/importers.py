@@ -23,7 +23,7 @@ import polars as pl
 
 from amuro.checkpoints import parse_revision
 from amuro.results import INSTRUCTION_TASK, SCHEMA, finalize, relation, write_table
-from amuro.tasks import TASKS
+from amuro.tasks import BENCHMARK_TASK, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ BENCHMARK_NAMES: dict[str, str] = {
     "boolq": "boolq",
     "sciq": "sciq_mc", "sciq_mc": "sciq_mc",
 }
-BENCHMARK_TASK = "multiple_choice"
 INSTRUCTION_MIX = "tulu_v2"
 
 
