@@ -23,9 +23,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoForCausalLM, Trainer
 
 from amuro import tokenization
-from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model,
-                            completion_features, data_collator, deepspeed_config, finetune, load_examples,
-                            sample_rows)
+from amuro.finetune import FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model, finetune
+from amuro.finetune.data import IGNORE_INDEX, completion_features, data_collator, load_examples, sample_rows
+from amuro.finetune.trainer import deepspeed_config
 from conftest import write_tiny_olmo
 
 ROOT = Path(__file__).resolve().parents[1]
