@@ -99,7 +99,7 @@ def download_benchmark(args):
 
 
 def prepare_data(args):
-    from amuro.registry import prepare_dataset
+    from amuro.data import prepare_dataset
 
     prepare_dataset(args.dataset, args.spec, args.seed, args.out_dir, args.miniworld_dir, args.download)
 

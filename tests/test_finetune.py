@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoFo
 
 from amuro import tokenization
 from amuro.finetune import FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model, finetune
-from amuro.finetune.data import IGNORE_INDEX, completion_features, data_collator, load_examples, sample_rows
+from amuro.finetune.examples import IGNORE_INDEX, completion_features, data_collator, load_examples, sample_rows
 from amuro.finetune.trainer import deepspeed_config
 from conftest import write_tiny_olmo
 

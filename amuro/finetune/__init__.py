@@ -10,7 +10,7 @@ the saved model has been reloaded and checked against the base model; the scratc
 Runs as a single CPU/GPU process without a launcher, or as N processes under the `deepspeed` launcher.
 
 Here: the main path (`finetune`) and the check of the saved model; `settings` has FinetuneSettings and the errors,
-`data` the training set and its collator, `trainer` the Trainer and DeepSpeed set-up and the callbacks.
+`examples` the training set and its collator, `trainer` the Trainer and DeepSpeed set-up and the callbacks.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from amuro import tokenization
-from amuro.finetune.data import data_collator, load_examples
+from amuro.finetune.examples import data_collator, load_examples
 from amuro.finetune.settings import FinetuneError, FinetuneSettings, NonFiniteLoss, Preempted
 from amuro.finetune.trainer import (LogProgress, accumulation_steps, attention_implementation, batching_for,
                                     deepspeed_config, ensure_process_group_env, prepare_scratch,

@@ -139,7 +139,7 @@ def restaurant_sentiment(rng: random.Random, world: World) -> dict:
     return {"text": text, "target": label}
 
 
-# name -> (task, generator, label words); the registry entries in the demo config point at these names.
+# name -> (task, generator, label words); the dataset entries in the demo config point at these names.
 DATASETS: dict[str, tuple[str, Callable[[random.Random, World], dict], tuple[str, ...] | None]] = {
     "diary_summary": ("summarization", diary_summary, None),
     "launch_summary": ("summarization", launch_summary, None),

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-from amuro import instructions, registry, tokenization
+from amuro import data, instructions, tokenization
 from amuro.finetune.settings import VARLEN_ATTENTION, FinetuneError, FinetuneSettings
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def sample_rows(n: int, size: int | None, seed: int) -> list[int]:
     """`size` row indices drawn with `seed`, in their original order; all rows when size is None or >= n."""
     if size is not None and size > n:
         log.warning("asked for %d training examples but the file has only %d: using all", size, n)
-    return registry.sample_rows(list(range(n)), size, seed)
+    return data.sample_rows(list(range(n)), size, seed)
 
 
 def load_examples(train_file: str | Path, tokenizer, settings: FinetuneSettings):

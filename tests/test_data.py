@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from amuro.config import ConfigError, validate_config
-from amuro.registry import DatasetError, prepare_dataset
+from amuro.data import DatasetError, prepare_dataset
 
 
 def _write_jsonl(path, rows):
@@ -236,7 +236,7 @@ def test_a_parquet_export_without_config_metadata_loads_its_splits_by_directory(
     """EdinburghNLP/xsum and allenai/social_i_qa at refs/convert/parquet: default/{split}/0000.parquet, no README."""
     import pyarrow as pa
 
-    from amuro.registry import load_split
+    from amuro.data import load_split
 
     for split, n in (("train", 20), ("validation", 5), ("test", 7)):
         (tmp_path / "default" / split).mkdir(parents=True)
