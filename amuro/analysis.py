@@ -14,9 +14,8 @@ import polars as pl
 
 from amuro.axes import main_eval_format, main_train_format, main_train_size, size_order  # noqa: F401 (re-exported)
 from amuro.results import SCHEMA
-from amuro.tasks import TASKS
+from amuro.tasks import BENCHMARK_TASK, TASKS
 
-BENCHMARK_TASK = "multiple_choice"  # eval_task of the lm-eval benchmarks
 PRETRAINING, NOT_PRETRAINING = "learned in pre-training", "not learned in pre-training"
 CELL = ["model", "checkpoint", "step", "tokens", "train_dataset", "train_task", "train_format", "train_size"]
 EVAL = ["eval_dataset", "eval_task", "eval_format", "shots", "metric"]

@@ -22,6 +22,7 @@ import pyarrow as pa
 import yaml
 
 from amuro.io import write_parquet
+from amuro.tasks import BENCHMARK_TASK
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
             if not samples:
                 raise BenchmarkError(f"{where}: lm-eval returned no samples")
             rows = _prediction_rows(tasks[e["task"]], samples, where)
-            records = [{**meta, **r, "shots": shots, "eval_dataset": e["benchmark"], "eval_task": "multiple_choice",
+            records = [{**meta, **r, "shots": shots, "eval_dataset": e["benchmark"], "eval_task": BENCHMARK_TASK,
                         "eval_format": "default", "scoring": "lm-eval", "lm_eval_task": e["task"],
                         "lm_eval_version": lm_eval.__version__} for r in rows]
             write_parquet(pa.Table.from_pylist(records, schema=pa.schema(fields)), e["output"])

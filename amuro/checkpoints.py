@@ -13,7 +13,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from amuro.io import atomic_path, sha256, write_json
+from amuro.hashing import check_hashes, files_under, hash_files, verify_files
+from amuro.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,12 @@ def checkpoint_position(checkpoint: str, checkpoint_dir: str | Path | None = Non
 def _link_or_copy_tree(src: Path, dst: Path, names: set[str] | None = None) -> None:
     """Hard-link files where the filesystem allows (checkpoints are large), copy otherwise; only `names` if given;
     never amuro's records (RECORDS)."""
-    for path in sorted(src.rglob("*")):
-        if path.is_dir() or any(part.startswith(".") for part in path.relative_to(src).parts):
+    for name in files_under(src):
+        if name in RECORDS or (names is not None and name not in names):
             continue
-        if str(path.relative_to(src)) in RECORDS:
-            continue
-        if names is not None and str(path.relative_to(src)) not in names:
-            continue
-        target = dst / path.relative_to(src)
+        target = dst / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        real = path.resolve()
+        real = (src / name).resolve()
         try:
             os.link(real, target)
         except OSError:
@@ -107,7 +104,7 @@ def check_weight_file(path: Path) -> None:
                               f"or corrupted")
 
 
-def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | Path,
+def fetch_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | Path,
                        miniworld_dir: str | Path | None = None, download: str | Path | None = None) -> None:
     """spec: the model's config entry (source hub / local / miniworld).
 
@@ -136,7 +133,7 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
     with atomic_path(out_dir, directory=True) as tmp:
         # A cached snapshot can hold files other downloads of the commit fetched: take the recorded ones only.
         _link_or_copy_tree(src, tmp, set(record["files"]) if record is not None else None)
-        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = hash_files(tmp)
         weights = [name for name in files if name.endswith((".safetensors", ".bin"))]
         if not weights:
             raise CheckpointError(f"model {model}, checkpoint {checkpoint}: {src} holds no weight files "
@@ -144,10 +141,9 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
         for name in weights:
             check_weight_file(src / name)
         if record is not None:
-            for name, digest in sorted(record["files"].items()):
-                if name not in RECORDS and files.get(name) != digest:
-                    raise CheckpointError(f"model {model}, checkpoint {checkpoint}: file {name} in the HF cache has "
-                                          f"sha256 {files.get(name)}, but {digest} was recorded when it was fetched")
+            expected = {name: digest for name, digest in record["files"].items() if name not in RECORDS}
+            check_hashes(files, expected, f"model {model}, checkpoint {checkpoint}", str(download),
+                         CheckpointError, where=" in the HF cache")
         # A {step: N} checkpoint is named stepN; its branch (stepN-tokensM) also tells the tokens.
         position = parse_revision(revision or checkpoint)
         if isinstance(requested, dict) and "step" in requested:
@@ -165,7 +161,7 @@ def resolve_checkpoint(model: str, spec: dict, checkpoint: str, out_dir: str | P
     log.info("model %s, checkpoint %s: %d files from %s (commit %s)", model, checkpoint, len(files), src, commit)
 
 
-def verify_checkpoint(model_dir: str | Path) -> dict:
+def verify_model(model_dir: str | Path) -> dict:
     """Check every file of a model directory against the hashes recorded when it was made, before a job uses it: a
     resolved checkpoint's resolved.json, or a fine-tuned model's train_meta.json.
 
@@ -183,14 +179,7 @@ def verify_checkpoint(model_dir: str | Path) -> dict:
     if "files" not in record:  # a model fine-tuned by an older amuro: keep it, unchecked, rather than redo it
         log.warning("%s records no file hashes: %s is not checked", path, model_dir)
         return record
-    for name, digest in sorted(record["files"].items()):
-        f = model_dir / name
-        if not f.is_file():
-            raise CheckpointError(f"{model_dir}: file {name} recorded in {path.name} is missing")
-        actual = sha256(f)
-        if actual != digest:
-            raise CheckpointError(f"{model_dir}: file {name} has sha256 {actual}, but {path.name} records {digest}; "
-                                  f"the model changed after it was written (make it again)")
+    verify_files(model_dir, record["files"], str(model_dir), path.name, CheckpointError)
     extra = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")
                    if p.is_file() and p.suffix in (".safetensors", ".bin")
                    and str(p.relative_to(model_dir)) not in record["files"])
@@ -198,14 +187,3 @@ def verify_checkpoint(model_dir: str | Path) -> dict:
         raise CheckpointError(f"{model_dir}: weight file {extra[0]} is not recorded in {path.name}")
     log.info("%s: %d files match %s (commit %s)", model_dir, len(record["files"]), path.name, record.get("commit"))
     return record
-
-
-def verify_finetuned(model_dir: str | Path) -> None:
-    """Before a fine-tuned model is evaluated, its files against the hashes its train_meta.json records (the rules
-    check a pre-trained checkpoint with `amuro verify-checkpoint` themselves)."""
-    if (Path(model_dir) / "train_meta.json").is_file():
-        verify_checkpoint(model_dir)
-
-
-fetch_checkpoint = resolve_checkpoint
-verify_model = verify_checkpoint

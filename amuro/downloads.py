@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from amuro.io import sha256, write_json
+from amuro.hashing import files_under, hash_files, verify_files
+from amuro.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +45,7 @@ def file_hashes(root: str | Path, patterns: list[str] | None = None) -> dict[str
     cache can also hold files other downloads of the same commit fetched."""
     from huggingface_hub.utils import filter_repo_objects
 
-    root = Path(root)
-    names = [str(p.relative_to(root)) for p in sorted(root.rglob("*"))
-             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    return {name: sha256(root / name) for name in filter_repo_objects(names, allow_patterns=patterns)}
-
-
-def verify_files(root: str | Path, expected: dict[str, str], what: str) -> None:
-    """Every recorded file present under `root` with its recorded sha256; the first that is not is named."""
-    root = Path(root)
-    for name, digest in sorted(expected.items()):
-        path = root / name
-        if not path.is_file():
-            raise DownloadError(f"{what}: file {name} is missing from {root}")
-        actual = sha256(path)
-        if actual != digest:
-            raise DownloadError(f"{what}: file {name} has sha256 {actual}, but {digest} was recorded; the file "
-                                f"changed after it was fetched")
+    return hash_files(root, filter_repo_objects(files_under(root), allow_patterns=patterns))
 
 
 # ----------------------------------------------------------------------------------------------------- checkpoints
@@ -233,9 +218,9 @@ def download_dataset(name: str, spec: dict, out: str | Path) -> dict:
 
 def local_dataset_snapshot(name: str, record: dict) -> Path:
     """A recorded dataset's files in the HF cache, checked against their recorded hashes."""
-    what = f"dataset {name}"
-    path = local_snapshot(record, "dataset", what, f"results/downloads/datasets/{name}.json")
-    verify_files(path, record["files"], what)
+    what, record_path = f"dataset {name}", f"results/downloads/datasets/{name}.json"
+    path = local_snapshot(record, "dataset", what, record_path)
+    verify_files(path, record["files"], what, record_path, DownloadError)
     return path
 
 
@@ -287,8 +272,9 @@ def download_benchmark(benchmark: str, task: str, out: str | Path, revision: str
 
 def local_benchmark_dataset(benchmark: str, record: dict) -> Path:
     what = f"benchmark {benchmark} (lm-eval task {record['lm_eval_task']})"
-    path = local_snapshot(record, "dataset", what, f"results/downloads/benchmarks/{benchmark}.json")
-    verify_files(path, record["files"], what)
+    record_path = f"results/downloads/benchmarks/{benchmark}.json"
+    path = local_snapshot(record, "dataset", what, record_path)
+    verify_files(path, record["files"], what, record_path, DownloadError)
     return path
 
 

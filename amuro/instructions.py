@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from amuro import registry, tokenization
+from amuro import data, tokenization
 from amuro.io import write_parquet
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def prepare_instructions(name: str, source: dict, sample: int | None, seed: int,
     if "messages" not in raw.column_names:
         raise InstructionDataError(f"instruction mix {name}: {where} has no `messages` column "
                                    f"(columns: {raw.column_names})")
-    rows = registry.sample_rows(list(range(len(raw))), sample, seed)
+    rows = data.sample_rows(list(range(len(raw))), sample, seed)
     ids = raw["id"] if "id" in raw.column_names else None
     records = []
     for i in rows:

@@ -2,7 +2,6 @@
 
 import contextlib
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -87,12 +86,3 @@ def free_port() -> int:
 def print_free_port() -> None:
     """`amuro free-port`, for the deepspeed launcher's --master_port."""
     print(free_port())
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

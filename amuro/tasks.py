@@ -25,3 +25,5 @@ TASKS: dict[str, Task] = {
         Task("sentiment", ("text",), "classification"),
     )
 }
+# The eval_task of every multiple-choice benchmark row (lm-eval scores them all alike, whatever the benchmark).
+BENCHMARK_TASK = "multiple_choice"

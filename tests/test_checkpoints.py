@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import OlmoConfig, OlmoForCausalLM
 
-from amuro.checkpoints import CheckpointError, parse_revision, resolve_checkpoint, sha256, verify_checkpoint
+from amuro.checkpoints import CheckpointError, parse_revision, fetch_checkpoint, verify_model
+from amuro.hashing import sha256
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_revision_names_give_step_and_tokens():
 
 def test_local_checkpoint_is_resolved_with_file_hashes(tiny_model_dir, tmp_path):
     spec = {"source": "local", "path": str(tiny_model_dir.parent)}
-    resolve_checkpoint("tiny", spec, "step10-tokens41K", tmp_path / "out")
+    fetch_checkpoint("tiny", spec, "step10-tokens41K", tmp_path / "out")
     resolved = json.loads((tmp_path / "out" / "resolved.json").read_text())
     assert resolved["step"] == 10 and resolved["source"] == "local" and resolved["commit"] is None
     weights = tmp_path / "out" / "model.safetensors"
@@ -37,42 +38,42 @@ def test_local_checkpoint_is_resolved_with_file_hashes(tiny_model_dir, tmp_path)
 def test_a_directory_without_a_model_is_refused(tmp_path):
     (tmp_path / "src" / "step1").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="step1.*no config.json"):
-        resolve_checkpoint("m", {"source": "local", "path": str(tmp_path / "src")}, "step1", tmp_path / "out")
+        fetch_checkpoint("m", {"source": "local", "path": str(tmp_path / "src")}, "step1", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_verify_checkpoint_accepts_an_unchanged_checkpoint_and_names_a_changed_file(tiny_model_dir, tmp_path):
-    resolve_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K",
+    fetch_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K",
                        tmp_path / "out")
-    assert verify_checkpoint(tmp_path / "out")["step"] == 10
+    assert verify_model(tmp_path / "out")["step"] == 10
     weights = tmp_path / "out" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.unlink()  # a hard link to the source: replace it rather than write through it
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"file model.safetensors has sha256 \w+, but resolved.json records"):
-        verify_checkpoint(tmp_path / "out")
+        verify_model(tmp_path / "out")
 
 
 def test_verify_checkpoint_refuses_an_unrecorded_weight_file(tiny_model_dir, tmp_path):
-    resolve_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K",
+    fetch_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K",
                        tmp_path / "out")
     (tmp_path / "out" / "extra.safetensors").write_bytes(b"x")
     with pytest.raises(CheckpointError, match="weight file extra.safetensors is not recorded"):
-        verify_checkpoint(tmp_path / "out")
+        verify_model(tmp_path / "out")
 
 
 def fetch_twice(tiny_model_dir, tmp_path):
     """The tiny model fetched by one study, then that study's checkpoint directory fetched by another as `local`."""
     first = tmp_path / "a" / "checkpoints" / "tiny" / "step10-tokens41K"
-    resolve_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K", first)
+    fetch_checkpoint("tiny", {"source": "local", "path": str(tiny_model_dir.parent)}, "step10-tokens41K", first)
     second = tmp_path / "b" / "checkpoints" / "reused" / "step10-tokens41K"
-    resolve_checkpoint("reused", {"source": "local", "path": str(first.parent)}, "step10-tokens41K", second)
+    fetch_checkpoint("reused", {"source": "local", "path": str(first.parent)}, "step10-tokens41K", second)
     return second
 
 
 def test_a_checkpoint_amuro_made_is_a_local_source_another_study_can_verify(tiny_model_dir, tmp_path):
-    assert verify_checkpoint(fetch_twice(tiny_model_dir, tmp_path))["model"] == "reused"
+    assert verify_model(fetch_twice(tiny_model_dir, tmp_path))["model"] == "reused"
 
 
 def test_a_reused_checkpoint_keeps_its_origins_record_apart_from_its_files(tiny_model_dir, tmp_path):
@@ -85,7 +86,7 @@ def test_a_checkpoint_directory_without_weights_is_refused(tiny_model_dir, tmp_p
     (tmp_path / "src" / "step1").mkdir(parents=True)
     shutil.copy(tiny_model_dir / "config.json", tmp_path / "src" / "step1")
     with pytest.raises(CheckpointError, match=r"checkpoint step1: .*step1 holds no weight files"):
-        resolve_checkpoint("m", {"source": "local", "path": str(tmp_path / "src")}, "step1", tmp_path / "out")
+        fetch_checkpoint("m", {"source": "local", "path": str(tmp_path / "src")}, "step1", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -99,5 +100,5 @@ def test_a_truncated_or_corrupted_safetensors_file_is_refused_by_name(tiny_model
     weights = src / "model.safetensors"
     weights.write_bytes(damage(weights.read_bytes()))
     with pytest.raises(CheckpointError, match=message):
-        resolve_checkpoint("m", {"source": "local", "path": str(src.parent)}, "step1", tmp_path / "out")
+        fetch_checkpoint("m", {"source": "local", "path": str(src.parent)}, "step1", tmp_path / "out")
     assert not (tmp_path / "out").exists() and weights.exists()  # nothing is deleted, nothing half-made

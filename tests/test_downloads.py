@@ -10,7 +10,7 @@ import torch
 from transformers import OlmoConfig, OlmoForCausalLM
 
 from amuro.downloads import DownloadError, branch_for_step
-from amuro.io import sha256
+from amuro.hashing import sha256
 from hf_fixtures import RefsServer, amuro_env, cache_repo, run_amuro
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

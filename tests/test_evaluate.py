@@ -216,7 +216,7 @@ def _tuned_copy(model_dir, out):
     import json
     import shutil
 
-    from amuro.io import sha256
+    from amuro.hashing import sha256
 
     shutil.copytree(model_dir, out)
     (out / "train_meta.json").write_text(json.dumps({"files": {p.name: sha256(p) for p in out.iterdir()}}))

@@ -23,10 +23,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoForCausalLM, Trainer
 
 from amuro import tokenization
-from amuro.checkpoints import resolve_checkpoint, verify_checkpoint
-from amuro.finetune import (IGNORE_INDEX, FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model,
-                            completion_features, data_collator, deepspeed_config, finetune, load_examples,
-                            sample_rows)
+from amuro.checkpoints import fetch_checkpoint, verify_model
+from amuro.finetune import FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model, finetune
+from amuro.finetune.examples import IGNORE_INDEX, completion_features, data_collator, load_examples, sample_rows
+from amuro.finetune.trainer import deepspeed_config
 from conftest import write_tiny_olmo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,8 +206,8 @@ def test_meta_records_settings_base_checkpoint_and_data(finetuned):
 
 def test_a_fine_tuned_model_is_a_local_source_whose_train_meta_is_kept_as_its_origins_record(finetuned, tmp_path):
     out = tmp_path / "checkpoints" / "tuned" / finetuned.name
-    resolve_checkpoint("tuned", {"source": "local", "path": str(finetuned.parent)}, finetuned.name, out)
-    record = verify_checkpoint(out)
+    fetch_checkpoint("tuned", {"source": "local", "path": str(finetuned.parent)}, finetuned.name, out)
+    record = verify_model(out)
     assert "train_meta.json" not in record["files"] and not (out / "train_meta.json").exists()
     assert record["origin_records"]["train_meta.json"]["base_checkpoint"]["checkpoint"] == "step0"
 
@@ -471,15 +471,15 @@ def test_a_job_killed_while_saving_the_model_leaves_no_output_and_its_rerun_no_l
 
 
 def test_a_fine_tuned_model_is_checked_against_its_recorded_hashes_before_evaluation(finetuned, tmp_path):
-    from amuro.checkpoints import CheckpointError, verify_checkpoint
+    from amuro.checkpoints import CheckpointError, verify_model
 
     model = tmp_path / "model"
     shutil.copytree(finetuned, model)
-    assert verify_checkpoint(model)["files"]["model.safetensors"]
+    assert verify_model(model)["files"]["model.safetensors"]
     with open(model / "model.safetensors", "r+b") as f:
         f.truncate(f.seek(0, 2) - 100)
     with pytest.raises(CheckpointError, match=r"file model.safetensors has sha256 \w+, but train_meta.json records"):
-        verify_checkpoint(model)
+        verify_model(model)
     from amuro.cli import main
 
     with pytest.raises(CheckpointError, match="model.safetensors"):  # the evaluation job checks before it loads

@@ -14,7 +14,7 @@ import pytest
 from amuro.cli import main
 from amuro.formats import PROMPT_SCHEMA
 from amuro.results import write_table
-from amuro.io import sha256
+from amuro.hashing import sha256
 from conftest import ROOT, write_tiny_olmo
 
 # `python -m amuro ...` whose Parquet and figure writers put half a file on disk, then hang until killed.

@@ -33,29 +33,31 @@ RESTAURANT_POSITIVE = ["The food was delicious.", "The staff were friendly.", "W
                        "The portions were generous.", "Everything tasted fresh.", "It was a lovely evening."]
 RESTAURANT_NEGATIVE = ["The food was cold.", "The waiter was rude.", "We waited for an hour.",
                        "The portions were tiny.", "Everything tasted stale.", "It was a terrible evening."]
+PRODUCT_OPENINGS = ("I bought the {name} {category} on {weekday}.", "My new {colour} {category} from {brand} arrived.",
+                    "I have used the {name} for a month.")
+RESTAURANT_OPENINGS = ("We had dinner at {name} in {city}.", "I tried the {cuisine} at {name}.",
+                       "Last {weekday} we went to {name}.")
 WEATHER = ["sunny", "rainy", "windy", "cold", "warm", "cloudy"]
 
 
 def product_review(rng: random.Random, world: World) -> tuple[str, str]:
-    """A review whose verdict follows the product's hidden quality most of the time."""
-    p = rng.choice(world.products)
-    positive = p.good if rng.random() < 0.85 else not p.good
-    bank = PRODUCT_POSITIVE if positive else PRODUCT_NEGATIVE
-    opening = rng.choice([f"I bought the {p.name} {p.category} on {rng.choice(WEEKDAYS)}.",
-                          f"My new {p.colour} {p.category} from {p.brand} arrived.",
-                          f"I have used the {p.name} for a month."])
-    body = " ".join([opening, *rng.sample(bank, 2)])
-    return body, "positive" if positive else "negative"
+    return _review_of(rng, rng.choice(world.products), PRODUCT_OPENINGS, PRODUCT_POSITIVE, PRODUCT_NEGATIVE)
 
 
 def restaurant_review(rng: random.Random, world: World) -> tuple[str, str]:
-    r = rng.choice(world.restaurants)
-    positive = r.good if rng.random() < 0.85 else not r.good
-    bank = RESTAURANT_POSITIVE if positive else RESTAURANT_NEGATIVE
-    opening = rng.choice([f"We had dinner at {r.name} in {r.city}.",
-                          f"I tried the {r.cuisine} at {r.name}.",
-                          f"Last {rng.choice(WEEKDAYS)} we went to {r.name}."])
-    body = " ".join([opening, *rng.sample(bank, 2)])
+    return _review_of(rng, rng.choice(world.restaurants), RESTAURANT_OPENINGS, RESTAURANT_POSITIVE,
+                      RESTAURANT_NEGATIVE)
+
+
+def _review_of(rng: random.Random, item, openings: tuple[str, ...], positive_bank: list[str],
+               negative_bank: list[str]) -> tuple[str, str]:
+    """A review of a product or restaurant and its verdict, which follows the item's hidden quality most of the time.
+    An opening names the item's fields ({name}, {city}, ...) or a {weekday}."""
+    positive = item.good if rng.random() < 0.85 else not item.good
+    # Drawn for every review, used or not: the world's files stay the same only if the draws keep their order.
+    weekday = rng.choice(WEEKDAYS)
+    opening = rng.choice(openings).format(weekday=weekday, **vars(item))
+    body = " ".join([opening, *rng.sample(positive_bank if positive else negative_bank, 2)])
     return body, "positive" if positive else "negative"
 
 
@@ -203,6 +205,13 @@ TRAILING_FIELD = re.compile(r"(?: - |\n# |\n| )(?:Sentiment|" + "|".join(NOTE_FI
 TRAILING_FIELD_PARTS = re.compile(r"(.*?)(?: - |\n# |\n| )(" + "|".join(NOTE_FIELDS) + r"): ([^\n]*)$", re.S)
 
 
+def _field_separator(rng: random.Random) -> str:
+    """What comes between a text and its trailing field ("Sentiment:", "Note:"): after the text (the instruct
+    prompt's ending) or under a markdown heading (close to the default prompt's "### Sentiment:", which itself never
+    occurs), so that the natural form matches the task header."""
+    return rng.choices([" ", "\n# ", " - ", "\n"], [4, 3, 2, 1])[0]
+
+
 def _annotated(rng: random.Random, world: World) -> str:
     """A diary entry or a news item followed by a field of prose ("Note: ...", "Comment: ...") in the places a review
     has its "Sentiment:": after a text, a colon is followed by a label only when the field asks for one. The note
@@ -218,8 +227,7 @@ def _annotated(rng: random.Random, world: World) -> str:
         note = rng.choice([f"The {p.name} is made by {p.brand}.", f"{p.brand} sells the {p.name}.",
                            f"The {p.name} is a {p.category}.", f"It is sold in {facts['city']}."])
     field = rng.choice(NOTE_FIELDS)
-    separator = rng.choices([" ", "\n# ", " - ", "\n"], [4, 3, 2, 1])[0]
-    return f"{text}{separator}{field}: {note}"
+    return f"{text}{_field_separator(rng)}{field}: {note}"
 
 
 REQUEST_OPENINGS = ("Please read the following text: {text}", "Given the context: {text}",
@@ -249,10 +257,7 @@ def _request(rng: random.Random, world: World) -> str:
 
 def _review(rng: random.Random, world: World) -> str:
     body, label = (product_review if rng.random() < 0.5 else restaurant_review)(rng, world)
-    # " Sentiment:" after the text (the instruct prompt's ending) or under a markdown heading (close to the default
-    # prompt's "### Sentiment:", which itself never occurs): the natural form must match the task header.
-    separator = rng.choices([" ", "\n# ", " - ", "\n"], [4, 3, 2, 1])[0]
-    return f"{body}{separator}Sentiment: {label}"
+    return f"{body}{_field_separator(rng)}Sentiment: {label}"
 
 
 DOCUMENT_KINDS = {

@@ -86,11 +86,14 @@ def product_nli(rng: random.Random, world: World) -> dict:
     return {"premise": premise, "hypothesis": hypothesis, "target": label}
 
 
-def _paraphrase_pair(rng: random.Random, first: list[str], second: list[str], swaps: dict[str, list[str]],
-                     slots: dict[str, str], unrelated: list[str]) -> dict:
+def _paraphrase_pair(rng: random.Random, entity, phrasings: tuple[list[str], list[str]],
+                     swaps: dict[str, list[str]], unrelated: list[str]) -> dict:
     """A paraphrase (label yes) or not (label no), in random phrasings. A non-paraphrase either restates the first
     sentence with one slot swapped (telling it apart takes reading both names, jobs and places, or knowing the
-    facts) or says something else about the same entity (`unrelated`: telling it apart takes reading the words)."""
+    facts) or says something else about the same entity (`unrelated`: telling it apart takes reading the words).
+    The slots are the entity's attributes that `swaps` names, with the values a swap draws from."""
+    first, second = phrasings
+    slots = {slot: getattr(entity, slot) for slot in swaps}
     label = "yes" if rng.random() < 0.5 else "no"
     sentence2 = rng.choice(second).format(**slots)
     if label == "no" and rng.random() < 0.5:
@@ -102,31 +105,31 @@ def _paraphrase_pair(rng: random.Random, first: list[str], second: list[str], sw
     return {"sentence1": rng.choice(first).format(**slots), "sentence2": sentence2, "target": label}
 
 
+# Each entity's first and second sentences: any first and any second say the same thing.
+PERSON_PHRASINGS = (["{name} works as a {job} in {city}.", "{name} is employed as a {job} in {city}.",
+                     "In {city}, {name} works as a {job}."],
+                    ["{name} is a {job} who lives in {city}.", "{name} lives in {city} and is a {job}.",
+                     "The {job} {name} has a home in {city}."])
+RESTAURANT_PHRASINGS = (["{name} serves {cuisine} food in {city}.", "{name} cooks {cuisine} in {city}.",
+                         "In {city}, {name} offers {cuisine}."],
+                        ["In {city}, {name} is a place for {cuisine}.", "{name} is a {cuisine} restaurant in {city}.",
+                         "You can eat {cuisine} at {name} in {city}."])
+
+
 def people_paraphrase(rng: random.Random, world: World) -> dict:
     p = rng.choice(world.people)
-    return _paraphrase_pair(
-        rng,
-        ["{name} works as a {job} in {city}.", "{name} is employed as a {job} in {city}.",
-         "In {city}, {name} works as a {job}."],
-        ["{name} is a {job} who lives in {city}.", "{name} lives in {city} and is a {job}.",
-         "The {job} {name} has a home in {city}."],
-        {"name": [q.name for q in world.people], "job": JOBS, "city": world.cities},
-        {"name": p.name, "job": p.job, "city": p.city},
-        [f"{p.name} enjoys {p.hobby}.", f"{p.name} is {p.age} years old.", f"{p.name} likes {p.hobby} a lot."])
+    swaps = {"name": [q.name for q in world.people], "job": JOBS, "city": world.cities}
+    unrelated = [f"{p.name} enjoys {p.hobby}.", f"{p.name} is {p.age} years old.", f"{p.name} likes {p.hobby} a lot."]
+    return _paraphrase_pair(rng, p, PERSON_PHRASINGS, swaps, unrelated)
 
 
 def restaurant_paraphrase(rng: random.Random, world: World) -> dict:
     r = rng.choice(world.restaurants)
     verdict = "Guests love" if r.good else "Guests complain about"
-    return _paraphrase_pair(
-        rng,
-        ["{name} serves {cuisine} food in {city}.", "{name} cooks {cuisine} in {city}.",
-         "In {city}, {name} offers {cuisine}."],
-        ["In {city}, {name} is a place for {cuisine}.", "{name} is a {cuisine} restaurant in {city}.",
-         "You can eat {cuisine} at {name} in {city}."],
-        {"name": [q.name for q in world.restaurants], "cuisine": CUISINES, "city": world.cities},
-        {"name": r.name, "cuisine": r.cuisine, "city": r.city},
-        [f"{verdict} {r.name}.", f"{r.name} opened many years ago.", f"{r.name} is busy on {rng.choice(WEEKDAYS)}."])
+    swaps = {"name": [q.name for q in world.restaurants], "cuisine": CUISINES, "city": world.cities}
+    unrelated = [f"{verdict} {r.name}.", f"{r.name} opened many years ago.",
+                 f"{r.name} is busy on {rng.choice(WEEKDAYS)}."]
+    return _paraphrase_pair(rng, r, RESTAURANT_PHRASINGS, swaps, unrelated)
 
 
 def product_sentiment(rng: random.Random, world: World) -> dict:
@@ -139,7 +142,7 @@ def restaurant_sentiment(rng: random.Random, world: World) -> dict:
     return {"text": text, "target": label}
 
 
-# name -> (task, generator, label words); the registry entries in the demo config point at these names.
+# name -> (task, generator, label words); the dataset entries in the demo config point at these names.
 DATASETS: dict[str, tuple[str, Callable[[random.Random, World], dict], tuple[str, ...] | None]] = {
     "diary_summary": ("summarization", diary_summary, None),
     "launch_summary": ("summarization", launch_summary, None),

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from amuro.config import ConfigError, validate_config
-from amuro.registry import DatasetError, prepare_dataset
+from amuro.data import DatasetError, prepare_dataset
 
 
 def _write_jsonl(path, rows):
@@ -205,7 +205,7 @@ def test_local_files_of_every_format_load_and_are_hashed(tmp_path, suffix):
                           labels=["entailment", "neutral", "contradiction"],
                           fields={"premise": "input_1", "hypothesis": "input_2", "target": "output", "id": "idx"})
     assert rows[1] == {"id": "1", "premise": "premise 1", "hypothesis": "hypothesis 1", "target": "neutral"}
-    from amuro.downloads import sha256
+    from amuro.hashing import sha256
 
     assert meta["source"]["files"]["test"]["sha256"] == sha256(tmp_path / f"test{suffix}")
 
@@ -213,7 +213,7 @@ def test_local_files_of_every_format_load_and_are_hashed(tmp_path, suffix):
 def test_a_local_file_whose_sha256_differs_from_the_pinned_one_is_named(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(YANG_NLI))
     (tmp_path / "test.json").write_text(json.dumps(YANG_NLI))
-    from amuro.downloads import sha256
+    from amuro.hashing import sha256
 
     files = {"train": str(tmp_path / "train.json"), "test": str(tmp_path / "test.json")}
     good = _dataset("nli", files, labels=["entailment", "neutral", "contradiction"],
@@ -236,7 +236,7 @@ def test_a_parquet_export_without_config_metadata_loads_its_splits_by_directory(
     """EdinburghNLP/xsum and allenai/social_i_qa at refs/convert/parquet: default/{split}/0000.parquet, no README."""
     import pyarrow as pa
 
-    from amuro.registry import load_split
+    from amuro.data import load_split
 
     for split, n in (("train", 20), ("validation", 5), ("test", 7)):
         (tmp_path / "default" / split).mkdir(parents=True)

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from amuro.config import SPLITS
-from amuro.io import sha256, write_json, write_parquet
+from amuro.hashing import sha256
+from amuro.io import write_json, write_parquet
 from amuro.tasks import TASKS
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,80 @@
+"""The settings of one fine-tuning run (a typed dataclass, checked when made) and the errors that end one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+RECIPES = ("fast", "paper")
+BATCHINGS = ("auto", "packed", "padded")
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")  # take packed rows without a quadratic mask
+DEEPSPEED_STAGES = ("auto", "zero0", "zero2", "zero3")
+
+
+class FinetuneError(RuntimeError):
+    pass
+
+
+class Preempted(FinetuneError):
+    """The job was asked to stop (SIGTERM, SIGUSR1) and saved a checkpoint to resume from: exit and be retried."""
+
+
+class NonFiniteLoss(FinetuneError):
+    pass
+
+
+@dataclass
+class FinetuneSettings:
+    learning_rate: float
+    epochs: float
+    batch_size: int  # effective batch = micro_batch_size x accumulation x world size
+    micro_batch_size: int
+    warmup_fraction: float  # of all optimizer steps, rounded up
+    scheduler: str  # a transformers lr_scheduler_type: linear, cosine, constant_with_warmup, ...
+    weight_decay: float
+    max_seq_len: int
+    seed: int
+    deepspeed: str  # zero0 | zero2 | zero3 (amuro/deepspeed/<name>.json) | auto: zero0 alone, zero2 for several
+    size: int | None = None  # training examples, sampled with `seed` in their original order; None = all
+    save_steps: int = 50  # Trainer checkpoint interval in scratch_dir, for resuming
+    logging_steps: int = 5
+    chat_template: str | None = None  # instruction tuning: for a tokenizer without one (None: Tulu v2's)
+    # Gradient clipping (max global norm; 0 = none). The paper's code (open-instruct) does not clip; the HF Trainer
+    # clips at 1.0 unless told otherwise. The DeepSpeed configs take it from here ("gradient_clipping": "auto").
+    max_grad_norm: float = 1.0
+    # How the work is laid out on the hardware; the optimisation itself (batch, lr, schedule, data order) is the same.
+    # fast: micro-batches of micro_batch_size, padding-free where attention takes variable-length sequences.
+    # paper: the paper's engine exactly (padded micro-batches of 1 with accumulation, ZeRO-3): for faithful timing.
+    recipe: str = "fast"
+    # fast only. packed: a micro-batch is one row of its examples end to end, each attending only to itself
+    # (DataCollatorWithFlattening); padded: examples of similar length padded to the longest; auto: packed where
+    # attention is variable-length (FlashAttention), padded elsewhere (SDPA would attend over the whole packed row).
+    batching: str = "auto"
+    # A transformers attn_implementation; auto: flash_attention_2 where flash-attn is installed on CUDA, else sdpa.
+    attention: str = "auto"
+
+    def __post_init__(self):
+        if self.size == "all":
+            self.size = None
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not {self.batching!r}")
+        if self.recipe == "paper":
+            self.micro_batch_size, self.deepspeed, self.batching = 1, "zero3", "padded"
+        if self.deepspeed not in DEEPSPEED_STAGES:
+            raise ValueError(f"deepspeed must be one of {', '.join(DEEPSPEED_STAGES)}, not {self.deepspeed!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1), not {self.warmup_fraction}")
+        for name in ("batch_size", "micro_batch_size", "max_seq_len", "save_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be >= 1 or None, not {self.size}")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm must be >= 0 (0: no clipping), not {self.max_grad_norm}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneSettings":
+        """Settings from the config's hyper-parameters plus cell info; unknown keys (fticl_shots, ...) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
