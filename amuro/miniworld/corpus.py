@@ -141,8 +141,8 @@ def _restaurant_facts(rng: random.Random, world: World) -> str:
 
 
 def _question_answer(rng: random.Random, world: World) -> str:
-    p = rng.choice(world.people)
-    item = rng.choice(world.products)
+    """A question about a person or a product, answered with the fact (the corpus's Q/A documents)."""
+    p, item = rng.choice(world.people), rng.choice(world.products)  # in this order: the corpus's bytes depend on it
     return rng.choice([f"Q: Where does {p.name} live? A: {p.name} lives in {p.city}.",
                        f"Q: What does {p.name} do for a living? A: {p.name} is a {p.job}.",
                        f"Q: How old is {p.name}? A: {p.name} is {p.age}.",
