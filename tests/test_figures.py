@@ -83,3 +83,47 @@ def test_a_figure_without_its_rows_says_what_is_missing(tmp_path):
 
 def test_every_catalogued_figure_has_a_drawing():
     assert set(DRAWERS) == set(FIGURES)
+
+
+# --- What a figure shows: its plotted data, read off the matplotlib figure ----------------------------------------
+
+def _lines(ax) -> dict[str, list[float]]:
+    """Each labelled line of a panel: label -> its y values, in checkpoint order."""
+    return {line.get_label(): [round(float(y), 6) for y in line.get_ydata()] for line in ax.get_lines()
+            if not line.get_label().startswith("_")}
+
+
+def _drawn(figure_id, table, groups=None):
+    """The figure as `draw` makes it (benchmarks shown with acc), before it is saved."""
+    from amuro.analysis import headline
+
+    return DRAWERS[figure_id](headline(table, "acc"), figure_id, 0.95, groups or {})
+
+
+def test_pretraining_curves_put_each_set_under_its_group_with_its_scores(table):
+    learned, not_learned = _drawn("pretraining_curves", table).axes[:2]
+    # nli_b rises .30 -> .55 -> .80 over the checkpoints (4-shot, default: each set's largest shot count) and is
+    # the only prompt set learned in pre-training; facts_mc (acc) is the benchmark the base learns.
+    assert _lines(learned) == {"facts_mc": [0.25, 0.4, 0.55], "nli_b": [0.3, 0.55, 0.8]}
+    assert _lines(not_learned) == {"nli_a": [0.3] * 3, "passage_mc": [0.25] * 3, "summ_a": [0.3] * 3,
+                                   "summ_b": [0.3] * 3}
+
+
+def test_a_configured_group_moves_a_set_to_the_other_panel(table):
+    learned, not_learned = _drawn("pretraining_curves", table, {"nli_b": "not learned in pre-training"}).axes[:2]
+    assert "nli_b" not in _lines(learned) and _lines(not_learned)["nli_b"] == [0.3, 0.55, 0.8]
+
+
+def test_finetuned_vs_base_draws_each_train_sets_in_domain_scores_beside_its_base(table):
+    panels = {ax.get_title(): _lines(ax) for ax in _drawn("finetuned_vs_base", table).axes if ax.get_visible()}
+    # Main train format (default) and size (all), 0 shots: nli_a gains .4 in-domain, from .3 at every checkpoint.
+    assert panels["nli_a"] == {"fine-tuned": [0.7] * 3, "pre-trained": [0.3] * 3}
+    assert panels["summ_a"] == {"fine-tuned": [0.7] * 3, "pre-trained": [0.3] * 3}
+
+
+def test_the_transfer_heatmap_shows_each_cells_change_from_its_base(table):
+    fig = _drawn("transfer_heatmap", table)
+    image = next(ax for ax in fig.axes if ax.images).images[0]
+    values = sorted({round(float(v), 6) for v in image.get_array().compressed()})
+    # In-domain +.4, the other set of the same task +.1, the other task -.1 (default format, size all, 0 shots).
+    assert values == [-0.1, 0.1, 0.4]
