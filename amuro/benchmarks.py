@@ -209,16 +209,20 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
 
 
 def evaluate_benchmarks(model_dir: str | Path, requests: list[dict], settings: dict, local_tasks: dict | None,
-                        meta: dict, threads: int = 1) -> dict[str, dict[int, dict[str, float]]]:
+                        meta: dict, threads: int = 1, index: str | Path | None = None) -> None:
     """One benchmark job: the model checked against its record, then `run_benchmarks`, with task files for the
     local benchmarks (`local_tasks`, as `write_task_yamls` takes them) that live only as long as the run: they are
-    inputs, not outputs."""
+    inputs, not outputs. `index`: where to list the score files written (what the run's summary reads)."""
     import tempfile
 
     from amuro.checkpoints import verify_model
+    from amuro.hashing import write_file_index
 
     verify_model(model_dir)
     with tempfile.TemporaryDirectory() as tasks_dir:
         if local_tasks:
             settings = {**settings, "tasks_dir": str(write_task_yamls(local_tasks, tasks_dir))}
-        return run_benchmarks(model_dir, requests, settings, meta, threads=threads)
+        run_benchmarks(model_dir, requests, settings, meta, threads=threads)
+    if index:
+        write_file_index(index, [{"path": r["output"], "benchmark": r["benchmark"], "task": "multiple_choice",
+                                  "shots": r["shots"]} for r in requests])

@@ -123,6 +123,9 @@ COMMANDS = (
                 arg("--shots", type=_int_list, required=True, help="comma-separated, e.g. 0,4"),
                 arg("--seed", type=int, required=True),
                 arg("--templates", type=_json, default={}, help="the dataset's own templates by format (JSON)"))),
+    Command("index-prompts", "amuro.formats:index_prompts",
+            "the index of the test prompts every evaluation job reads (paths and sha256)", (
+                arg("--out", required=True), arg("prompts", nargs="+"))),
     Command("build-fticl-prompts", "amuro.formats:build_fticl_prompts",
             "the FTICL train split: fixed demonstrations before every example", (
                 arg("--dataset", required=True), arg("--task", required=True), arg("--data-dir", required=True),
@@ -156,7 +159,8 @@ COMMANDS = (
                 arg("--settings", type=_json, required=True, help="batch_size, limit (JSON)"),
                 arg("--meta", type=_json, required=True, help="what identifies the model (JSON)"),
                 arg("--tasks", dest="local_tasks", type=_json,
-                    help="local benchmarks: id -> {task, train, test} JSON-lines files (JSON)"), THREADS)),
+                    help="local benchmarks: id -> {task, train, test} JSON-lines files (JSON)"),
+                arg("--index", help="also list the score files written here, with their hashes (JSON)"), THREADS)),
     # --- Results, tables and figures ---
     Command("summarize-predictions", "amuro.results:summarize_predictions",
             "one evaluated model's prediction files as long-format rows", (
@@ -164,7 +168,8 @@ COMMANDS = (
                 arg("--checkpoint", dest="checkpoint_dir",
                     help="the pre-trained checkpoint directory the model comes from: its resolved.json gives step and "
                          "tokens (without it, they are read from the checkpoint id)"),
-                arg("--out", required=True), arg("predictions", nargs="+"))),
+                arg("--out", required=True),
+                arg("predictions", nargs="+", help="prediction files, or the indexes the evaluation jobs wrote"))),
     Command("results-table", "amuro.results:results_table", "concatenate long-format tables into the results table", (
         arg("--out", required=True), arg("tables", nargs="+"))),
     Command("scoring-methods", "amuro.scoring:scoring_methods",
@@ -172,7 +177,9 @@ COMMANDS = (
                 arg("--out", required=True, help="one row per prediction file and method"),
                 arg("--table3", dest="table3_out",
                     help="also write the Table 3 pivot: mean accuracy per eval set, model kind and method"),
-                arg("predictions", nargs="+", help="prediction files (generation sets are skipped)"))),
+                arg("--eval-format", help="of indexes, read the classification files of this eval format only"),
+                arg("predictions", nargs="+",
+                    help="prediction files or the indexes evaluation jobs wrote (generation sets are skipped)"))),
     Command("tables", "amuro.tables:write_tables",
             "the summary tables (transfer, forgetting, Table 6, MRC, findings, HTML overview) from long-format "
             "tables, ours or imported", (

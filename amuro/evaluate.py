@@ -12,10 +12,11 @@ generation and one forward pass per example and label stem: the same pass gives 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -313,16 +314,61 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
     return pa.Table.from_pylist([{**meta, **rec} for rec in records], schema=pa.schema(fields))
 
 
+# What made a prediction file, kept in its Parquet metadata: a rerun keeps a file whose provenance is unchanged.
+PROVENANCE_KEY = b"amuro.provenance"
+
+
+def provenance(model_record: str, req: EvalRequest, settings: EvalSettings, meta: dict) -> str:
+    """The model's record, the prompt file's bytes, the request and the settings a prediction file was made from."""
+    from amuro.hashing import sha256
+
+    request = {k: v for k, v in asdict(req).items() if k != "output"}
+    return json.dumps({"model_record": model_record, "prompts_sha256": sha256(req.prompts), "request": request,
+                       "settings": asdict(settings), "meta": meta}, sort_keys=True)
+
+
+def made_from(path: str | Path, made: str) -> bool:
+    """Whether the prediction file at `path` exists and was made from exactly `made` (its provenance)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return metadata.get(PROVENANCE_KEY) == made.encode()
+
+
+def model_record(model_dir: str | Path) -> str:
+    """The sha256 of the record a model directory is checked against (resolved.json or train_meta.json)."""
+    from amuro.hashing import sha256
+
+    for name in ("resolved.json", "train_meta.json"):
+        if (Path(model_dir) / name).is_file():
+            return sha256(Path(model_dir) / name)
+    return ""
+
+
 def evaluate(model_dir: str | Path, requests: list[EvalRequest], settings: EvalSettings, meta: dict,
              threads: int = 1) -> None:
-    """meta: what identifies the model (model, checkpoint, train cell), stored on every row."""
+    """meta: what identifies the model (model, checkpoint, train cell), stored on every row.
+
+    A request whose prediction file was already made from the same model, prompts and settings is kept as it is:
+    a job rerun because the study grew scores only what is new (the model is not even loaded when nothing is)."""
+    record = model_record(model_dir)
+    made = {req: provenance(record, req, settings, meta) for req in requests}
+    todo = [req for req in requests if not made_from(req.output, made[req])]
+    for req in requests:
+        if req not in todo:
+            log.info("%s %s %d-shot: kept %s (made from the same model, prompts and settings)", req.dataset,
+                     req.format, req.shots, req.output)
+    if not todo:
+        return
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     scorer = Scorer(model_dir, settings.batch_size, settings.generation_stop)
-    for req in requests:
+    for req in todo:
         start = time.perf_counter()
         table = evaluate_request(scorer, req, settings, meta)
-        write_parquet(table, req.output)
+        write_parquet(table.replace_schema_metadata({**(table.schema.metadata or {}), PROVENANCE_KEY: made[req]}),
+                      req.output)
         mean = sum(table.column("score").to_pylist()) / table.num_rows
         log.info("%s %s %d-shot: %s %.3f on %d examples (%.1fs)", req.dataset, req.format, req.shots,
                  table.column("metric")[0], mean, table.num_rows, time.perf_counter() - start)
@@ -341,3 +387,8 @@ def evaluate_models(jobs: list[dict], settings: dict, threads: int = 1) -> None:
     for job in jobs:
         evaluate(job["model_dir"], [EvalRequest.from_dict(r) for r in job["requests"]], EvalSettings(**settings),
                  job["meta"], threads=threads)
+        if job.get("index"):
+            from amuro.hashing import write_file_index
+
+            write_file_index(job["index"], [{"path": r["output"], "dataset": r["dataset"], "task": r["task"],
+                                             "format": r["format"], "shots": r["shots"]} for r in job["requests"]])

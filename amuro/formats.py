@@ -143,3 +143,10 @@ def build_fticl_prompts(dataset: str, task: str, data_dir: str | Path, out_file:
         rows.append({"id": ex["id"], "shots": shots, "prompt": assemble(demos, prompt), "completion": completion,
                      "target": ex["target"], "demo_ids": sorted(fixed), "demo_chars": demo_chars(demos)})
     write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), out_file)
+
+
+def index_prompts(prompts: list[str], out: str | Path) -> None:
+    """`amuro index-prompts`: the index of the test prompts every evaluation job reads (their paths and hashes)."""
+    from amuro.hashing import write_file_index
+
+    write_file_index(out, [{"path": str(p)} for p in prompts])

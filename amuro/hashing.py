@@ -52,3 +52,24 @@ def verify_files(root: str | Path, expected: dict[str, str], what: str, record: 
     root = Path(root)
     check_hashes(hash_files(root, [name for name in expected if (root / name).is_file()]), expected, what, record,
                  error, where)
+
+
+def write_file_index(path: str | Path, entries: list[dict]) -> None:
+    """An index of the files a job wrote (`entries`: {path, ...} each), with each file's sha256: what the jobs after
+    it read instead of depending on every file (one edge in Snakemake's graph instead of dozens)."""
+    from amuro.io import write_json
+
+    write_json({"files": [{**entry, "sha256": sha256(entry["path"])} for entry in entries]}, path)
+
+
+def read_file_index(path: str | Path) -> list[dict]:
+    """The entries of a file index, each file checked against the sha256 it had when the index was written."""
+    import json
+
+    entries = json.loads(Path(path).read_text())["files"]
+    for entry in entries:
+        if not Path(entry["path"]).is_file():
+            raise FileNotFoundError(f"{path} lists {entry['path']}, which is missing: rerun the job that wrote it")
+        if sha256(entry["path"]) != entry["sha256"]:
+            raise ValueError(f"{entry['path']} changed after {path} recorded it: rerun the job that wrote it")
+    return entries

@@ -237,12 +237,25 @@ def merged_settings(paths: Sequence[str | Path]) -> dict:
     return {k: v[0] if len(v) == 1 else sorted(v, key=json.dumps) for k, v in sorted(values.items())}
 
 
+def listed_files(paths: Sequence[str | Path]) -> list[str]:
+    """Prediction files, with each index.json among `paths` (what an evaluation job wrote, amuro.hashing's file
+    index) replaced by the files it lists, in order."""
+    from amuro.hashing import read_file_index
+
+    files = []
+    for path in paths:
+        files += [e["path"] for e in read_file_index(path)] if Path(path).name == "index.json" else [str(path)]
+    return files
+
+
 def summarize_predictions(predictions: Sequence[str | Path], settings: dict, out: str | Path,
                           checkpoint_dir: str | Path | None = None) -> None:
-    """`amuro summarize-predictions`: one evaluated model's prediction files as long-format rows, with how they were made.
+    """`amuro summarize-predictions`: one evaluated model's prediction files (or the indexes its evaluation jobs
+    wrote) as long-format rows, with how they were made.
 
     settings: train_task, resamples, confidence, seed and point_estimate (default mean), as summary_settings() in
     the rules passes them; checkpoint_dir: the checkpoint the model was made from (its step and tokens)."""
+    predictions = listed_files(predictions)
     point_estimate = settings.get("point_estimate", "mean")
     table = prediction_summary(predictions, settings["train_task"], resamples=settings["resamples"],
                                   confidence=settings["confidence"], seed=settings["seed"],

@@ -177,11 +177,24 @@ def table3(comparison: pl.DataFrame) -> pl.DataFrame:
             .sort(["model", "eval_dataset", "kind", "shots"]))
 
 
-def scoring_methods(predictions: Sequence[str | Path], out: str | Path, table3_out: str | Path | None = None) -> None:
-    """`amuro scoring-methods`: the per-file method comparison, and optionally its Table 3 pivot, as Parquet."""
-    from amuro.io import write_parquet
+def scoring_methods(predictions: Sequence[str | Path], out: str | Path, table3_out: str | Path | None = None,
+                    eval_format: str | None = None) -> None:
+    """`amuro scoring-methods`: the per-file method comparison, and optionally its Table 3 pivot, as Parquet.
 
-    comparison = method_comparison(predictions)
+    predictions: prediction files, or the indexes evaluation jobs wrote (only their classification files in
+    `eval_format`, if given, are read)."""
+    from amuro.hashing import read_file_index
+    from amuro.io import write_parquet
+    from amuro.tasks import TASKS
+
+    files = []
+    for path in predictions:
+        if Path(path).name != "index.json":
+            files.append(str(path))
+            continue
+        files += [e["path"] for e in read_file_index(path)
+                  if TASKS[e["task"]].is_classification and eval_format in (None, e["format"])]
+    comparison = method_comparison(files)
     write_parquet(comparison.to_arrow(), out)
     if table3_out:
         write_parquet(table3(comparison).to_arrow(), table3_out)

@@ -9,6 +9,7 @@ rule evaluate_benchmarks:
         downloads=STUDY.downloads.benchmark_records(),
     output:
         STUDY.benchmarking.output_patterns(),
+        index=STUDY.benchmarking.index_pattern(),
     params:
         requests=of_run(STUDY.benchmarking.requests, to_json=True),
         settings=as_json(STUDY.benchmarking.settings()),
@@ -27,5 +28,6 @@ rule evaluate_benchmarks:
         "benchmarks/evaluate_benchmarks/{model}/{checkpoint}/{train}.tsv"
     shell:
         "python -m amuro evaluate-benchmarks --model-dir {input.model} --requests {params.requests:q}"
-        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --threads {threads}"
+        " --settings {params.settings:q} --tasks {params.tasks:q} --meta {params.meta:q} --index {output.index}"
+        " --threads {threads}"
         " > {log} 2>&1"

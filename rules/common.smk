@@ -70,6 +70,11 @@ def of_benchmark(method):
     return from_wildcards
 
 
+def updatable(outputs):
+    """Outputs a rerun of their job updates in place instead of Snakemake deleting them first (update())."""
+    return [update(f) for f in outputs]
+
+
 def figure_inputs(wildcards):
     try:
         return STUDY.figures.inputs(wildcards.figure)

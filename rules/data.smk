@@ -45,6 +45,22 @@ rule build_prompts:
         " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
 
 
+# Every evaluation job reads the test prompts of every eval set; it depends on their index, one edge instead of one
+# per set and format (the index changes whenever one of them does).
+rule index_prompts:
+    input:
+        STUDY.evaluation.prompt_index_inputs(),
+    output:
+        paths.PROMPT_INDEX,
+    localrule: True
+    log:
+        "logs/index_prompts.log",
+    benchmark:
+        "benchmarks/index_prompts.tsv"
+    shell:
+        "python -m amuro index-prompts --out {output} {input} > {log} 2>&1"
+
+
 rule build_fticl_prompts:
     input:
         paths.per_split(paths.DATA),

@@ -1,13 +1,17 @@
-# Each model is loaded once and evaluated on every eval set, format and shot count; per-example predictions.
-# Pre-trained checkpoints and fine-tuned models run the same command; only their shot counts (and so outputs) differ.
+# Each model is loaded once and evaluated on every eval set, format and shot count; per-example predictions, and an
+# index of them that the summary reads. Pre-trained checkpoints and fine-tuned models run the same command; only
+# their shot counts (and so outputs) differ. Predictions are updated in place, not deleted before the job: a job
+# rerun because the study grew (another eval set, format or shot count) keeps every prediction whose prompts, model
+# and settings are unchanged, and scores only the rest.
 
 
 rule evaluate_base:
     input:
         model=of_run(STUDY.model_dir),
-        prompts=of_run(STUDY.evaluation.prompts),
+        prompts=STUDY.evaluation.prompt_index(),
     output:
-        STUDY.evaluation.output_patterns(base=True),
+        updatable(STUDY.evaluation.output_patterns(base=True)),
+        index=STUDY.evaluation.index_pattern(),
     params:
         jobs=of_run(STUDY.evaluation.jobs, to_json=True),
         settings=as_json(STUDY.evaluation.settings()),
@@ -31,7 +35,8 @@ if not STUDY.evaluation.per_checkpoint:
 
     use rule evaluate_base as evaluate_finetuned with:
         output:
-            STUDY.evaluation.output_patterns(base=False),
+            updatable(STUDY.evaluation.output_patterns(base=False)),
+            index=STUDY.evaluation.index_pattern(),
         wildcard_constraints:
             train=STUDY.id_pattern(STUDY.finetuned_runs()),
 
@@ -42,7 +47,8 @@ else:
         input:
             unpack(of_checkpoint(STUDY.evaluation.checkpoint_inputs)),
         output:
-            STUDY.evaluation.checkpoint_patterns(),
+            updatable(STUDY.evaluation.checkpoint_patterns()),
+            STUDY.evaluation.checkpoint_index_patterns(),
         params:
             jobs=of_checkpoint(STUDY.evaluation.checkpoint_jobs, to_json=True),
             settings=as_json(STUDY.evaluation.settings()),

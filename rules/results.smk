@@ -65,17 +65,20 @@ rule tables:
 # from the per-example predictions, which keep each method's label.
 rule scoring_methods:
     input:
-        STUDY.evaluation.classification_files(),
+        STUDY.evaluation.indexes(),
     output:
         methods=paths.table("scoring_methods.parquet"),
         table3=paths.table("table3.parquet"),
+    params:
+        eval_format=STUDY.evaluation.main_format,
     localrule: True
     log:
         "logs/scoring_methods.log",
     benchmark:
         "benchmarks/scoring_methods.tsv"
     shell:
-        "python -m amuro scoring-methods --out {output.methods} --table3 {output.table3} {input} > {log} 2>&1"
+        "python -m amuro scoring-methods --eval-format {params.eval_format} --out {output.methods}"
+        " --table3 {output.table3} {input} > {log} 2>&1"
 
 
 # Each figure reads only the evaluations it shows, so asking for one schedules only the runs behind it.

@@ -258,3 +258,38 @@ def test_a_changed_model_stops_a_several_model_job_before_it_writes_anything(tin
     with pytest.raises(CheckpointError, match=r"m1: file config.json has sha256"):
         main(["evaluate", "--jobs", json.dumps(jobs), "--settings", json.dumps({"max_new_tokens_generation": 4})])
     assert not list(tmp_path.glob("m*.parquet"))
+
+
+def test_a_rerun_keeps_what_was_made_from_the_same_inputs_and_scores_only_the_rest(tiny_model, tmp_path):
+    """A job rerun because the study grew (another set, format or shot count) keeps every prediction file made from
+    the same model, prompts and settings, byte for byte and untouched, and scores the new and the changed ones; its
+    index lists them all."""
+    from amuro.cli import main
+
+    model = _tuned_copy(tiny_model, tmp_path / "model")
+    for name in ("a", "b"):
+        _prompt_file(tmp_path / f"{name}.parquet", ["the cat sat on", "Kuri lives in"], ["a mat", "Rege"])
+
+    def request(name):
+        return {"dataset": name, "task": "summarization", "format": "default", "shots": 0,
+                "prompts": str(tmp_path / f"{name}.parquet"), "output": str(tmp_path / f"out_{name}.parquet")}
+
+    def run(names, settings):
+        job = {"model_dir": str(model), "meta": {"train": "cell"}, "requests": [request(n) for n in names],
+               "index": str(tmp_path / "index.json")}
+        assert main(["evaluate", "--jobs", json.dumps([job]), "--settings", json.dumps(settings)]) == 0
+
+    settings = {"max_new_tokens_generation": 4, "batch_size": 2}
+    run(["a"], settings)
+    first = (tmp_path / "out_a.parquet").stat().st_mtime_ns, (tmp_path / "out_a.parquet").read_bytes()
+    run(["a", "b"], settings)  # a second eval set: a is kept
+    assert ((tmp_path / "out_a.parquet").stat().st_mtime_ns, (tmp_path / "out_a.parquet").read_bytes()) == first
+    index = json.loads((tmp_path / "index.json").read_text())["files"]
+    assert [e["path"] for e in index] == [str(tmp_path / "out_a.parquet"), str(tmp_path / "out_b.parquet")]
+    # Changed prompts, or other settings, make a prediction again.
+    _prompt_file(tmp_path / "a.parquet", ["a mat", "Kuri lives in"], ["a mat", "Rege"])
+    run(["a", "b"], settings)
+    assert (tmp_path / "out_a.parquet").stat().st_mtime_ns != first[0]
+    b = (tmp_path / "out_b.parquet").stat().st_mtime_ns
+    run(["a", "b"], {**settings, "max_new_tokens_generation": 3})
+    assert (tmp_path / "out_b.parquet").stat().st_mtime_ns != b

@@ -210,3 +210,19 @@ def test_a_prediction_file_whose_rows_were_scored_differently_is_refused(tmp_pat
     with pytest.raises(ResultsError, match=r"mixed.parquet: accuracy rows made with different settings: column "
                                            r"'max_new_tokens' holds \[5, 8\]"):
         prediction_summary([path], None)
+
+
+def test_a_summary_reads_the_files_its_evaluation_listed_and_refuses_one_changed_since(tmp_path):
+    from amuro.cli import main
+    from amuro.hashing import write_file_index
+
+    files = [write_predictions(tmp_path / f"{name}.parquet", [1, 0, 1, 1], eval_dataset=name) for name in ("x", "y")]
+    write_file_index(tmp_path / "index.json", [{"path": str(f)} for f in files])
+    settings = json.dumps({"train_task": None, "resamples": 100, "confidence": 0.95, "seed": 1})
+    assert main(["summarize-predictions", "--settings", settings, "--out", str(tmp_path / "s.parquet"),
+                 str(tmp_path / "index.json")]) == 0
+    assert sorted(pl.read_parquet(tmp_path / "s.parquet")["eval_dataset"]) == ["x", "y"]
+    write_predictions(files[1], [0, 0, 0, 0], eval_dataset="y")
+    with pytest.raises(ValueError, match=r"y.parquet changed after .*index.json recorded it"):
+        main(["summarize-predictions", "--settings", settings, "--out", str(tmp_path / "s.parquet"),
+              str(tmp_path / "index.json")])

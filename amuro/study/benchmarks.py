@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amuro.study.paths import BENCHMARK_RECORD, BENCHMARK_SCORES, MINIWORLD, fill
+from amuro.study.paths import BENCHMARK_INDEX, BENCHMARK_RECORD, BENCHMARK_SCORES, MINIWORLD, fill
 from amuro.study.runs import WILDCARDS, Run
 
 if TYPE_CHECKING:
@@ -34,6 +34,13 @@ class Benchmarks:
 
     def files(self, run: Run) -> list[str]:
         return [r["output"] for r in self.requests(run)]
+
+    def index(self, run: Run) -> list[str]:
+        """The index of what the run's benchmark job wrote (none for a run not scored on the benchmarks)."""
+        return [fill(BENCHMARK_INDEX, **run.fields)] if self.requests(run) else []
+
+    def index_pattern(self) -> str:
+        return BENCHMARK_INDEX
 
     def output_patterns(self) -> list[str]:
         """The outputs of a benchmark job, with {model}, {checkpoint} and {train} left as wildcards."""

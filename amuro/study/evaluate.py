@@ -10,7 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from amuro.axes import main_eval_format
-from amuro.study.paths import PREDICTIONS, PROMPTS, fill
+from amuro.study.paths import PREDICTION_INDEX, PREDICTIONS, PROMPT_INDEX, PROMPTS, fill
 from amuro.study.runs import WILDCARDS, Run
 
 if TYPE_CHECKING:
@@ -66,12 +66,26 @@ class Evaluation:
         """The prompt files one evaluation job reads, and nothing else."""
         return list(dict.fromkeys(r["prompts"] for r in self.requests(run)))
 
+    def prompt_index(self) -> list[str]:
+        """What an evaluation job depends on for its prompts: the index of every eval set's test prompts (every job
+        reads all of them), one input instead of one per set and format."""
+        return [PROMPT_INDEX]
+
+    def prompt_index_inputs(self) -> list[str]:
+        return [fill(PROMPTS, dataset=d, format=f, split="test") for d in self.study.eval_datasets
+                for f in self.study.formats]
+
+    def index(self, run: Run) -> list[str]:
+        """The index of what the run's evaluation wrote (none for a run scored on the benchmarks only)."""
+        return [fill(PREDICTION_INDEX, **run.fields)] if self.requests(run) else []
+
     def prediction_files(self, run: Run) -> list[str]:
         return [r["output"] for r in self.requests(run)]
 
     def job(self, run: Run) -> dict:
-        """One model's part of an evaluation job: its directory, requests and meta."""
-        return {"model_dir": run.dir, "requests": self.requests(run), "meta": run.meta}
+        """One model's part of an evaluation job: its directory, requests, meta and the index it writes."""
+        return {"model_dir": run.dir, "requests": self.requests(run), "meta": run.meta,
+                "index": fill(PREDICTION_INDEX, **run.fields)}
 
     def jobs(self, run: Run) -> list[dict]:
         """A per-model evaluation job: one model."""
@@ -84,6 +98,9 @@ class Evaluation:
             return []
         return [r["output"] for r in self.requests(runs[0], tuple(WILDCARDS.items()))]
 
+    def index_pattern(self) -> str:
+        return PREDICTION_INDEX
+
     # --- finetuned_jobs per_checkpoint ---
 
     def finetuned_at(self, model: str, checkpoint: str) -> list[Run]:
@@ -91,13 +108,15 @@ class Evaluation:
         return [r for r in self.study.finetuned_runs() if (r.model, r.checkpoint) == (model, checkpoint)]
 
     def checkpoint_patterns(self) -> list[str]:
-        """The outputs of a per-checkpoint evaluation job, with {model} and {checkpoint} left as wildcards."""
+        """The predictions of a per-checkpoint evaluation job, with {model} and {checkpoint} left as wildcards."""
         return [r["output"] for cell in self.study.cells("{model}", "{checkpoint}") for r in self.requests(cell)]
 
+    def checkpoint_index_patterns(self) -> list[str]:
+        """The index of each cell a per-checkpoint evaluation job scores."""
+        return [i for cell in self.study.cells("{model}", "{checkpoint}") for i in self.index(cell)]
+
     def checkpoint_inputs(self, model: str, checkpoint: str) -> dict[str, list[str]]:
-        runs = self.finetuned_at(model, checkpoint)
-        return {"models": [r.dir for r in runs],
-                "prompts": list(dict.fromkeys(p for r in runs for p in self.prompts(r)))}
+        return {"models": [r.dir for r in self.finetuned_at(model, checkpoint)], "prompts": self.prompt_index()}
 
     def checkpoint_jobs(self, model: str, checkpoint: str) -> list[dict]:
         """What a per-checkpoint evaluation job does: each model's directory, requests and meta, in turn."""
@@ -117,7 +136,11 @@ class Evaluation:
             "label_match": evaluation["label_match"],
         }
 
-    def classification_files(self) -> list[str]:
-        """Classification predictions in the main eval format: the data of the scoring-method comparison (Table 3)."""
-        return [r["output"] for run in self.study.runs() for r in self.requests(run)
-                if r["format"] == self.main_format and self.study.dataset(r["dataset"]).is_classification]
+    def scores_classification(self) -> bool:
+        """Whether the study has classification predictions in the main eval format (Table 3's data)."""
+        return any(r["format"] == self.main_format and self.study.dataset(r["dataset"]).is_classification
+                   for run in self.study.runs() for r in self.requests(run))
+
+    def indexes(self) -> list[str]:
+        """The index of every evaluated run: what the scoring-method comparison (Table 3) reads its files from."""
+        return [i for run in self.study.runs() for i in self.index(run)]

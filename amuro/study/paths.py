@@ -14,12 +14,17 @@ DATA = DATA_DIR + "/{split}.parquet"
 DATA_META = DATA_DIR + "/meta.json"
 PROMPT_DIR = "results/prompts/{dataset}/{format}"
 PROMPTS = PROMPT_DIR + "/{split}.parquet"
+# Every evaluation job reads the test prompts of every eval set: one index of them stands for them all.
+PROMPT_INDEX = "results/prompts/index.json"
 INSTRUCTIONS = "results/instructions/{dataset}/train.parquet"
 FINETUNED = "results/finetuned/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}"
 # Trainer checkpoints live outside the output, so a killed job resumes instead of starting over.
 SCRATCH = "results/scratch/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}"
 PREDICTIONS = "results/predictions/{model}/{checkpoint}/{train}/{eval_dataset}/{eval_format}/{shots}shot.parquet"
 BENCHMARK_SCORES = "results/benchmarks/{model}/{checkpoint}/{train}/{benchmark}/{shots}shot.parquet"
+# What an evaluation (benchmark) job wrote for one model, with hashes: what its summary reads.
+PREDICTION_INDEX = "results/predictions/{model}/{checkpoint}/{train}/index.json"
+BENCHMARK_INDEX = "results/benchmarks/{model}/{checkpoint}/{train}/index.json"
 SUMMARY = "results/tables/cells/{model}/{checkpoint}/{train}.parquet"
 # The download stage's records: what was fetched from the hub (commit, file hashes); jobs then read it offline.
 CHECKPOINT_RECORD = "results/downloads/checkpoints/{model}/{checkpoint}.json"

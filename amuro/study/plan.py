@@ -135,8 +135,10 @@ class Study:
         """What `snakemake` with no target builds: the whole study, its tables and every drawable figure."""
         outputs = self.data.checkpoint_dirs() + self.data.prompt_files()
         outputs += self.data.instruction_files() + [run.dir for run in self.instruction_tuned_runs()]
-        outputs += [f for run in self.runs() for f in self.results.evaluated_files(run)]
+        # Each summary stands for the predictions it reads (listing those too would add a file per eval set, format
+        # and shot count of every run to Snakemake's graph, for nothing).
+        outputs += self.results.summary_files()
         outputs += [table(name) for name in SUMMARY_TABLES]
-        if self.evaluation.classification_files():
+        if self.evaluation.scores_classification():
             outputs += [table(name) for name in SCORING_TABLES]
         return outputs + self.figures.files()

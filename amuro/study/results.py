@@ -18,8 +18,8 @@ class Results:
         self.study = study
 
     def evaluated_files(self, run: Run) -> list[str]:
-        """Everything one run was scored into: its predictions and its benchmark scores."""
-        return self.study.evaluation.prediction_files(run) + self.study.benchmarking.files(run)
+        """What a run's summary reads: the indexes of its predictions and of its benchmark scores."""
+        return self.study.evaluation.index(run) + self.study.benchmarking.index(run)
 
     def summary_file(self, run: Run) -> str:
         return fill(SUMMARY, **run.fields)
