@@ -319,8 +319,15 @@ def main(quick: bool, json_out: str | None, threads: int, work_dir: str | None, 
 
 
 def run_bench(quick: bool, json_out: str | None, threads: int, work_dir: str | None, architecture: str | None = None,
-              steps: int | None = None, batching: str | None = None) -> None:
-    """`amuro bench`: the preset (quick: the mini-world on CPU), with the options given overriding it."""
+              steps: int | None = None, batching: str | None = None, plan: bool = False,
+              studies: list[str] | None = None, config: str | None = None) -> None:
+    """`amuro bench`: the preset (quick: the mini-world on CPU), with the options given overriding it; with `plan`,
+    how long planning takes as a study grows (amuro.scaling) instead."""
+    if plan:
+        from amuro.scaling import plan_bench
+
+        plan_bench(config, studies, json_out)
+        return
     overrides = {k: v for k, v in (("architecture", architecture), ("steps", steps), ("batching", batching))
                  if v is not None}
     main(quick, json_out, threads, work_dir, overrides)

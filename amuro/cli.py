@@ -231,7 +231,12 @@ COMMANDS = (
                          "paper's)"),
                 arg("--json", dest="json_out", help="also write the full results (per-step losses included) here"),
                 arg("--threads", type=int, default=1, help="CPU threads per process"),
-                arg("--work-dir", help="where the temporary model and runs go (default: the system's temp dir)"))),
+                arg("--work-dir", help="where the temporary model and runs go (default: the system's temp dir)"),
+                arg("--plan", action="store_true",
+                    help="instead: dry-run the paper's study grown to about 500, 5,000 and 20,000 jobs (jobs, "
+                         "seconds, peak memory)"),
+                arg("--studies", nargs="+", choices=["500", "5000", "20000"], help="with --plan: only these"),
+                arg("--config", help="with --plan: the study to grow (default: workflow_config.yaml)"))),
 )
 
 

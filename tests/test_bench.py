@@ -35,3 +35,19 @@ def test_mfu_is_six_times_parameters_per_token_against_the_gpu_peak():
     assert bench.peak_flops("NVIDIA H100 80GB HBM3") == bench.peak_flops("NVIDIA H200") == 989e12
     assert bench.peak_flops(None) is None
     assert bench.loss_agreement([2.0, 1.0], [2.0, 1.01, 5.0]) == pytest.approx(0.01)
+
+
+@pytest.mark.workflow
+def test_the_plan_benchmark_dry_runs_the_grown_paper_study_and_reports_its_jobs(tmp_path):
+    import yaml
+
+    from amuro.config import validate_config
+    from amuro.scaling import STUDIES, grown_config, plan_bench
+    from jobs import PAPER, expected_jobs
+
+    (result,) = plan_bench(studies=["500"], json_out=tmp_path / "plan.json")
+    checkpoints, formats, sizes = STUDIES["500"]
+    config = validate_config(grown_config(yaml.safe_load(PAPER.read_text()), checkpoints, formats, sizes))
+    assert result["jobs"] == expected_jobs(config, {"train_size", "fticl"}).total()
+    assert result["seconds"] > 0 and 0 < result["peak_gb"] < 4
+    assert json.loads((tmp_path / "plan.json").read_text()) == [result]

@@ -109,8 +109,14 @@ class Study:
 
     @staticmethod
     def id_pattern(runs: list[Run]) -> str:
-        """A wildcard constraint matching exactly these runs' ids."""
-        return one_of(run.id for run in runs)
+        """A wildcard constraint matching these runs' ids: built from their parts (train sets, formats, sizes), not
+        one alternative per run, which Snakemake would try against every path of a 20,000-job study."""
+        tuned = [run for run in runs if not run.is_base]
+        parts = [BASE] if len(tuned) < len(runs) else []
+        if tuned:
+            parts.append("-".join("(?:" + one_of(getattr(run, axis) for run in tuned) + ")"
+                                  for axis in ("train_dataset", "train_format", "train_size")))
+        return "|".join(parts) or "(?!)"
 
     def wildcard_constraints(self) -> dict[str, str]:
         """Each wildcard matches exactly the values this study uses, so no two rules claim one path."""
