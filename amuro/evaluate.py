@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
@@ -319,11 +320,14 @@ PROVENANCE_KEY = b"amuro.provenance"
 
 
 def provenance(model_record: str, req: EvalRequest, settings: EvalSettings, meta: dict) -> str:
-    """The model's record, the prompt file's bytes, the request and the settings a prediction file was made from."""
-    from amuro.hashing import sha256
+    """The model's record, the prompt rows (of the request's shot count: the file holds every shot count, and
+    another one added leaves these rows as they were), the request and the settings a prediction file was made from."""
+    import hashlib
 
+    rows = pq.read_table(req.prompts).filter(pc.field("shots") == req.shots).to_pylist()
+    prompts = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
     request = {k: v for k, v in asdict(req).items() if k != "output"}
-    return json.dumps({"model_record": model_record, "prompts_sha256": sha256(req.prompts), "request": request,
+    return json.dumps({"model_record": model_record, "prompt_rows_sha256": prompts, "request": request,
                        "settings": asdict(settings), "meta": meta}, sort_keys=True)
 
 

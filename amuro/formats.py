@@ -12,6 +12,7 @@ line. Everything here is deterministic.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,14 +105,17 @@ def demo_chars(demonstrations: list[tuple[str, str]]) -> list[int]:
 
 
 def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_dir: str | Path,
-                  shots: list[int], seed: int, templates: dict[str, str] | None = None) -> None:
-    """Write {out_dir}/{split}.parquet: one row per example and shot count (train and validation: 0-shot only)."""
+                  shots: list[int], seed: int, templates: dict[str, str] | None = None,
+                  splits: Sequence[str] = ("train", "validation", "test")) -> None:
+    """Write {out_dir}/{split}.parquet of each of `splits`: one row per example and shot count (train and validation:
+    0-shot only, whatever `shots` says, so that the workflow builds them apart from the test split: another shot
+    count then rewrites no train file and reruns no fine-tune)."""
     data_dir = Path(data_dir)
     train = pq.read_table(data_dir / "train.parquet").to_pylist()
     pool = [ex["id"] for ex in train]
     rendered = {ex["id"]: render(task, fmt, ex, templates) for ex in train}
     max_shots = max(shots)
-    for split in ("train", "validation", "test"):
+    for split in splits:
         examples = train if split == "train" else pq.read_table(data_dir / f"{split}.parquet").to_pylist()
         split_shots = sorted(set(shots)) if split == "test" else [0]
         rows = []

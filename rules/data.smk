@@ -26,10 +26,10 @@ rule build_prompts:
     input:
         paths.per_split(paths.DATA),
     output:
-        paths.per_split(paths.PROMPTS),
+        paths.fill(paths.PROMPTS, split="train"),
+        paths.fill(paths.PROMPTS, split="validation"),
     params:
         task=of_dataset(STUDY.data.dataset_task),
-        shots=",".join(map(str, STUDY.data.prompt_shots)),
         seed=STUDY.seed,
         data_dir=paths.DATA_DIR,
         out_dir=paths.PROMPT_DIR,
@@ -41,7 +41,32 @@ rule build_prompts:
         "benchmarks/build_prompts/{dataset}/{format}.tsv"
     shell:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
-        " --data-dir {params.data_dir} --out-dir {params.out_dir} --shots {params.shots}"
+        " --data-dir {params.data_dir} --out-dir {params.out_dir} --splits train,validation --shots 0"
+        " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
+
+
+# The test split holds every shot count any model is evaluated with; apart from the train split, so that another
+# shot count rewrites no train file (and reruns no fine-tune).
+rule build_test_prompts:
+    input:
+        paths.per_split(paths.DATA),
+    output:
+        paths.fill(paths.PROMPTS, split="test"),
+    params:
+        task=of_dataset(STUDY.data.dataset_task),
+        shots=",".join(map(str, STUDY.data.prompt_shots)),
+        seed=STUDY.seed,
+        data_dir=paths.DATA_DIR,
+        out_dir=paths.PROMPT_DIR,
+        templates=of_dataset(STUDY.data.dataset_templates, to_json=True),
+    localrule: True
+    log:
+        "logs/build_test_prompts/{dataset}/{format}.log",
+    benchmark:
+        "benchmarks/build_test_prompts/{dataset}/{format}.tsv"
+    shell:
+        "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
+        " --data-dir {params.data_dir} --out-dir {params.out_dir} --splits test --shots {params.shots}"
         " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
 
 

@@ -31,7 +31,8 @@ def expected_jobs(config: dict, figures_left_out: set[str]) -> Counter:
     ft = config["finetune"]
     cells = checkpoints * len(ft["datasets"]) * len(ft["formats"]) * len(ft["sizes"])
     jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
-                   prepare_dataset=datasets, build_prompts=datasets * formats, evaluate_base=checkpoints,
+                   prepare_dataset=datasets, build_prompts=datasets * formats, build_test_prompts=datasets * formats,
+                   index_prompts=1, evaluate_base=checkpoints,
                    finetune=cells, summarize_predictions=checkpoints + cells,
                    results_table=1, tables=1, figure=len(set(FIGURES_REGISTRY) - figures_left_out), all=1)
     # One evaluation job per fine-tuned model, or one per checkpoint for all of its models.

@@ -293,3 +293,23 @@ def test_a_rerun_keeps_what_was_made_from_the_same_inputs_and_scores_only_the_re
     b = (tmp_path / "out_b.parquet").stat().st_mtime_ns
     run(["a", "b"], {**settings, "max_new_tokens_generation": 3})
     assert (tmp_path / "out_b.parquet").stat().st_mtime_ns != b
+
+
+def test_another_shot_count_in_the_prompt_file_keeps_the_predictions_of_the_others(tiny_model, tmp_path):
+    """The test prompts hold every shot count: adding one rewrites the file, and the 0-shot predictions, made from
+    rows that did not change, are kept."""
+    from amuro.cli import main
+
+    model = _tuned_copy(tiny_model, tmp_path / "model")
+    _prompt_file(tmp_path / "p.parquet", ["the cat sat on", "Kuri lives in"], ["a mat", "Rege"])
+    job = {"model_dir": str(model), "meta": {"train": "base"},
+           "requests": [{"dataset": "a", "task": "summarization", "format": "default", "shots": 0,
+                         "prompts": str(tmp_path / "p.parquet"), "output": str(tmp_path / "out.parquet")}]}
+    settings = json.dumps({"max_new_tokens_generation": 4})
+    assert main(["evaluate", "--jobs", json.dumps([job]), "--settings", settings]) == 0
+    made = (tmp_path / "out.parquet").stat().st_mtime_ns
+    rows = pq.read_table(tmp_path / "p.parquet").to_pylist()
+    pq.write_table(pa.Table.from_pylist(rows + [{**r, "shots": 2, "prompt": "a mat. " + r["prompt"]} for r in rows],
+                                        schema=PROMPT_SCHEMA), tmp_path / "p.parquet")
+    assert main(["evaluate", "--jobs", json.dumps([job]), "--settings", settings]) == 0
+    assert (tmp_path / "out.parquet").stat().st_mtime_ns == made

@@ -29,14 +29,15 @@ def test_dry_run_plans_exactly_the_jobs_the_config_implies(configfile, tmp_path)
 
 def test_one_prompt_file_needs_only_its_dataset(tmp_path):
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/prompts/people_nli/io/test.parquet")
-    assert jobs == Counter(miniworld_generate=1, prepare_dataset=1, build_prompts=1)
+    assert jobs == Counter(miniworld_generate=1, prepare_dataset=1, build_test_prompts=1)
 
 
 def test_one_figure_schedules_only_the_cells_it_shows(tmp_path):
     # Base curves (the eval sets and the benchmarks) need no fine-tuning at all.
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/pretraining_curves.pdf")
     assert jobs == Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=5,
-                           prepare_dataset=10, build_prompts=30, evaluate_base=5, evaluate_benchmarks=5,
+                           prepare_dataset=10, build_test_prompts=30, index_prompts=1, evaluate_base=5,
+                           evaluate_benchmarks=5,
                            summarize_predictions=5, figure=1)
     # The in-domain comparison needs every checkpoint fine-tuned on every train set, and nothing else.
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/finetuned_vs_base.pdf")
