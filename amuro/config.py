@@ -87,6 +87,16 @@ def check_references(config: dict, source: str = "config") -> None:
                      f"not a field of task {task.name} (fields: {', '.join(task.fields)}, target, id)")
         if not isinstance(ds["fields"].get("id", ""), str):
             fail(f"datasets.{name}.fields.id", "the id must be a plain column name")
+        for canonical, rule in ds["fields"].items():
+            if isinstance(rule, dict) and "template" in rule:
+                try:
+                    columns = template_fields(rule["template"])
+                except ValueError as exc:
+                    fail(f"datasets.{name}.fields.{canonical}.template", f"not a valid template: {exc} (each "
+                         f"placeholder is a raw column by name; write {{{{ and }}}} for literal braces)")
+                if not columns:
+                    fail(f"datasets.{name}.fields.{canonical}.template",
+                         "names no column; write {column} for each raw column it puts in")
         threshold = ds.get("label_threshold")
         if threshold is not None:
             if not task.is_classification:

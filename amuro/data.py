@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from amuro.config import SPLITS
+from amuro.config import SPLITS, template_fields
 from amuro.hashing import sha256
 from amuro.io import write_json, write_parquet
 from amuro.tasks import TASKS
@@ -99,6 +99,8 @@ def field_columns(rule) -> list[str]:
     """The raw columns one field rule reads."""
     if isinstance(rule, str):
         return [rule]
+    if "template" in rule:
+        return list(dict.fromkeys(template_fields(rule["template"])))
     if "by" in rule:
         return [rule["by"], *rule["columns"].values()]
     return [rule["column"]]
@@ -109,10 +111,18 @@ def field_value(ex: dict, rule, where: str):
 
     A rule is a column name, or {column, index | join} for list columns (an element, or the items joined), or
     {by, columns} to read, per row, the column that another column's value names (socialiqa: the answer column
-    by `label`), optionally with index / join too.
+    by `label`), optionally with index / join too, or {template} to write several columns into one text (the
+    paper's socialiqa answer: "Answer A: {answerA} Answer B: {answerB}..."); a null in any of them is a null.
     """
     if isinstance(rule, str):
         value = ex[rule]
+    elif "template" in rule:
+        values = {column: ex[column] for column in field_columns(rule)}
+        for column, v in values.items():
+            if isinstance(v, (list, dict)):
+                raise DatasetError(f"{where}: column {column!r} of the template is a {type(v).__name__} "
+                                   f"({v!r:.80}); a template takes text and number columns")
+        return None if any(v is None for v in values.values()) else rule["template"].format(**values)
     elif "by" in rule:
         key = ex[rule["by"]]
         column = rule["columns"].get(str(key))
@@ -278,4 +288,4 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
         write_parquet(pa.Table.from_pylist(rows, schema=schema), Path(out_dir) / f"{split}.parquet")
         log.info("dataset %s, split %s: %d examples", name, split, len(rows))
     write_json({"dataset": name, "task": spec["task"], "seed": seed, "source": source_record(name, spec["source"], record),
-                "splits": counts}, Path(out_dir) / "meta.json")
+                "fields": spec["fields"], "splits": counts}, Path(out_dir) / "meta.json")
