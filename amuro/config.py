@@ -20,6 +20,22 @@ SCHEMA_PATH = Path(str(resources.files("amuro") / "schemas" / "config.schema.yam
 SPLITS = ("train", "validation", "test")
 
 
+# Keys added to the schema after studies had already run, each with the schema default that does what those studies
+# did. A job's params are its rerun triggers: at that default such a key stays out of them, so a finished study reruns
+# nothing for a key it never set, while any other value is a param like the rest (tests/test_config.py checks these
+# against the schema's defaults).
+LATER_DEFAULTS = {
+    "dataset": {"sampling": "random"},
+    "hyperparameters": {"loss": "token_mean", "truncation": "left", "fticl_demonstrations": "sampled"},
+}
+
+
+def without_later_defaults(settings: dict, kind: str) -> dict:
+    """`settings` (a dataset entry, or fine-tuning hyper-parameters) without the later keys at their defaults."""
+    later = LATER_DEFAULTS[kind]
+    return {k: v for k, v in settings.items() if k not in later or v != later[k]}
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 

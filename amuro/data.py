@@ -252,6 +252,8 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
     """Write {out_dir}/{train,validation,test}.parquet and meta.json for one configured dataset.
 
     A source without a validation split gets one held out of its train split, so every dataset has all three.
+    `sample` caps each split: with `sampling` random, that many of the rows kept, drawn with `seed` (original order
+    kept); with first, the split's first rows as the source orders them, cut before any row is dropped.
     download: the download stage's record of a hub source (amuro.downloads); the data is then read offline from the
     HF cache at the recorded commit. meta.json records the source as read (commit or file hashes) and, per split,
     the raw rows, the rows dropped by each rule and the rows kept.
@@ -265,12 +267,18 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
     elif spec["source"]["type"] == "hub":
         raise DatasetError(f"dataset {name}: a hub dataset is read from its download record "
                            f"(results/downloads/datasets/{name}.json, written by the download stage)")
+    sampling = spec.get("sampling", "random")
     splits, counts = {}, {}
     for split in SPLITS:
         raw = load_split(name, spec["source"], split, miniworld_dir, hub_dir=hub_dir)
         if raw is None and split != "validation":
             raise DatasetError(f"dataset {name}: the source has no {split} split")
         counts[split] = {}
+        first = spec["sample"][split]
+        if sampling == "first" and raw is not None and first is not None and len(raw) > first:
+            # The source's first rows, before any is dropped: the rows a study that sliced the file scored.
+            counts[split]["source_rows"] = len(raw)
+            raw = raw.select(range(first))
         splits[split] = canonical_rows(name, spec, split, raw, counts[split]) if raw is not None else None
     if splits["validation"] is None:
         n_val = spec["sample"]["validation"] or max(1, len(splits["train"]) // 20)
@@ -281,11 +289,12 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
     fields = ["id", *TASKS[spec["task"]].fields, "target"]
     schema = pa.schema([(f, pa.string()) for f in fields])
     for split, rows in splits.items():
-        rows = sample_rows(rows, spec["sample"][split], seed)
+        if sampling == "random":
+            rows = sample_rows(rows, spec["sample"][split], seed)
         if not rows:
             raise DatasetError(f"dataset {name}, split {split}: no examples left")
         counts[split]["written"] = len(rows)
         write_parquet(pa.Table.from_pylist(rows, schema=schema), Path(out_dir) / f"{split}.parquet")
         log.info("dataset %s, split %s: %d examples", name, split, len(rows))
     write_json({"dataset": name, "task": spec["task"], "seed": seed, "source": source_record(name, spec["source"], record),
-                "fields": spec["fields"], "splits": counts}, Path(out_dir) / "meta.json")
+                "fields": spec["fields"], "sampling": sampling, "splits": counts}, Path(out_dir) / "meta.json")

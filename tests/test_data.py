@@ -53,6 +53,24 @@ def test_sampling_is_seeded_and_keeps_order(tmp_path):
     assert ids == sorted(ids)
 
 
+def test_sampling_first_keeps_the_first_rows_of_the_source_before_any_is_dropped(tmp_path):
+    """Yang et al.'s evaluate_cross.py scores prompt_lst[0:250] of each test file, unlabelled rows included."""
+    test_rows = _nli_rows(12, "test")
+    test_rows[2]["gold"] = -1  # dropped (drop_labels), counted, not replaced by row 5
+    _write_jsonl(tmp_path / "train.jsonl", _nli_rows(40, "train"))
+    _write_jsonl(tmp_path / "test.jsonl", test_rows)
+    prepare_dataset("nli_local", _spec(tmp_path, sample={"test": 5}, sampling="first"), seed=3, out_dir=tmp_path / "out")
+    test = pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()
+    assert [r["premise"] for r in test] == ["test premise 0", "test premise 1", "test premise 3", "test premise 4"]
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["sampling"] == "first"
+    assert meta["splits"]["test"] == {"source_rows": 12, "raw_rows": 5, "kept": 4, "written": 4,
+                                      "dropped": {"label -1 (drop_labels)": 1}}
+    prepare_dataset("nli_local", _spec(tmp_path, sample={"test": 5}), seed=3, out_dir=tmp_path / "random")
+    assert json.loads((tmp_path / "random" / "meta.json").read_text())["sampling"] == "random"
+    assert pq.read_table(tmp_path / "random" / "test.parquet").num_rows == 5  # five of the rows kept
+
+
 def test_missing_column_names_dataset_split_and_column(tmp_path):
     rows = [{"premise": "a", "sentence_b": "b", "gold": 0}] * 3
     _write_jsonl(tmp_path / "train.jsonl", rows)
