@@ -26,7 +26,7 @@ SPLITS = ("train", "validation", "test")
 # against the schema's defaults).
 LATER_DEFAULTS = {
     "dataset": {"sampling": "random"},
-    "hyperparameters": {"loss": "token_mean", "truncation": "left", "fticl_demonstrations": "sampled"},
+    "hyperparameters": {"loss": "token_mean", "truncation": "left"},
 }
 
 
@@ -145,6 +145,15 @@ def check_references(config: dict, source: str = "config") -> None:
     for name in config["finetune"]["overrides"]:
         if name not in config["finetune"]["datasets"]:
             fail(f"finetune.overrides.{name}", f"'{name}' is not one of finetune.datasets")
+    for model in config["models"]:
+        for dataset in config["finetune"]["datasets"]:
+            _check_hyperparameters(hyperparameters(config, dataset, model),
+                                   lambda key: _hyperparameter_key(config, key, dataset, model), fail)
+    if "truncation" in config["instruction_tuning"]["hyperparameters"]:
+        fail("instruction_tuning.hyperparameters.truncation",
+             "a chat is always cut from the right (the key is for prompt files)")
+    _check_hyperparameters(config["instruction_tuning"]["hyperparameters"],
+                           lambda key: f"instruction_tuning.hyperparameters.{key}", fail)
     if (config["evaluation"]["finetuned_other_formats"] == "own_task"
             and config["evaluation"]["finetuned_jobs"] != "per_checkpoint"):
         fail("evaluation.finetuned_other_formats", "own_task needs evaluation.finetuned_jobs: per_checkpoint")
@@ -194,6 +203,22 @@ def check_references(config: dict, source: str = "config") -> None:
     for name in config["analysis"]["groups"]:
         if name not in known:
             fail(f"analysis.groups.{name}", "not an eval dataset or benchmark of this study")
+
+
+def _check_hyperparameters(hp: dict, key_of, fail) -> None:
+    """Settings that cannot be served together; key_of(name) is the key that set `name`."""
+    if hp.get("loss") == "micro_batch_mean" and hp.get("recipe") == "paper":
+        fail(key_of("loss"), "micro_batch_mean averages over micro-batches of micro_batch_size examples, which recipe "
+                             "paper sets to 1 (that is example_mean); use recipe fast, or loss example_mean")
+
+
+def _hyperparameter_key(config: dict, key: str, dataset: str, model: str) -> str:
+    """The most specific key that sets one hyper-parameter of a cell: the model's, the train set's, the default."""
+    if key in config["models"][model]["hyperparameters"]:
+        return f"models.{model}.hyperparameters.{key}"
+    if key in config["finetune"]["overrides"].get(dataset, {}):
+        return f"finetune.overrides.{dataset}.{key}"
+    return f"finetune.hyperparameters.{key}"
 
 
 def template_fields(template: str) -> list[str]:
