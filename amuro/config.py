@@ -26,7 +26,7 @@ SPLITS = ("train", "validation", "test")
 # against the schema's defaults).
 LATER_DEFAULTS = {
     "dataset": {"sampling": "random"},
-    "hyperparameters": {"loss": "token_mean", "truncation": "left"},
+    "hyperparameters": {"loss": "token_mean", "truncation": "left", "fticl_demonstrations": "sampled"},
 }
 
 

@@ -182,7 +182,7 @@ def test_a_later_key_at_its_default_stays_out_of_a_jobs_params_and_any_other_val
     """Adding a key to the schema must not rerun a finished study's jobs: its default does what they did."""
     demo = Study(validate_config(demo_config))
     cell = demo.finetuned_runs()[0]
-    assert not {"loss", "truncation"} & set(demo.finetuning.settings(cell))
+    assert not {"loss", "truncation", "fticl_demonstrations"} & set(demo.finetuning.settings(cell))
     assert "loss" not in demo.finetuning.settings(demo.instruction_tuned_runs()[0])
     assert "sampling" not in demo.data.prepare_spec("people_nli")
     demo_config["finetune"]["hyperparameters"].update(loss="example_mean", truncation="right")

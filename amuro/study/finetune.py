@@ -35,6 +35,10 @@ class Finetuning:
     def fticl_shots(self, dataset: str) -> int:
         return study_config.hyperparameters(self.study.config, dataset)["fticl_shots"]
 
+    def fticl_demonstrations(self, dataset: str) -> str:
+        """Where the FTICL demonstrations come from (sampled from train, or the validation split's first rows)."""
+        return study_config.hyperparameters(self.study.config, dataset)["fticl_demonstrations"]
+
     def scratch_dir(self, run: Run) -> str:
         return fill(SCRATCH, **run.fields)
 
