@@ -133,6 +133,8 @@ COMMANDS = (
                 arg("--dataset", required=True), arg("--task", required=True), arg("--data-dir", required=True),
                 arg("--out", dest="out_file", required=True), arg("--shots", type=int, required=True),
                 arg("--seed", type=int, required=True),
+                arg("--demonstrations", choices=("sampled", "validation_first"), default="sampled",
+                    help="drawn from the train split, or the validation split's first rows"),
                 arg("--templates", type=_json, default={}, help="the dataset's own templates by format (JSON)"))),
     Command("prepare-instructions", "amuro.instructions:prepare_instructions_from_spec",
             "the instruction mix as Parquet chats (id, messages)", (

@@ -20,6 +20,22 @@ SCHEMA_PATH = Path(str(resources.files("amuro") / "schemas" / "config.schema.yam
 SPLITS = ("train", "validation", "test")
 
 
+# Keys added to the schema after studies had already run, each with the schema default that does what those studies
+# did. A job's params are its rerun triggers: at that default such a key stays out of them, so a finished study reruns
+# nothing for a key it never set, while any other value is a param like the rest (tests/test_config.py checks these
+# against the schema's defaults).
+LATER_DEFAULTS = {
+    "dataset": {"sampling": "random"},
+    "hyperparameters": {"loss": "token_mean", "truncation": "left", "fticl_demonstrations": "sampled"},
+}
+
+
+def without_later_defaults(settings: dict, kind: str) -> dict:
+    """`settings` (a dataset entry, or fine-tuning hyper-parameters) without the later keys at their defaults."""
+    later = LATER_DEFAULTS[kind]
+    return {k: v for k, v in settings.items() if k not in later or v != later[k]}
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 
@@ -87,6 +103,16 @@ def check_references(config: dict, source: str = "config") -> None:
                      f"not a field of task {task.name} (fields: {', '.join(task.fields)}, target, id)")
         if not isinstance(ds["fields"].get("id", ""), str):
             fail(f"datasets.{name}.fields.id", "the id must be a plain column name")
+        for canonical, rule in ds["fields"].items():
+            if isinstance(rule, dict) and "template" in rule:
+                try:
+                    columns = template_fields(rule["template"])
+                except ValueError as exc:
+                    fail(f"datasets.{name}.fields.{canonical}.template", f"not a valid template: {exc} (each "
+                         f"placeholder is a raw column by name; write {{{{ and }}}} for literal braces)")
+                if not columns:
+                    fail(f"datasets.{name}.fields.{canonical}.template",
+                         "names no column; write {column} for each raw column it puts in")
         threshold = ds.get("label_threshold")
         if threshold is not None:
             if not task.is_classification:
@@ -119,6 +145,15 @@ def check_references(config: dict, source: str = "config") -> None:
     for name in config["finetune"]["overrides"]:
         if name not in config["finetune"]["datasets"]:
             fail(f"finetune.overrides.{name}", f"'{name}' is not one of finetune.datasets")
+    for model in config["models"]:
+        for dataset in config["finetune"]["datasets"]:
+            _check_hyperparameters(hyperparameters(config, dataset, model),
+                                   lambda key: _hyperparameter_key(config, key, dataset, model), fail)
+    if "truncation" in config["instruction_tuning"]["hyperparameters"]:
+        fail("instruction_tuning.hyperparameters.truncation",
+             "a chat is always cut from the right (the key is for prompt files)")
+    _check_hyperparameters(config["instruction_tuning"]["hyperparameters"],
+                           lambda key: f"instruction_tuning.hyperparameters.{key}", fail)
     if (config["evaluation"]["finetuned_other_formats"] == "own_task"
             and config["evaluation"]["finetuned_jobs"] != "per_checkpoint"):
         fail("evaluation.finetuned_other_formats", "own_task needs evaluation.finetuned_jobs: per_checkpoint")
@@ -168,6 +203,22 @@ def check_references(config: dict, source: str = "config") -> None:
     for name in config["analysis"]["groups"]:
         if name not in known:
             fail(f"analysis.groups.{name}", "not an eval dataset or benchmark of this study")
+
+
+def _check_hyperparameters(hp: dict, key_of, fail) -> None:
+    """Settings that cannot be served together; key_of(name) is the key that set `name`."""
+    if hp.get("loss") == "micro_batch_mean" and hp.get("recipe") == "paper":
+        fail(key_of("loss"), "micro_batch_mean averages over micro-batches of micro_batch_size examples, which recipe "
+                             "paper sets to 1 (that is example_mean); use recipe fast, or loss example_mean")
+
+
+def _hyperparameter_key(config: dict, key: str, dataset: str, model: str) -> str:
+    """The most specific key that sets one hyper-parameter of a cell: the model's, the train set's, the default."""
+    if key in config["models"][model]["hyperparameters"]:
+        return f"models.{model}.hyperparameters.{key}"
+    if key in config["finetune"]["overrides"].get(dataset, {}):
+        return f"finetune.overrides.{dataset}.{key}"
+    return f"finetune.hyperparameters.{key}"
 
 
 def template_fields(template: str) -> list[str]:

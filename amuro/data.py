@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from amuro.config import SPLITS
+from amuro.config import SPLITS, template_fields
 from amuro.hashing import sha256
 from amuro.io import write_json, write_parquet
 from amuro.tasks import TASKS
@@ -99,6 +99,8 @@ def field_columns(rule) -> list[str]:
     """The raw columns one field rule reads."""
     if isinstance(rule, str):
         return [rule]
+    if "template" in rule:
+        return list(dict.fromkeys(template_fields(rule["template"])))
     if "by" in rule:
         return [rule["by"], *rule["columns"].values()]
     return [rule["column"]]
@@ -109,10 +111,18 @@ def field_value(ex: dict, rule, where: str):
 
     A rule is a column name, or {column, index | join} for list columns (an element, or the items joined), or
     {by, columns} to read, per row, the column that another column's value names (socialiqa: the answer column
-    by `label`), optionally with index / join too.
+    by `label`), optionally with index / join too, or {template} to write several columns into one text (the
+    paper's socialiqa answer: "Answer A: {answerA} Answer B: {answerB}..."); a null in any of them is a null.
     """
     if isinstance(rule, str):
         value = ex[rule]
+    elif "template" in rule:
+        values = {column: ex[column] for column in field_columns(rule)}
+        for column, v in values.items():
+            if isinstance(v, (list, dict)):
+                raise DatasetError(f"{where}: column {column!r} of the template is a {type(v).__name__} "
+                                   f"({v!r:.80}); a template takes text and number columns")
+        return None if any(v is None for v in values.values()) else rule["template"].format(**values)
     elif "by" in rule:
         key = ex[rule["by"]]
         column = rule["columns"].get(str(key))
@@ -242,6 +252,8 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
     """Write {out_dir}/{train,validation,test}.parquet and meta.json for one configured dataset.
 
     A source without a validation split gets one held out of its train split, so every dataset has all three.
+    `sample` caps each split: with `sampling` random, that many of the rows kept, drawn with `seed` (original order
+    kept); with first, the split's first rows as the source orders them, cut before any row is dropped.
     download: the download stage's record of a hub source (amuro.downloads); the data is then read offline from the
     HF cache at the recorded commit. meta.json records the source as read (commit or file hashes) and, per split,
     the raw rows, the rows dropped by each rule and the rows kept.
@@ -255,12 +267,18 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
     elif spec["source"]["type"] == "hub":
         raise DatasetError(f"dataset {name}: a hub dataset is read from its download record "
                            f"(results/downloads/datasets/{name}.json, written by the download stage)")
+    sampling = spec.get("sampling", "random")
     splits, counts = {}, {}
     for split in SPLITS:
         raw = load_split(name, spec["source"], split, miniworld_dir, hub_dir=hub_dir)
         if raw is None and split != "validation":
             raise DatasetError(f"dataset {name}: the source has no {split} split")
         counts[split] = {}
+        first = spec["sample"][split]
+        if sampling == "first" and raw is not None and first is not None and len(raw) > first:
+            # The source's first rows, before any is dropped: the rows a study that sliced the file scored.
+            counts[split]["source_rows"] = len(raw)
+            raw = raw.select(range(first))
         splits[split] = canonical_rows(name, spec, split, raw, counts[split]) if raw is not None else None
     if splits["validation"] is None:
         n_val = spec["sample"]["validation"] or max(1, len(splits["train"]) // 20)
@@ -271,11 +289,12 @@ def prepare_dataset(name: str, spec: dict, seed: int, out_dir: str | Path,
     fields = ["id", *TASKS[spec["task"]].fields, "target"]
     schema = pa.schema([(f, pa.string()) for f in fields])
     for split, rows in splits.items():
-        rows = sample_rows(rows, spec["sample"][split], seed)
+        if sampling == "random":
+            rows = sample_rows(rows, spec["sample"][split], seed)
         if not rows:
             raise DatasetError(f"dataset {name}, split {split}: no examples left")
         counts[split]["written"] = len(rows)
         write_parquet(pa.Table.from_pylist(rows, schema=schema), Path(out_dir) / f"{split}.parquet")
         log.info("dataset %s, split %s: %d examples", name, split, len(rows))
     write_json({"dataset": name, "task": spec["task"], "seed": seed, "source": source_record(name, spec["source"], record),
-                "splits": counts}, Path(out_dir) / "meta.json")
+                "fields": spec["fields"], "sampling": sampling, "splits": counts}, Path(out_dir) / "meta.json")

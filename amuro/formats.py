@@ -11,6 +11,7 @@ line. Everything here is deterministic.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,22 +132,38 @@ def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_d
         write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), Path(out_dir) / f"{split}.parquet")
 
 
+FTICL_DEMONSTRATIONS = ("sampled", "validation_first")
+
+
 def build_fticl_prompts(dataset: str, task: str, data_dir: str | Path, out_file: str | Path, shots: int,
-                        seed: int, templates: dict[str, str] | None = None) -> None:
-    """The FTICL train split (Yang et al.): the same `shots` demonstrations, drawn once from the train split,
-    before every other training example, in the default format."""
+                        seed: int, templates: dict[str, str] | None = None, demonstrations: str = "sampled") -> None:
+    """The FTICL train split (Yang et al.): the same `shots` demonstrations before every training example, in the
+    default format. demonstrations sampled: drawn once from the train split with `seed` and left out of training;
+    validation_first: the validation split's first rows (Yang et al.'s train_ptune.py: the first examples of the
+    task's few-shot file), and every train example is trained on. The file's metadata records both settings."""
+    if demonstrations not in FTICL_DEMONSTRATIONS:
+        raise ValueError(f"demonstrations must be one of {', '.join(FTICL_DEMONSTRATIONS)}, not {demonstrations!r}")
     train = pq.read_table(Path(data_dir) / "train.parquet").to_pylist()
-    pool = [ex["id"] for ex in train]
-    fixed = set(demonstration_ids(dataset, "fticl", pool, shots, seed))
-    demos = [render(task, "default", ex, templates) for ex in train if ex["id"] in fixed]
+    if demonstrations == "sampled":
+        fixed = demonstration_ids(dataset, "fticl", [ex["id"] for ex in train], shots, seed)
+        shown = [ex for ex in train if ex["id"] in set(fixed)]
+    else:
+        shown = pq.read_table(Path(data_dir) / "validation.parquet").to_pylist()[:shots]
+        if len(shown) < shots:
+            raise ValueError(f"dataset {dataset}: the validation split has {len(shown)} examples, too few for "
+                             f"{shots} FTICL demonstrations")
+    demos = [render(task, "default", ex, templates) for ex in shown]
+    demo_ids = [ex["id"] for ex in shown]
     rows = []
     for ex in train:
-        if ex["id"] in fixed:
+        if demonstrations == "sampled" and ex["id"] in demo_ids:
             continue
         prompt, completion = render(task, "default", ex, templates)
         rows.append({"id": ex["id"], "shots": shots, "prompt": assemble(demos, prompt), "completion": completion,
-                     "target": ex["target"], "demo_ids": sorted(fixed), "demo_chars": demo_chars(demos)})
-    write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), out_file)
+                     "target": ex["target"], "demo_ids": sorted(demo_ids) if demonstrations == "sampled" else demo_ids,
+                     "demo_chars": demo_chars(demos)})
+    metadata = {"amuro.fticl": json.dumps({"shots": shots, "demonstrations": demonstrations})}
+    write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA.with_metadata(metadata)), out_file)
 
 
 def index_prompts(prompts: list[str], out: str | Path) -> None:

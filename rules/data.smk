@@ -94,6 +94,7 @@ rule build_fticl_prompts:
     params:
         task=of_dataset(STUDY.data.dataset_task),
         shots=of_dataset(STUDY.finetuning.fticl_shots),
+        demonstrations=of_dataset(STUDY.finetuning.fticl_demonstrations),
         seed=STUDY.seed,
         data_dir=paths.DATA_DIR,
         templates=of_dataset(STUDY.data.dataset_templates, to_json=True),
@@ -105,7 +106,7 @@ rule build_fticl_prompts:
     shell:
         "python -m amuro build-fticl-prompts --dataset {wildcards.dataset} --task {params.task}"
         " --data-dir {params.data_dir} --out {output} --shots {params.shots} --seed {params.seed}"
-        " --templates {params.templates:q} > {log} 2>&1"
+        " --demonstrations {params.demonstrations} --templates {params.templates:q} > {log} 2>&1"
 
 
 rule prepare_instructions:

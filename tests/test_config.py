@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -99,4 +100,44 @@ def test_a_fewshot_format_that_is_not_a_format_is_named(demo_config):
     demo_config["formats"] = ["default", "instruct"]
     demo_config["evaluation"]["fewshot_formats"] = ["default", "io"]
     with pytest.raises(ConfigError, match=r"evaluation\.fewshot_formats\[1\]': format 'io' is not one of formats"):
+        validate_config(demo_config)
+
+
+def test_the_later_keys_defaults_are_the_schemas():
+    """A later key at its default stays out of a job's params (amuro.config.LATER_DEFAULTS): that default must be
+    the one validation fills in, or a study that never set the key would run with another value than its params say."""
+    from amuro.config import LATER_DEFAULTS, SCHEMA_PATH
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
+    finetune = schema["finetune"]["properties"]["hyperparameters"]["properties"]
+    dataset = schema["datasets"]["additionalProperties"]["properties"]
+    assert {k: finetune[k]["default"] for k in LATER_DEFAULTS["hyperparameters"]} == LATER_DEFAULTS["hyperparameters"]
+    assert {k: dataset[k]["default"] for k in LATER_DEFAULTS["dataset"]} == LATER_DEFAULTS["dataset"]
+    it = schema["instruction_tuning"]["properties"]["hyperparameters"]["properties"]
+    assert it["loss"]["default"] == LATER_DEFAULTS["hyperparameters"]["loss"]
+    from amuro.finetune.settings import FinetuneSettings
+
+    defaults = FinetuneSettings(1e-5, 1, 8, 8, 0.0, "linear", 0.0, 64, 1, "auto")
+    assert (defaults.loss, defaults.truncation) == (LATER_DEFAULTS["hyperparameters"]["loss"],
+                                                    LATER_DEFAULTS["hyperparameters"]["truncation"])
+
+
+@pytest.mark.parametrize("where, key", [
+    ({"finetune": {"hyperparameters": {"loss": "micro_batch_mean"}}, "model": {"recipe": "paper"}},
+     "finetune.hyperparameters.loss"),
+    ({"finetune": {"overrides": {"people_nli": {"loss": "micro_batch_mean", "recipe": "paper"}}}},
+     "finetune.overrides.people_nli.loss"),
+    ({"model": {"loss": "micro_batch_mean", "recipe": "paper"}}, "models.miniworld.hyperparameters.loss"),
+])
+def test_micro_batch_mean_with_the_paper_recipe_is_refused_naming_the_key(demo_config, where, key):
+    for section, values in where.get("finetune", {}).items():
+        demo_config["finetune"].setdefault(section, {}).update(values)
+    demo_config["models"]["miniworld"]["hyperparameters"] = where.get("model", {})
+    with pytest.raises(ConfigError, match=rf"key '{re.escape(key)}': micro_batch_mean averages over micro-batches"):
+        validate_config(demo_config)
+
+
+def test_a_truncation_for_the_instruction_mix_is_refused(demo_config):
+    demo_config["instruction_tuning"]["hyperparameters"]["truncation"] = "right"
+    with pytest.raises(ConfigError, match=r"key 'instruction_tuning.hyperparameters.truncation': a chat is always cut"):
         validate_config(demo_config)

@@ -53,6 +53,24 @@ def test_sampling_is_seeded_and_keeps_order(tmp_path):
     assert ids == sorted(ids)
 
 
+def test_sampling_first_keeps_the_first_rows_of_the_source_before_any_is_dropped(tmp_path):
+    """Yang et al.'s evaluate_cross.py scores prompt_lst[0:250] of each test file, unlabelled rows included."""
+    test_rows = _nli_rows(12, "test")
+    test_rows[2]["gold"] = -1  # dropped (drop_labels), counted, not replaced by row 5
+    _write_jsonl(tmp_path / "train.jsonl", _nli_rows(40, "train"))
+    _write_jsonl(tmp_path / "test.jsonl", test_rows)
+    prepare_dataset("nli_local", _spec(tmp_path, sample={"test": 5}, sampling="first"), seed=3, out_dir=tmp_path / "out")
+    test = pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()
+    assert [r["premise"] for r in test] == ["test premise 0", "test premise 1", "test premise 3", "test premise 4"]
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["sampling"] == "first"
+    assert meta["splits"]["test"] == {"source_rows": 12, "raw_rows": 5, "kept": 4, "written": 4,
+                                      "dropped": {"label -1 (drop_labels)": 1}}
+    prepare_dataset("nli_local", _spec(tmp_path, sample={"test": 5}), seed=3, out_dir=tmp_path / "random")
+    assert json.loads((tmp_path / "random" / "meta.json").read_text())["sampling"] == "random"
+    assert pq.read_table(tmp_path / "random" / "test.parquet").num_rows == 5  # five of the rows kept
+
+
 def test_missing_column_names_dataset_split_and_column(tmp_path):
     rows = [{"premise": "a", "sentence_b": "b", "gold": 0}] * 3
     _write_jsonl(tmp_path / "train.jsonl", rows)
@@ -135,6 +153,58 @@ def test_a_label_naming_no_column_is_refused_with_the_row(tmp_path):
         _prepare(tmp_path, "question_generation", bad, SOCIALIQA, fields={
             "context": "context", "target": "question",
             "answer": {"by": "label", "columns": {"1": "answerA", "2": "answerB", "3": "answerC"}}})
+
+
+# The paper's socialiqa prompt lists all three candidates (format_generalization.py, process_socialiqa).
+CANDIDATES = {"template": "Answer A: {answerA} Answer B: {answerB}Answer C: {answerC}"}
+
+
+def test_a_field_template_writes_several_columns_into_one_field_and_into_the_prompt(tmp_path):
+    from amuro.formats import build_prompts
+
+    _, meta = _prepare(tmp_path, "question_generation", SOCIALIQA, SOCIALIQA,
+                       fields={"context": "context", "target": "question", "answer": CANDIDATES})
+    test = pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()
+    assert test[0]["answer"] == "Answer A: to buy food Answer B: to sleepAnswer C: to swim"
+    assert meta["fields"]["answer"] == CANDIDATES  # the data file records how its fields were made
+    build_prompts("d", "question_generation", "default", tmp_path / "out", tmp_path / "prompts", [0], seed=0)
+    prompt = pq.read_table(tmp_path / "prompts" / "test.parquet").to_pylist()[0]["prompt"]
+    assert prompt == ("### Input: Tracy went shopping 0.\n"
+                      "### Answer: Answer A: to buy food Answer B: to sleepAnswer C: to swim\n### Question:")
+
+
+def test_a_null_in_a_template_column_makes_the_row_missing(tmp_path):
+    rows = [dict(r) for r in SOCIALIQA]
+    rows[1]["answerB"] = None
+    test, meta = _prepare(tmp_path, "question_generation", SOCIALIQA, rows,
+                          fields={"context": "context", "target": "question", "answer": CANDIDATES})
+    assert len(test) == 5 and meta["splits"]["test"]["dropped"] == {"missing input or target (null)": 1}
+
+
+def test_a_template_column_missing_from_the_data_names_the_column_and_field(tmp_path):
+    with pytest.raises(DatasetError, match=r"column\(s\) 'answerD' for field\(s\) answer not found"):
+        _prepare(tmp_path, "question_generation", SOCIALIQA, SOCIALIQA, fields={
+            "context": "context", "target": "question", "answer": {"template": "A: {answerA} D: {answerD}"}})
+
+
+@pytest.mark.parametrize("template, message", [
+    ("Answer A: {} Answer B: {answerB}", r"not a valid template: '\{\}' is not a field name"),
+    ("Answer A: {0}", r"not a valid template: '\{0\}' is not a field name"),
+    ("Answer A: {answerA!r}", r"not a valid template: '\{answerA\}' has a format spec"),
+    ("Answer A: {answer.text}", r"not a valid template: '\{answer.text\}' is not a field name"),
+    ("Answer A: {answerA", r"not a valid template"),
+    ("no column here", r"names no column"),
+])
+def test_a_bad_field_template_is_refused_at_config_load_naming_the_key(template, message):
+    with pytest.raises(ConfigError, match=r"key 'datasets.d.fields.answer.template': " + message):
+        _dataset("question_generation", {"train": "t.jsonl", "test": "t.jsonl"},
+                 fields={"context": "context", "target": "question", "answer": {"template": template}})
+
+
+def test_a_field_template_beside_other_rule_keys_is_refused_at_config_load():
+    with pytest.raises(ConfigError, match=r"key 'datasets.d.fields.answer'"):
+        _dataset("question_generation", {"train": "t.jsonl", "test": "t.jsonl"},
+                 fields={"answer": {"template": "{answerA}", "column": "answerA"}})
 
 
 TWEETQA = [  # ucsbnlp/tweet_qa's columns; Answer is a list of strings

@@ -141,6 +141,8 @@ def test_a_llama_like_tokenizer_trains_with_its_bos_and_eos_padding(base_dir, tr
 def test_gradient_clipping_is_a_recorded_hyper_parameter(finetuned):
     meta = json.loads((finetuned / "train_meta.json").read_text())
     assert meta["settings"]["max_grad_norm"] == 1.0  # the default; the paper config sets 0 (no clipping)
+    assert (meta["settings"]["loss"], meta["settings"]["truncation"]) == ("token_mean", "left")  # the defaults
+    assert (meta["examples_target_cut"], meta["examples_target_lost"], meta["examples_dropped"]) == (0, 0, 0)
     assert meta["bos_ids"] == [] and meta["pad_token_id"] is not None  # OLMo-like: no BOS
     with pytest.raises(ValueError, match="max_grad_norm must be >= 0"):
         FinetuneSettings.from_dict({**SETTINGS, "max_grad_norm": -1})
@@ -155,9 +157,33 @@ def test_a_completion_longer_than_max_seq_len_loses_its_end():
 def test_cut_examples_are_counted(base_dir, train_prompts):
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     settings = FinetuneSettings.from_dict({**SETTINGS, "max_seq_len": 4})
-    dataset, n_cut = load_examples(train_prompts, tokenizer, settings)
-    assert n_cut == len(ROWS)
+    dataset, cuts = load_examples(train_prompts, tokenizer, settings)
+    assert cuts == {"cut": len(ROWS), "target_cut": 0, "target_lost": 0, "dropped": 0}  # left: the targets stay
     assert max(len(ids) for ids in dataset["input_ids"]) == 4
+
+
+def test_truncation_right_cuts_the_end_so_a_target_can_be_lost():
+    """Yang et al.'s train.py: the tokenizer cuts prompt + target at model_max_length from the right."""
+    features, cut = completion_features([1, 3, 4, 5, 6], [8, 9], eos_id=2, max_seq_len=6, truncation="right")
+    assert features["input_ids"] == [1, 3, 4, 5, 6, 8] and features["labels"] == [IGNORE_INDEX] * 5 + [8]
+    assert cut
+    features, _ = completion_features([1, 3, 4, 5, 6], [8, 9], eos_id=2, max_seq_len=4, truncation="right")
+    assert features["input_ids"] == [1, 3, 4, 5] and features["labels"] == [IGNORE_INDEX] * 4
+
+
+@pytest.mark.parametrize("truncation, kept", [("left", 40), ("right", 40), ("right_drop", 20)])
+def test_examples_whose_target_is_cut_are_counted_and_kept_or_dropped(base_dir, tmp_path, truncation, kept):
+    # Every other prompt is long: cut from the right, it loses its whole target.
+    rows = [dict(r, prompt=r["prompt"] if i % 2 else "the grass is green and " * 8 + r["prompt"])
+            for i, r in enumerate(ROWS)]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    settings = FinetuneSettings.from_dict({**SETTINGS, "max_seq_len": 24, "truncation": truncation})
+    dataset, cuts = load_examples(path, tokenizer, settings)
+    lost = 0 if truncation == "left" else 20
+    assert cuts == {"cut": 20, "target_cut": lost, "target_lost": lost, "dropped": 40 - kept}
+    assert len(dataset) == kept and max(len(ids) for ids in dataset["input_ids"]) <= 24
 
 
 def test_sampled_rows_depend_on_the_seed_and_keep_their_order():
@@ -170,6 +196,19 @@ def test_sampled_rows_depend_on_the_seed_and_keep_their_order():
 def test_settings_ignore_unknown_keys_and_read_size_all_as_every_example():
     settings = FinetuneSettings.from_dict({**SETTINGS, "size": "all"})
     assert settings.size is None and not hasattr(settings, "fticl_shots")
+
+
+def test_train_meta_records_the_truncation_and_the_examples_that_lost_their_target(base_dir, tmp_path):
+    rows = [dict(r, prompt=r["prompt"] if i % 4 else "the grass is green and " * 8 + r["prompt"])
+            for i, r in enumerate(ROWS)]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    settings = {**SETTINGS, "epochs": 1, "max_seq_len": 24, "truncation": "right"}
+    finetune(base_dir, path, tmp_path / "out", FinetuneSettings.from_dict(settings), tmp_path / "scratch")
+    meta = json.loads((tmp_path / "out" / "train_meta.json").read_text())
+    assert meta["settings"]["truncation"] == "right"
+    assert (meta["examples"], meta["examples_cut"], meta["examples_target_lost"], meta["examples_dropped"]) == (
+        40, 10, 10, 0)  # kept: they add no loss, as in Yang et al.'s train.py
 
 
 def test_a_batch_size_that_micro_batches_cannot_fill_is_refused(base_dir, train_prompts, tmp_path):
@@ -292,6 +331,115 @@ def test_the_fast_and_the_paper_recipe_train_the_same_steps(base_dir, train_prom
     assert json.loads((tmp_path / "paper" / "train_meta.json").read_text())["settings"]["deepspeed"] == "zero3"
     assert len(losses["fast"]) == 5  # 40 examples, batch 8
     assert losses["fast"] == pytest.approx(losses["paper"], rel=1e-4)
+
+
+# The loss: token_mean (the Trainer's), example_mean (open-instruct's), micro_batch_mean (the Trainer before 4.46)
+
+def two_examples_logits():
+    """Two examples over a vocabulary of 4, each a prompt token then its answer: A answers one token at loss ln 4 (a
+    flat distribution), B two tokens at loss ln 2 each (the target's logit ln 3 against three zeros)."""
+    import math
+
+    flat, half = [0.0] * 4, [0.0] * 4
+    half[1] = math.log(3)
+    # Position i predicts label i + 1; the logits at the last position predict nothing.
+    a_labels, a_logits = [IGNORE_INDEX, IGNORE_INDEX, 1], [flat, flat, flat]
+    b_labels, b_logits = [IGNORE_INDEX, 1, 1], [half, half, flat]
+    return (a_labels, a_logits), (b_labels, b_logits)
+
+
+def test_token_mean_and_example_mean_of_two_examples_give_the_hand_computed_values():
+    import math
+    from types import SimpleNamespace
+
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    from amuro.finetune.examples import EXAMPLE_START
+    from amuro.finetune.trainer import example_mean_loss
+
+    (a_labels, a_logits), (b_labels, b_logits) = two_examples_logits()
+    ln2 = math.log(2)
+    token_mean = (2 * ln2 + ln2 + ln2) / 3  # three answer tokens alike: 4/3 ln 2
+    example_mean = (2 * ln2 + (ln2 + ln2) / 2) / 2  # each example's mean, then their mean: 3/2 ln 2
+    padded_labels, padded_logits = torch.tensor([a_labels, b_labels]), torch.tensor([a_logits, b_logits])
+    # token_mean: the model's loss normalised by the trained tokens of the batch (the Trainer's num_items_in_batch)
+    assert ForCausalLMLoss(padded_logits, padded_labels, 4, num_items_in_batch=3).item() == pytest.approx(token_mean)
+    loss = example_mean_loss(examples_per_step=2)
+    assert loss(SimpleNamespace(logits=padded_logits), padded_labels).item() == pytest.approx(example_mean)
+    # Packed into one row, each example's first label marks where it starts.
+    packed_labels = torch.tensor([[EXAMPLE_START] + a_labels[1:] + [EXAMPLE_START] + b_labels[1:]])
+    packed_logits = torch.tensor([a_logits + b_logits])
+    assert loss(SimpleNamespace(logits=packed_logits), packed_labels).item() == pytest.approx(example_mean)
+    # Split over two micro-batches (accumulation), each divided by the step's two examples: the same sum.
+    halves = [loss(SimpleNamespace(logits=padded_logits[i:i + 1]), padded_labels[i:i + 1]).item() for i in (0, 1)]
+    assert sum(halves) == pytest.approx(example_mean)
+
+
+@pytest.mark.parametrize("loss, micro_batch_size, expected", [
+    ("token_mean", 1, "token"), ("example_mean", 2, "example"),
+    # micro_batch_mean averages each micro-batch's tokens: per example with micro-batches of 1, per batch with 2.
+    ("micro_batch_mean", 1, "example"), ("micro_batch_mean", 2, "token"),
+])
+def test_the_trainer_weighs_a_long_and_a_short_answer_as_the_loss_setting_says(finetuned, tmp_path, loss,
+                                                                                micro_batch_size, expected):
+    """Two examples, one optimizer step: its logged loss (computed before the update) against the model's own
+    losses of each example, averaged over their tokens or over the examples."""
+    rows = [dict(ROWS[1]), dict(ROWS[0], completion=" green the sky is blue the grass is green")]
+    path = tmp_path / "two.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    tokenizer = AutoTokenizer.from_pretrained(finetuned)
+    model = AutoModelForCausalLM.from_pretrained(finetuned)
+    per_example, tokens = [], []
+    for row in rows:
+        features, _ = completion_features(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"],
+                                          tokenizer(row["completion"], add_special_tokens=False)["input_ids"],
+                                          tokenizer.eos_token_id, max_seq_len=64)
+        with torch.no_grad():
+            per_example.append(model(**{k: torch.tensor([v]) for k, v in features.items()}).loss.item())
+        tokens.append(sum(label != IGNORE_INDEX for label in features["labels"]))
+    means = {"token": sum(l * n for l, n in zip(per_example, tokens)) / sum(tokens),
+             "example": sum(per_example) / len(per_example)}
+    assert abs(means["token"] - means["example"]) > 0.1  # the long answer is the one the model does not know
+
+    settings = {**SETTINGS, "epochs": 1, "batch_size": 2, "micro_batch_size": micro_batch_size, "logging_steps": 1,
+                "loss": loss, "deepspeed": "auto"}
+    finetune(finetuned, path, tmp_path / "out", FinetuneSettings.from_dict(settings), tmp_path / "scratch")
+    assert train_losses(tmp_path / "out")[0] == pytest.approx(means[expected], abs=2e-4)  # logged to 4 decimals
+    assert json.loads((tmp_path / "out" / "train_meta.json").read_text())["settings"]["loss"] == loss
+
+
+def varied_prompts(path: Path) -> Path:
+    """ROWS with answers of one, four and eight words, so that weighting by token or by example differs."""
+    answers = [" blue", " green", " the sky is blue", " the grass is green and the sky is blue"]
+    rows = [dict(r, completion=answers[i % 4]) for i, r in enumerate(ROWS)]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def test_example_mean_gives_the_same_loss_per_step_under_both_recipes(base_dir, tmp_path):
+    """As the recipes' own equivalence: packed micro-batches of 4 (each example's start marked in its row) against
+    padded micro-batches of 1 with accumulation 8 under ZeRO-3; and not the token mean."""
+    prompts = varied_prompts(tmp_path / "varied.parquet")
+    losses = {}
+    for recipe, loss in (("paper", "example_mean"), ("fast", "example_mean"), ("fast", "token_mean")):
+        settings = FinetuneSettings.from_dict({**SETTINGS, "epochs": 1, "logging_steps": 1, "recipe": recipe,
+                                               "batching": "packed", "loss": loss})
+        out = tmp_path / f"{recipe}-{loss}"
+        finetune(base_dir, prompts, out, settings, tmp_path / f"{recipe}-{loss}.scratch")
+        losses[recipe, loss] = train_losses(out)
+        assert json.loads((out / "train_meta.json").read_text())["settings"]["loss"] == loss
+    assert len(losses["fast", "example_mean"]) == 5  # 40 examples, batch 8
+    assert losses["fast", "example_mean"] == pytest.approx(losses["paper", "example_mean"], rel=1e-4)
+    assert losses["fast", "token_mean"] != pytest.approx(losses["fast", "example_mean"], rel=1e-3)
+
+
+def test_micro_batch_mean_is_refused_with_the_paper_recipe_and_unknown_losses_are_refused():
+    with pytest.raises(ValueError, match="loss micro_batch_mean averages over micro-batches .* recipe paper"):
+        FinetuneSettings.from_dict({**SETTINGS, "recipe": "paper", "loss": "micro_batch_mean"})
+    with pytest.raises(ValueError, match="loss must be one of token_mean, example_mean, micro_batch_mean"):
+        FinetuneSettings.from_dict({**SETTINGS, "loss": "sum"})
+    with pytest.raises(ValueError, match="truncation must be one of left, right, right_drop"):
+        FinetuneSettings.from_dict({**SETTINGS, "truncation": "middle"})
 
 
 def test_the_paper_recipe_is_micro_batches_of_one_under_zero3():
@@ -432,8 +580,9 @@ def test_sigterm_saves_a_checkpoint_exits_for_a_retry_that_ends_with_the_uninter
     assert not scratch.exists()
 
 
+@pytest.mark.parametrize("loss", ["token_mean", "example_mean"])  # example_mean computes the loss from the logits
 def test_a_non_finite_loss_stops_fine_tuning_naming_the_step_and_keeps_the_log(base_dir, train_prompts, tmp_path,
-                                                                              monkeypatch):
+                                                                              monkeypatch, loss):
     import amuro.finetune as ft
 
     class PoisonAfterStep3(ft.LogProgress):  # weights turn NaN after step 3, so step 4's loss is NaN
@@ -447,7 +596,7 @@ def test_a_non_finite_loss_stops_fine_tuning_naming_the_step_and_keeps_the_log(b
     with pytest.raises(NonFiniteLoss, match=r"the loss is nan at optimizer step 4 of 25 \(epoch 0\.60\): fine-tuning "
                                             r"stopped and wrote no model; the training log up to then is in "
                                             r".*scratch/train_log\.parquet"):
-        finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict(SETTINGS), scratch)
+        finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict({**SETTINGS, "loss": loss}), scratch)
     assert not out.exists()
     kept = pq.read_table(scratch / "train_log.parquet").to_pylist()
     assert [r["step"] for r in kept] == [1] and kept[0]["loss"] > 0  # logged before the NaN (every 5 steps)

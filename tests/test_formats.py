@@ -123,6 +123,31 @@ def test_fticl_prepends_the_same_fixed_demonstrations_to_every_training_example(
         assert r["prompt"].count("### Sentiment:") == 4
 
 
+def test_fticl_can_take_the_first_validation_rows_and_train_on_every_train_example(tmp_path):
+    """Yang et al.'s train_ptune.py: the first `shot` examples of the task's few-shot file (the validation split of
+    their study here) before every training example."""
+    import json
+
+    from amuro.formats import build_fticl_prompts
+
+    _write_dataset(tmp_path)
+    build_fticl_prompts("reviews", "sentiment", tmp_path, tmp_path / "fticl.parquet", shots=2, seed=3,
+                        demonstrations="validation_first")
+    table = pq.read_table(tmp_path / "fticl.parquet")
+    rows = table.to_pylist()
+    assert len(rows) == 30 and {tuple(r["demo_ids"]) for r in rows} == {("validation-0", "validation-1")}
+    assert rows[0]["prompt"] == ("### Input: review validation 0\n### Sentiment: positive\n\n"
+                                 "### Input: review validation 1\n### Sentiment: negative\n\n"
+                                 "### Input: review train 0\n### Sentiment:")
+    assert json.loads(table.schema.metadata[b"amuro.fticl"]) == {"shots": 2, "demonstrations": "validation_first"}
+    build_fticl_prompts("reviews", "sentiment", tmp_path, tmp_path / "sampled.parquet", shots=2, seed=3)
+    assert json.loads(pq.read_schema(tmp_path / "sampled.parquet").metadata[b"amuro.fticl"])["demonstrations"] == (
+        "sampled")
+    with pytest.raises(ValueError, match="the validation split has 5 examples, too few for 6 FTICL demonstrations"):
+        build_fticl_prompts("reviews", "sentiment", tmp_path, tmp_path / "x.parquet", shots=6, seed=3,
+                            demonstrations="validation_first")
+
+
 # A dataset's own templates (Yang et al.'s prompt_map.json puts every field on its own line).
 YANG_NLI = {"default": "### Input_1:\n{premise}\n### Input_2:\n{hypothesis}\n### Inference:",
             "instruct": "Consider the following texts: Text 1:{premise}\nText 2:{hypothesis}\nThe relation is"}

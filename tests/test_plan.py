@@ -178,6 +178,21 @@ def test_a_llama_cell_gets_its_model_hyperparameters_and_gpus(paper):
         "results/prompts/xsum/default/train.parquet")
 
 
+def test_a_later_key_at_its_default_stays_out_of_a_jobs_params_and_any_other_value_is_in(demo_config):
+    """Adding a key to the schema must not rerun a finished study's jobs: its default does what they did."""
+    demo = Study(validate_config(demo_config))
+    cell = demo.finetuned_runs()[0]
+    assert not {"loss", "truncation", "fticl_demonstrations"} & set(demo.finetuning.settings(cell))
+    assert "loss" not in demo.finetuning.settings(demo.instruction_tuned_runs()[0])
+    assert "sampling" not in demo.data.prepare_spec("people_nli")
+    demo_config["finetune"]["hyperparameters"].update(loss="example_mean", truncation="right")
+    demo_config["datasets"]["people_nli"].update(sample={"test": 50}, sampling="first")
+    changed = Study(validate_config(demo_config))
+    assert {k: changed.finetuning.settings(cell)[k] for k in ("loss", "truncation")} == {
+        "loss": "example_mean", "truncation": "right"}
+    assert changed.data.prepare_spec("people_nli")["sampling"] == "first"
+
+
 def test_wildcard_constraints_match_exactly_the_studys_values(tiny):
     constraints = tiny.wildcard_constraints()
 

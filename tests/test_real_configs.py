@@ -53,11 +53,15 @@ def test_the_generalization_study_pins_every_released_file_it_could_hash():
 
 
 @pytest.mark.parametrize("name, task, fields", [
-    ("socialiqa", "question_generation", {"answer": {"by": "label", "columns": {"1": "answerA", "2": "answerB",
-                                                                                "3": "answerC"}}}),
+    # format_generalization.py: process_socialiqa and format_single_sciq list every candidate answer.
+    ("socialiqa", "question_generation",
+     {"answer": {"template": "Answer A: {answerA} Answer B: {answerB}Answer C: {answerC}"}}),
+    ("sciq", "question_generation",
+     {"answer": {"template": "Answer A: {correct_answer} Answer B: {distractor1} Answer C: {distractor2}"
+                             "Answer D: {distractor3}"}}),
     ("tweetqa", "question_generation", {"answer": {"column": "Answer", "index": 0}}),
 ])
-def test_the_paper_config_maps_the_answers_that_were_wrong(name, task, fields):
+def test_the_paper_config_maps_the_answers_as_the_paper_code_did(name, task, fields):
     ds = load_config(PAPER)["datasets"][name]
     assert ds["task"] == task and {k: ds["fields"][k] for k in fields} == fields
 

@@ -39,7 +39,7 @@ from amuro import tokenization
 from amuro.finetune.examples import data_collator, load_examples
 from amuro.finetune.settings import FinetuneError, FinetuneSettings, NonFiniteLoss, Preempted
 from amuro.finetune.trainer import (LogProgress, accumulation_steps, attention_implementation, batching_for,
-                                    deepspeed_config, ensure_process_group_env, prepare_scratch,
+                                    deepspeed_config, ensure_process_group_env, prepare_scratch, set_up_loss,
                                     skip_shared_memory_collectives, train, train_log_table, training_arguments)
 from amuro.hashing import hash_files
 from amuro.io import atomic_path, write_json, write_parquet
@@ -91,7 +91,7 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     expected = expected_parameters(base_dir)
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    train_set, n_cut = load_examples(train_prompts, tokenizer, settings)
+    train_set, cuts = load_examples(train_prompts, tokenizer, settings)
     # Training pads on the right, with EOS where the tokenizer has no pad token (Llama-3); the saved tokenizer keeps
     # its own settings for whoever loads it.
     pad_tokenizer = tokenization.padding_tokenizer(tokenizer, "right")
@@ -124,14 +124,15 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
 
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
-        data_collator=data_collator(batching, pad_tokenizer, attention),
+        data_collator=data_collator(batching, pad_tokenizer, attention, settings.loss),
         callbacks=[LogProgress(), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
+    set_up_loss(trainer, settings, world_size)
     log.info("fine-tuning %s: %d examples, %s epochs, batch %d = micro %d x accumulation %d x world %d, lr %g, "
-             "%s recipe: %s batches, %s attention, %s", base_dir, len(train_set), settings.epochs, settings.batch_size,
-             settings.micro_batch_size, accumulation, world_size, settings.learning_rate, settings.recipe, batching,
-             attention, zero)
+             "%s loss, %s recipe: %s batches, %s attention, %s", base_dir, len(train_set), settings.epochs,
+             settings.batch_size, settings.micro_batch_size, accumulation, world_size, settings.learning_rate,
+             settings.loss, settings.recipe, batching, attention, zero)
     if resume:
         log.info("resuming from %s (step %d)", resume, resumed_step)
     train(trainer, resume, scratch_dir)
@@ -155,7 +156,12 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "base_checkpoint": json.loads(resolved.read_text()) if resolved.exists() else None,
             "train_prompts": str(train_prompts),
             "examples": len(train_set),
-            "examples_cut": n_cut,
+            "examples_cut": cuts["cut"],
+            # Examples whose target (completion and EOS) max_seq_len cut short, or cut off entirely, and those left
+            # out for it (truncation right_drop; a chat with nothing left to learn).
+            "examples_target_cut": cuts["target_cut"],
+            "examples_target_lost": cuts["target_lost"],
+            "examples_dropped": cuts["dropped"],
             "chat_template": tokenizer.chat_template,
             "bos_ids": list(tokenization.bos_ids(tokenizer)),
             "pad_token_id": pad_tokenizer.pad_token_id,

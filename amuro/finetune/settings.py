@@ -8,6 +8,14 @@ RECIPES = ("fast", "paper")
 BATCHINGS = ("auto", "packed", "padded")
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")  # take packed rows without a quadratic mask
 DEEPSPEED_STAGES = ("auto", "zero0", "zero2", "zero3")
+# How a step's token losses become its loss: token_mean (the HF Trainer's: all trained tokens of the effective batch
+# alike), example_mean (each example's mean, then the mean over examples: open-instruct's micro-batches of 1),
+# micro_batch_mean (each micro-batch's token mean, then the mean over micro-batches: the HF Trainer before 4.46).
+LOSSES = ("token_mean", "example_mean", "micro_batch_mean")
+# How an example longer than max_seq_len is cut: left (the prompt's start goes, the completion stays), right (the
+# end goes, completion first: a target can be lost entirely), right_drop (right, and an example left without any
+# target token is dropped, as open-instruct drops it).
+TRUNCATIONS = ("left", "right", "right_drop")
 
 
 class FinetuneError(RuntimeError):
@@ -51,6 +59,8 @@ class FinetuneSettings:
     batching: str = "auto"
     # A transformers attn_implementation; auto: flash_attention_2 where flash-attn is installed on CUDA, else sdpa.
     attention: str = "auto"
+    loss: str = "token_mean"  # one of LOSSES
+    truncation: str = "left"  # one of TRUNCATIONS (prompt files; a chat is always cut from the right)
 
     def __post_init__(self):
         if self.size == "all":
@@ -59,6 +69,13 @@ class FinetuneSettings:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
         if self.batching not in BATCHINGS:
             raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, not {self.batching!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, not {self.truncation!r}")
+        if self.recipe == "paper" and self.loss == "micro_batch_mean":
+            raise ValueError("loss micro_batch_mean averages over micro-batches of micro_batch_size examples, which "
+                             "recipe paper sets to 1 (that is example_mean); use recipe fast, or loss example_mean")
         if self.recipe == "paper":
             self.micro_batch_size, self.deepspeed, self.batching = 1, "zero3", "padded"
         if self.deepspeed not in DEEPSPEED_STAGES:

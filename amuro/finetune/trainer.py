@@ -18,6 +18,7 @@ import pyarrow as pa
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from amuro.finetune.examples import EXAMPLE_START, IGNORE_INDEX
 from amuro.finetune.settings import VARLEN_ATTENTION, FinetuneError, FinetuneSettings, NonFiniteLoss, Preempted
 from amuro.io import free_port, write_json, write_parquet
 
@@ -93,8 +94,9 @@ def batching_for(settings: FinetuneSettings, attention: str) -> str:
 def training_arguments(settings: FinetuneSettings, scratch_dir: Path, accumulation: int, batching: str,
                        cuda: bool, world_size: int = 1) -> TrainingArguments:
     # Length-grouped sampling only where it saves padding; elsewhere plain shuffling, so that every recipe and
-    # micro-batch size sees the same examples in the same optimizer step.
-    grouped = batching == "padded" and settings.micro_batch_size > 1
+    # micro-batch size sees the same examples in the same optimizer step. With micro_batch_mean a micro-batch's
+    # examples decide how they are weighted, so they are drawn as the Trainer draws them by default (shuffled).
+    grouped = batching == "padded" and settings.micro_batch_size > 1 and settings.loss != "micro_batch_mean"
     zero = DEEPSPEED_CONFIGS / f"{deepspeed_config(settings.deepspeed, world_size)}.json"
     return TrainingArguments(
         output_dir=str(scratch_dir), num_train_epochs=settings.epochs, learning_rate=settings.learning_rate,
@@ -109,6 +111,49 @@ def training_arguments(settings: FinetuneSettings, scratch_dir: Path, accumulati
         save_steps=settings.save_steps,
         save_total_limit=1, report_to="none", disable_tqdm=True, dataloader_drop_last=False,
     )
+
+
+def example_mean_loss(examples_per_step: int):
+    """The Trainer's compute_loss_func for loss example_mean: each example's mean loss over its trained tokens,
+    summed over the micro-batch and divided by the examples of a whole optimizer step, so that a step's
+    micro-batches add up to the mean over its examples whatever their layout (open-instruct's micro-batches of 1
+    with accumulation: every example counts alike, however long its answer).
+
+    examples_per_step: the effective batch (a short last step of an epoch is divided by it too, as open-instruct's
+    accumulation divides by its step count), over all processes where the Trainer multiplies each process's loss by
+    their number (average_tokens_across_devices) before DeepSpeed averages the gradients. A padded micro-batch holds
+    one example per row; a packed row marks each example's start with EXAMPLE_START. An example without a trained
+    token (its target cut off by truncation right) adds nothing.
+    """
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        rows, length = labels.shape
+        # Each position's example: its row, and within a packed row the examples begun so far.
+        example = (labels == EXAMPLE_START).cumsum(dim=1) + torch.arange(rows, device=labels.device)[:, None] * length
+        target, example = labels[:, 1:], example[:, 1:]  # position i predicts label i + 1
+        target = target.masked_fill(target < 0, IGNORE_INDEX).reshape(-1)
+        logits = outputs.logits[:, :-1].float()
+        token_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target,
+                                                       ignore_index=IGNORE_INDEX, reduction="none")
+        _, example = torch.unique(example.reshape(-1), return_inverse=True)
+        sums = torch.zeros(int(example.max()) + 1, device=token_loss.device).index_add_(0, example, token_loss)
+        counts = torch.zeros_like(sums).index_add_(0, example, (target != IGNORE_INDEX).float())
+        return (sums / counts.clamp(min=1)).sum() / examples_per_step
+
+    return loss
+
+
+def set_up_loss(trainer: Trainer, settings: FinetuneSettings, world_size: int) -> None:
+    """How the Trainer turns token losses into a step's loss (settings.loss). token_mean is the Trainer's own (the
+    model's loss normalised by the trained tokens of the whole effective batch, num_items_in_batch). micro_batch_mean:
+    without num_items_in_batch the model averages each micro-batch's tokens and the Trainer divides by the
+    accumulation steps, as it did before transformers 4.46."""
+    if settings.loss == "example_mean":
+        across = trainer.args.average_tokens_across_devices or world_size == 1
+        trainer.compute_loss_func = example_mean_loss(settings.batch_size if across
+                                                      else settings.batch_size // world_size)
+    elif settings.loss == "micro_batch_mean":
+        trainer.model_accepts_loss_kwargs = False
 
 
 class LogProgress(TrainerCallback):
@@ -181,9 +226,19 @@ class StopOnNonFiniteLoss(TrainerCallback):
 
     def _check(self, module, inputs, output):
         loss = getattr(output, "loss", None)
-        if module.training and loss is not None and not torch.isfinite(loss).all():
+        if module.training and loss is not None:
+            self.check(loss)
+
+    def check(self, loss):
+        if not torch.isfinite(loss).all():
             raise NonFiniteLoss(f"the loss is {loss.item()} at optimizer step {self.state.global_step + 1} of "
                                 f"{self.state.max_steps} (epoch {self.state.epoch or 0:.2f})")
+        return loss
+
+    def checking(self, compute_loss_func):
+        """A compute_loss_func whose loss is checked too (the model returns none of its own then)."""
+        return lambda outputs, labels, num_items_in_batch=None: self.check(
+            compute_loss_func(outputs, labels, num_items_in_batch=num_items_in_batch))
 
 
 def train(trainer: Trainer, resume: str | None, scratch_dir: Path) -> None:
@@ -192,6 +247,8 @@ def train(trainer: Trainer, resume: str | None, scratch_dir: Path) -> None:
     preemption, loss_check = StopOnSignal(), StopOnNonFiniteLoss()
     trainer.add_callback(preemption)
     trainer.add_callback(loss_check)
+    if trainer.compute_loss_func is not None:
+        trainer.compute_loss_func = loss_check.checking(trainer.compute_loss_func)
     with preemption.handling_signals():
         try:
             trainer.train(resume_from_checkpoint=resume)

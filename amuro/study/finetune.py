@@ -23,15 +23,21 @@ class Finetuning:
         return fill(PROMPTS, dataset=run.train_dataset, format=run.train_format, split="train")
 
     def settings(self, run: Run) -> dict:
-        """Hyper-parameters of one run: defaults, the train set's override, the model's own; and its size."""
+        """Hyper-parameters of one run: defaults, the train set's override, the model's own; and its size. A key
+        added later stays out at the default that does what the job did before it (config.LATER_DEFAULTS)."""
         if run.is_instruction_tuned:
-            return study_config.instruction_hyperparameters(self.study.config)
-        settings = study_config.hyperparameters(self.study.config, run.train_dataset, run.model)
-        settings["size"] = None if run.train_size == "all" else int(run.train_size)
-        return settings
+            settings = study_config.instruction_hyperparameters(self.study.config)
+        else:
+            settings = study_config.hyperparameters(self.study.config, run.train_dataset, run.model)
+            settings["size"] = None if run.train_size == "all" else int(run.train_size)
+        return study_config.without_later_defaults(settings, "hyperparameters")
 
     def fticl_shots(self, dataset: str) -> int:
         return study_config.hyperparameters(self.study.config, dataset)["fticl_shots"]
+
+    def fticl_demonstrations(self, dataset: str) -> str:
+        """Where the FTICL demonstrations come from (sampled from train, or the validation split's first rows)."""
+        return study_config.hyperparameters(self.study.config, dataset)["fticl_demonstrations"]
 
     def scratch_dir(self, run: Run) -> str:
         return fill(SCRATCH, **run.fields)

@@ -71,5 +71,7 @@ class DatasetConfig:
 
     @property
     def prepare_spec(self) -> dict:
-        """What preparing the canonical splits reads: not the prompt templates (nor the seed, passed on its own)."""
-        return {k: v for k, v in self.entry.items() if k not in ("templates", "seed")}
+        """What preparing the canonical splits reads: not the prompt templates (nor the seed, passed on its own), nor
+        a later key at the default that does what the data job did before it existed."""
+        spec = {k: v for k, v in self.entry.items() if k not in ("templates", "seed")}
+        return study_config.without_later_defaults(spec, "dataset")
