@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 # Where a free generation ends (after some non-space text): `paragraph` at a blank line or a `###` header, where the
 # next demonstration or field would start (cnn_dailymail's highlights are several lines, so a line is not the end);
-# `line` at the first newline.
-GENERATION_STOPS = {"paragraph": ("\n\n", "###"), "line": ("\n",)}
+# `line` at the first newline; `none` nowhere: the whole budget (or up to EOS) is scored, as the paper's prediction
+# scripts did (they pass no stop sequence).
+GENERATION_STOPS = {"paragraph": ("\n\n", "###"), "line": ("\n",), "none": ()}
 
 
 def stop_index(text: str, rule: str) -> int | None:
@@ -165,11 +166,13 @@ class Scorer:
         for start in tqdm(range(0, len(order), self.batch_size), desc=desc, mininterval=10):
             idx = order[start:start + self.batch_size]
             ids, mask = self._left_padded([encoded[i] for i in idx])
-            stop = StopAfterText(self.tokenizer, ids.shape[1], self.generation_stop)
+            # Rule `none` has no marker: no criterion, so no row is decoded and searched after every step.
+            stops = ([StopAfterText(self.tokenizer, ids.shape[1], self.generation_stop)]
+                     if GENERATION_STOPS[self.generation_stop] else [])
             gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=self.pad_id,
                                       eos_token_id=self.tokenizer.eos_token_id,
-                                      stopping_criteria=StoppingCriteriaList([stop]),
+                                      stopping_criteria=StoppingCriteriaList(stops),
                                       return_dict_in_generate=True, output_logits=first_logprobs)
             for row, (i, seq) in enumerate(zip(idx, gen.sequences[:, ids.shape[1]:])):
                 out[i] = cut_generation(self.tokenizer.decode(seq, skip_special_tokens=True), self.generation_stop)

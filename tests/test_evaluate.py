@@ -167,6 +167,43 @@ def test_generation_ends_where_the_next_demonstration_or_header_would_start(text
     assert cut_generation(text, rule) == expected
 
 
+def test_the_none_rule_keeps_everything_past_a_blank_line_and_a_header():
+    text = " Kuri lives in Rege .\n\n### Input: the cat\n### Summary: a mat"
+    assert cut_generation(text, "none") == text.strip()
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ("none", "Kuri lives in Rege .\n\n### Input: the cat sat"),
+    ("paragraph", "Kuri lives in Rege ."),
+    ("line", "Kuri lives in Rege ."),
+])
+def test_a_prediction_without_a_stop_keeps_text_past_a_blank_line_and_a_header(tiny_model, tmp_path, monkeypatch,
+                                                                               rule, expected):
+    """generation_stop none (the paper's prediction scripts): the raw output is scored, the model's next invented
+    demonstration included; the other rules cut it where that demonstration starts."""
+    from transformers import GenerationMixin
+
+    scorer = Scorer(tiny_model, batch_size=2)
+    output = scorer.tokenizer(" Kuri lives in Rege .\n\n### Input: the cat sat", add_special_tokens=False)["input_ids"]
+
+    def fixed_output(self, input_ids, max_new_tokens, stopping_criteria=None, **kwargs):
+        from types import SimpleNamespace
+
+        new = torch.tensor([output[:max_new_tokens]] * input_ids.shape[0])
+        return SimpleNamespace(sequences=torch.cat([input_ids, new], dim=1))
+
+    monkeypatch.setattr(GenerationMixin, "generate", fixed_output)
+    _prompt_file(tmp_path / "test.parquet", ["the cat sat on a mat so", "Kuri lives"], ["Kuri lives in Rege .", "a"])
+    request = EvalRequest("toy_sum", "summarization", "default", 0, str(tmp_path / "test.parquet"),
+                          str(tmp_path / "out.parquet"))
+    evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=60, generation_stop=rule),
+             {"model": "toy", "train": "base"})
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [r["prediction"] for r in rows] == [expected] * 2
+    assert all(r["generation_stop"] == rule for r in rows)
+    assert rows[0]["score"] == rouge_l("Kuri lives in Rege .", expected)
+
+
 def test_a_multi_line_reference_is_matched_whole_by_the_paragraph_rule():
     generated = "\nKuri lives in Rege .\nThe cat sat on a mat .\n\n### Input:"
     assert rouge_l(CNN_REFERENCE, cut_generation(generated, "paragraph")) == 1.0
