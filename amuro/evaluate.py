@@ -3,7 +3,9 @@
 The model is loaded once; each request is one (eval dataset, format, shots) prompt file and one output file of
 per-example predictions. Generation tasks are decoded greedily (left padding, stop at EOS or where the next
 demonstration or header would start: GENERATION_STOPS) and scored with ROUGE-L. A k-shot prompt longer than the
-model's context loses whole demonstrations, the farthest first; each prediction records how many it kept. Classification is scored by every method of amuro.scoring (tokenprob, loglik,
+model's context loses whole demonstrations, the farthest first, or (OVERLONG_PROMPTS `keep`, the papers' code) goes
+to the model whole; each prediction records how many it kept and its length. Classification is scored by every
+method of amuro.scoring (tokenprob, loglik,
 constrained, generate), all kept per example, and the configured one is the `score`. They need one short greedy
 generation and one forward pass per example and label stem: the same pass gives the label tokens' log-probabilities
 (loglik, constrained) and the next-token distribution of the prompt (tokenprob).
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 # `line` at the first newline; `none` nowhere: the whole budget (or up to EOS) is scored, as the paper's prediction
 # scripts did (they pass no stop sequence).
 GENERATION_STOPS = {"paragraph": ("\n\n", "###"), "line": ("\n",), "none": ()}
+# What happens to a prompt that, with room for the answer, is longer than the model's context
+# (max_position_embeddings): `drop_demonstrations` drops whole demonstrations, the farthest from the query first (a
+# query too long on its own is then cut from the left); `keep` cuts nothing, as the papers' code did (their tokenizer
+# calls set no truncation), so the model reads positions past its context: a rotary-position model (OLMo, Llama)
+# extrapolates, with whatever quality that gives, and a model with learned absolute positions cannot and is refused.
+OVERLONG_PROMPTS = ("drop_demonstrations", "keep")
 
 
 def stop_index(text: str, rule: str) -> int | None:
@@ -87,6 +95,7 @@ class EvalSettings:
     rouge_stemmer: bool = False
     generation_stop: str = "paragraph"  # one of GENERATION_STOPS
     label_match: str = "first_word"  # one of metrics.LABEL_MATCHES: how a free generation names a label
+    overlong_prompts: str = "drop_demonstrations"  # one of OVERLONG_PROMPTS
 
     def __post_init__(self):
         if self.classification not in scoring.METHODS:
@@ -96,12 +105,15 @@ class EvalSettings:
             raise ValueError(f"generation_stop {self.generation_stop!r} is not one of {', '.join(GENERATION_STOPS)}")
         if self.label_match not in metrics.LABEL_MATCHES:
             raise ValueError(f"label_match {self.label_match!r} is not one of {', '.join(metrics.LABEL_MATCHES)}")
+        if self.overlong_prompts not in OVERLONG_PROMPTS:
+            raise ValueError(f"overlong_prompts {self.overlong_prompts!r} is not one of {', '.join(OVERLONG_PROMPTS)}")
 
 
 class Scorer:
     """A causal LM and its tokenizer, with batched greedy generation and label scores."""
 
-    def __init__(self, model_dir: str | Path, batch_size: int, generation_stop: str = "paragraph"):
+    def __init__(self, model_dir: str | Path, batch_size: int, generation_stop: str = "paragraph",
+                 overlong_prompts: str = "drop_demonstrations"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -114,6 +126,9 @@ class Scorer:
         self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.batch_size = batch_size
         self.generation_stop = generation_stop
+        self.overlong_prompts = overlong_prompts
+        # Rotary position embeddings are computed for any position; learned absolute ones end at max_len.
+        self.extrapolates_positions = any("rotary" in name.lower() for name, _ in self.model.named_modules())
         # As in fine-tuning (amuro.tokenization): the tokenizer's BOS, if it has one, and EOS as pad if no pad.
         self.pad_id = tokenization.pad_id(self.tokenizer)
         self.bos = list(tokenization.bos_ids(self.tokenizer))
@@ -121,8 +136,11 @@ class Scorer:
 
     def encode(self, text: str, room: int = 0) -> list[int]:
         """The prompt's ids (after the tokenizer's BOS, if any); cut from the left, BOS kept, so that `room` more
-        tokens still fit (counted: only a query too long on its own is cut, see fit_demonstrations)."""
+        tokens still fit (counted: only a query too long on its own is cut, see fit_demonstrations). With
+        overlong_prompts `keep` nothing is cut."""
         ids = tokenization.encode(self.tokenizer, text)
+        if self.overlong_prompts == "keep":
+            return ids
         limit = self.max_len - room
         if len(ids) > limit:
             self.truncated += 1
@@ -134,8 +152,11 @@ class Scorer:
         as it takes for it and `room` more tokens to fit the context, and how many demonstrations it keeps.
 
         demo_chars: the length in characters of each demonstration block (prompt files record it); without it the
-        prompt is kept whole (encode then cuts it from the left)."""
+        prompt is kept whole (encode then cuts it from the left). With overlong_prompts `keep` every prompt is kept
+        whole."""
         shots = len(demo_chars or [])
+        if self.overlong_prompts == "keep":
+            return prompt, shots
         limit = self.max_len - room
         offset = 0
         while shots and len(tokenization.encode(self.tokenizer, prompt[offset:])) > limit:
@@ -255,10 +276,29 @@ PREDICTION_FIELDS = [
     ("eval_dataset", pa.string()), ("eval_task", pa.string()), ("eval_format", pa.string()),
     ("scoring", pa.string()), ("rouge_stemmer", pa.bool_()), ("max_new_tokens", pa.int32()),
     ("generation_stop", pa.string()), ("label_match", pa.string()), ("shots_used", pa.int32()),
+    ("overlong_prompts", pa.string()), ("prompt_tokens", pa.int32()),
 ]
 # Classification-only columns, empty on generation rows.
 LABEL_COLUMNS = ["label_loglik", "label_generate", "label_tokenprob", "label_constrained", "label_logprobs",
                  "label_tokenprobs"]
+
+
+def prompt_lengths(scorer: Scorer, prompts: list[str], room: int, desc: str) -> list[int]:
+    """How many tokens of each prompt the model reads. With overlong_prompts `keep`, prompts that with `room` more
+    tokens run past the model's context are counted and logged, and refused for a model whose positions end there."""
+    lengths = [len(tokenization.encode(scorer.tokenizer, p)) for p in prompts]
+    if scorer.overlong_prompts != "keep":
+        return [min(n, scorer.max_len - room) for n in lengths]
+    past = [n for n in lengths if n + room > scorer.max_len]
+    if past and not scorer.extrapolates_positions:
+        raise ValueError(f"{desc}: evaluation.overlong_prompts keep: {len(past)} prompts need up to {max(past) + room} "
+                         f"positions with room for the answer, past the model's {scorer.max_len}, and its position "
+                         f"embeddings end there (no rotary embeddings); use drop_demonstrations for this model")
+    if past:
+        log.warning("%s: %d of %d prompts need up to %d positions with room for the answer, past the model's %d; kept "
+                    "whole (overlong_prompts keep), the model reads positions it was not trained on", desc,
+                    len(past), len(prompts), max(past) + room, scorer.max_len)
+    return lengths
 
 
 def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, meta: dict) -> pa.Table:
@@ -287,6 +327,7 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
         log.warning("%s: %d of %d prompts were longer than the model's %d positions and lost whole demonstrations "
                     "(fewest kept: %d of %d)", desc, sum(used < req.shots for used in shots_used), len(rows),
                     scorer.max_len, min(shots_used), req.shots)
+    prompt_tokens = prompt_lengths(scorer, prompts, room, desc)
     if task.is_classification:
         # One prefill per prompt serves the generation, TokenProb and the single-token labels; only longer labels
         # need passes of their own.
@@ -310,8 +351,9 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
                 "scoring": settings.classification if task.is_classification else "generate",
                 "rouge_stemmer": settings.rouge_stemmer, "max_new_tokens": budget,
                 "generation_stop": settings.generation_stop,
-                "label_match": settings.label_match if task.is_classification else None, "shots_used": used}
-               for r, o, used in zip(rows, out, shots_used)]
+                "label_match": settings.label_match if task.is_classification else None, "shots_used": used,
+                "overlong_prompts": settings.overlong_prompts, "prompt_tokens": length}
+               for r, o, used, length in zip(rows, out, shots_used, prompt_tokens)]
     fields = [pa.field(k, pa.string()) for k in sorted(meta)] + [pa.field(n, t) for n, t in PREDICTION_FIELDS]
     return pa.Table.from_pylist([{**meta, **rec} for rec in records], schema=pa.schema(fields))
 
@@ -321,7 +363,7 @@ def evaluate(model_dir: str | Path, requests: list[EvalRequest], settings: EvalS
     """meta: what identifies the model (model, checkpoint, train cell), stored on every row."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    scorer = Scorer(model_dir, settings.batch_size, settings.generation_stop)
+    scorer = Scorer(model_dir, settings.batch_size, settings.generation_stop, settings.overlong_prompts)
     for req in requests:
         start = time.perf_counter()
         table = evaluate_request(scorer, req, settings, meta)

@@ -248,6 +248,61 @@ def test_a_k_shot_prompt_too_long_for_the_model_loses_whole_demonstrations(tiny_
     assert row["shots_used"] == kept and row["prompt"] == prompt
 
 
+def _overlong_prompt_file(path, demos, query):
+    from amuro.formats import assemble, demo_chars
+
+    rows = [{"id": "ex0", "shots": len(demos), "prompt": assemble(demos, query), "completion": " yes", "target": "yes",
+             "demo_ids": [f"d{i}" for i in range(len(demos))], "demo_chars": demo_chars(demos)}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), path)
+    return rows[0]["prompt"]
+
+
+def test_keep_sends_a_prompt_past_the_context_to_the_model_whole(tiny_model, tmp_path):
+    """overlong_prompts keep (the papers' code): no demonstration is dropped and nothing is cut, even past the
+    model's 128 positions; the rotary-position OLMo reads positions it was not trained on and still answers."""
+    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in ("so", "the cat", "a mat", "Keva")] * 2
+    prompt = _overlong_prompt_file(tmp_path / "test.parquet", demos, "Kuri lives in Keva so")
+    scorer = Scorer(tiny_model, batch_size=1, overlong_prompts="keep")
+    assert len(scorer.encode(prompt, room=60)) > 128 and scorer.truncated == 0
+    assert scorer.fit_demonstrations(prompt, [1] * 8, room=60) == (prompt, 8)
+    for mode in ("keep", "drop_demonstrations"):
+        request = EvalRequest("toy_sum", "summarization", "default", 8, str(tmp_path / "test.parquet"),
+                              str(tmp_path / f"{mode}.parquet"))
+        evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=20, overlong_prompts=mode),
+                 {"model": "toy", "train": "base"})
+    keep = pq.read_table(tmp_path / "keep.parquet").to_pylist()[0]
+    drop = pq.read_table(tmp_path / "drop_demonstrations.parquet").to_pylist()[0]
+    assert (keep["overlong_prompts"], keep["shots_used"], keep["prompt_tokens"]) == ("keep", 8, len(scorer.encode(prompt)))
+    assert keep["prompt_tokens"] > 128 and keep["prediction"]
+    assert drop["overlong_prompts"] == "drop_demonstrations" and drop["shots_used"] < 8
+    assert drop["prompt_tokens"] <= 128 - 20
+
+
+def test_keep_refuses_a_model_whose_positions_end_at_its_context(tiny_model, tmp_path):
+    """A model with learned absolute positions (GPT-2's) has no position 129: keep names the setting instead of
+    failing inside the model; drop_demonstrations still scores it."""
+    import shutil
+
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    gpt2 = tmp_path / "gpt2"
+    shutil.copytree(tiny_model, gpt2)
+    tokenizer = AutoTokenizer.from_pretrained(gpt2)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
+                               bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                               pad_token_id=tokenizer.pad_token_id)).save_pretrained(gpt2)
+    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in ("so", "the cat", "a mat", "Keva")] * 2
+    _overlong_prompt_file(tmp_path / "test.parquet", demos, "Kuri lives in Keva so")
+    request = EvalRequest("toy_sum", "summarization", "default", 8, str(tmp_path / "test.parquet"),
+                          str(tmp_path / "out.parquet"))
+    with pytest.raises(ValueError, match=r"evaluation.overlong_prompts keep: 1 prompts need up to \d+ positions.*"
+                                         r"past the model's 128.*no rotary embeddings"):
+        evaluate(gpt2, [request], EvalSettings(max_new_tokens_generation=20, overlong_prompts="keep"), {"model": "g"})
+    assert not (tmp_path / "out.parquet").exists()
+    evaluate(gpt2, [request], EvalSettings(max_new_tokens_generation=20), {"model": "g"})
+    assert pq.read_table(tmp_path / "out.parquet")["shots_used"].to_pylist()[0] < 8
+
+
 def _tuned_copy(model_dir, out):
     """The model as a fine-tuned one: a copy whose train_meta.json records every file's sha256."""
     import json

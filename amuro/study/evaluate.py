@@ -115,6 +115,7 @@ class Evaluation:
             "rouge_stemmer": metrics["rouge_stemmer"],
             "generation_stop": evaluation["generation_stop"],
             "label_match": evaluation["label_match"],
+            "overlong_prompts": evaluation["overlong_prompts"],
         }
 
     def classification_files(self) -> list[str]:
