@@ -96,6 +96,7 @@ class EvalSettings:
     generation_stop: str = "paragraph"  # one of GENERATION_STOPS
     label_match: str = "first_word"  # one of metrics.LABEL_MATCHES: how a free generation names a label
     overlong_prompts: str = "drop_demonstrations"  # one of OVERLONG_PROMPTS
+    tokenprob_candidates: str = "prefix"  # one of scoring.TOKENPROB_CANDIDATES: the tokens TokenProb counts per label
 
     def __post_init__(self):
         if self.classification not in scoring.METHODS:
@@ -105,6 +106,9 @@ class EvalSettings:
             raise ValueError(f"generation_stop {self.generation_stop!r} is not one of {', '.join(GENERATION_STOPS)}")
         if self.label_match not in metrics.LABEL_MATCHES:
             raise ValueError(f"label_match {self.label_match!r} is not one of {', '.join(metrics.LABEL_MATCHES)}")
+        if self.tokenprob_candidates not in scoring.TOKENPROB_CANDIDATES:
+            raise ValueError(f"tokenprob_candidates {self.tokenprob_candidates!r} is not one of "
+                             f"{', '.join(scoring.TOKENPROB_CANDIDATES)}")
         if self.overlong_prompts not in OVERLONG_PROMPTS:
             raise ValueError(f"overlong_prompts {self.overlong_prompts!r} is not one of {', '.join(OVERLONG_PROMPTS)}")
 
@@ -277,10 +281,12 @@ PREDICTION_FIELDS = [
     ("scoring", pa.string()), ("rouge_stemmer", pa.bool_()), ("max_new_tokens", pa.int32()),
     ("generation_stop", pa.string()), ("label_match", pa.string()), ("shots_used", pa.int32()),
     ("overlong_prompts", pa.string()), ("prompt_tokens", pa.int32()),
+    ("tokenprob_candidates", pa.string()),
+    *((f"label_tokenprob_{rule}", pa.string()) for rule in scoring.TOKENPROB_CANDIDATES),
 ]
 # Classification-only columns, empty on generation rows.
 LABEL_COLUMNS = ["label_loglik", "label_generate", "label_tokenprob", "label_constrained", "label_logprobs",
-                 "label_tokenprobs"]
+                 "label_tokenprobs", *(f"label_tokenprob_{rule}" for rule in scoring.TOKENPROB_CANDIDATES)]
 
 
 def prompt_lengths(scorer: Scorer, prompts: list[str], room: int, desc: str) -> list[int]:
@@ -299,6 +305,21 @@ def prompt_lengths(scorer: Scorer, prompts: list[str], room: int, desc: str) -> 
                     "whole (overlong_prompts keep), the model reads positions it was not trained on", desc,
                     len(past), len(prompts), max(past) + room, scorer.max_len)
     return lengths
+
+
+def tokenprob_candidates(tokenizer, req: EvalRequest, lead: str, configured: str, desc: str) -> dict:
+    """Each candidate rule's token ids per label (scoring.label_candidates). A rule this tokenizer cannot serve is
+    an error when it is the configured one, else left out of the comparison (None) with a warning."""
+    found = {}
+    for rule in scoring.TOKENPROB_CANDIDATES:
+        try:
+            found[rule] = scoring.label_candidates(tokenizer, req.labels, rule, lead)
+        except ValueError as exc:
+            if rule == configured:
+                raise ValueError(f"{desc}: evaluation.tokenprob_candidates {rule}: {exc}") from None
+            log.warning("%s: TokenProb with %s candidates left out of the comparison: %s", desc, rule, exc)
+            found[rule] = None
+    return found
 
 
 def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, meta: dict) -> pa.Table:
@@ -332,16 +353,21 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
         # One prefill per prompt serves the generation, TokenProb and the single-token labels; only longer labels
         # need passes of their own.
         generations, first = scorer.generate(prompts, budget, desc + " generate", first_logprobs=True)
-        token_sets = scoring.label_token_ids(scorer.tokenizer, req.labels)
+        candidates = tokenprob_candidates(scorer.tokenizer, req, lead, settings.tokenprob_candidates, desc)
+        token_sets = candidates[settings.tokenprob_candidates]
         logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, desc + " labels", first)
-        for r, gen, lp, tp in zip(rows, generations, logprobs, tokenprobs):
+        for r, gen, lp, tp, after_prompt in zip(rows, generations, logprobs, tokenprobs, first):
             by = scoring.predict(req.labels, gen, continuations, lp, tp, settings.label_match, req.task)
             chosen = by[settings.classification]
+            # TokenProb under every candidate rule, from the same next-token distribution (Table 3 compares them).
+            by_rule = {f"label_tokenprob_{rule}": None if ids is None else
+                       req.labels[scoring.best(scoring.tokenprob_scores(after_prompt, ids))]
+                       for rule, ids in candidates.items()}
             out.append({"prediction": chosen or "", "score": metrics.accuracy(r["target"], chosen),
                         "metric": "accuracy", "generation": gen, "label_loglik": by["loglik"],
                         "label_generate": by["generate"], "label_tokenprob": by["tokenprob"],
                         "label_constrained": by["constrained"], "label_logprobs": [sum(x) for x in lp],
-                        "label_tokenprobs": tp})
+                        "label_tokenprobs": tp, **by_rule})
     else:
         for r, gen in zip(rows, scorer.generate(prompts, budget, desc)):
             out.append({"prediction": gen, "score": metrics.rouge_l(r["target"], gen, settings.rouge_stemmer),
@@ -352,7 +378,8 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
                 "rouge_stemmer": settings.rouge_stemmer, "max_new_tokens": budget,
                 "generation_stop": settings.generation_stop,
                 "label_match": settings.label_match if task.is_classification else None, "shots_used": used,
-                "overlong_prompts": settings.overlong_prompts, "prompt_tokens": length}
+                "overlong_prompts": settings.overlong_prompts, "prompt_tokens": length,
+                "tokenprob_candidates": settings.tokenprob_candidates if task.is_classification else None}
                for r, o, used, length in zip(rows, out, shots_used, prompt_tokens)]
     fields = [pa.field(k, pa.string()) for k in sorted(meta)] + [pa.field(n, t) for n, t in PREDICTION_FIELDS]
     return pa.Table.from_pylist([{**meta, **rec} for rec in records], schema=pa.schema(fields))

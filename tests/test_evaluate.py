@@ -126,6 +126,60 @@ def test_every_method_is_kept_per_example_and_tokenprob_is_the_default(tiny_mode
             assert all(t >= x[0] - 1e-5 for t, x in zip(row["label_tokenprobs"], lp))
 
 
+def _candidate_ids(tokenizer, labels, rule):
+    """Each rule's candidates as the papers' code finds them, computed here without amuro.scoring's help."""
+    if rule == "subtokens":  # the paper: every token of the tokenised label words, bare and after a space
+        return [set(tokenizer(w, add_special_tokens=False)["input_ids"]) | set(
+            tokenizer(" " + w, add_special_tokens=False)["input_ids"]) for w in labels]
+    if rule == "first_token":  # Yang et al.: one token per label, the first of the label as the prompt goes on
+        return [{tokenizer(" " + w, add_special_tokens=False)["input_ids"][0]} for w in labels]
+    vocabulary = {i: scoring.normalize_token(tokenizer.decode([i])) for i in range(len(tokenizer))}
+    starts = {i: [w for w in labels if t and w.startswith(t)] for i, t in vocabulary.items()}
+    return [{i for i, s in starts.items() if s == [w]} for w in labels]
+
+
+@pytest.mark.parametrize("rule", ["prefix", "subtokens", "first_token"])
+def test_a_tokenprob_prediction_counts_the_candidates_of_its_rule(tiny_model, tmp_path, rule):
+    """evaluation.tokenprob_candidates: the configured rule makes `label_tokenprob` and the score; every rule is kept
+    per example (label_tokenprob_<rule>), each from the same next-token distribution."""
+    labels = ("yes", "maybe", "no")
+    prompts = ["the cat sat on a mat so", "Kuri lives in Keva so", "a cat", "Rege"]
+    _prompt_file(tmp_path / "test.parquet", prompts, ["yes", "no", "maybe", "no"])
+    request = EvalRequest("toy_nli", "nli", "default", 0, str(tmp_path / "test.parquet"), str(tmp_path / "out.parquet"),
+                          labels)
+    evaluate(tiny_model, [request], EvalSettings(tokenprob_candidates=rule), {"model": "toy", "train": "base"})
+    scorer = Scorer(tiny_model, batch_size=1)
+    expected = {r: _candidate_ids(scorer.tokenizer, labels, r) for r in ("prefix", "subtokens", "first_token")}
+    assert expected["subtokens"][1] > expected["first_token"][1]  # " m", "aybe" (and "maybe"'s own pieces)
+    for prompt, row in zip(prompts, pq.read_table(tmp_path / "out.parquet").to_pylist()):
+        ids = scorer.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        after = torch.log_softmax(scorer.model(torch.tensor([ids])).logits[0, -1].float(), -1)
+        best = {r: labels[scoring.best([max(after[i].item() for i in c) for c in cands])]
+                for r, cands in expected.items()}
+        assert row["tokenprob_candidates"] == rule and row["scoring"] == "tokenprob"
+        assert row["label_tokenprobs"] == pytest.approx([max(after[i].item() for i in c) for c in expected[rule]],
+                                                        abs=1e-4)
+        assert row["prediction"] == row["label_tokenprob"] == best[rule]
+        assert {r: row[f"label_tokenprob_{r}"] for r in expected} == best
+
+
+def test_a_candidate_rule_the_tokenizer_cannot_serve_is_refused_when_configured_and_left_out_otherwise(tiny_model,
+                                                                                                      tmp_path):
+    """" maybe" and " maybe so" start with the same token: first_token (and prefix) cannot tell them apart."""
+    _prompt_file(tmp_path / "test.parquet", ["the cat sat on a mat so"], ["maybe"])
+    request = EvalRequest("toy_nli", "nli", "default", 0, str(tmp_path / "test.parquet"), str(tmp_path / "out.parquet"),
+                          ("maybe", "maybe so", "no"))
+    with pytest.raises(ValueError, match=r"evaluation.tokenprob_candidates first_token: labels 'maybe' and 'maybe so' "
+                                         r"start with the same token"):
+        evaluate(tiny_model, [request], EvalSettings(tokenprob_candidates="first_token"), {"model": "toy"})
+    # (paper_substring: first_word matching needs one-word labels)
+    evaluate(tiny_model, [request], EvalSettings(tokenprob_candidates="subtokens", label_match="paper_substring"),
+             {"model": "toy"})
+    row = pq.read_table(tmp_path / "out.parquet").to_pylist()[0]
+    assert row["label_tokenprob_subtokens"] == row["label_tokenprob"]
+    assert row["label_tokenprob_first_token"] is None and row["label_tokenprob_prefix"] is None
+
+
 def test_an_unknown_classification_method_is_refused():
     with pytest.raises(ValueError, match="'exact' is not one of generate, constrained, tokenprob, loglik"):
         EvalSettings(classification="exact")

@@ -116,6 +116,7 @@ class Evaluation:
             "generation_stop": evaluation["generation_stop"],
             "label_match": evaluation["label_match"],
             "overlong_prompts": evaluation["overlong_prompts"],
+            "tokenprob_candidates": evaluation["tokenprob_candidates"],
         }
 
     def classification_files(self) -> list[str]:
