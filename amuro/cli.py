@@ -122,7 +122,9 @@ COMMANDS = (
                 arg("--out-dir", required=True),
                 arg("--shots", type=_int_list, required=True, help="comma-separated, e.g. 0,4"),
                 arg("--seed", type=int, required=True),
-                arg("--templates", type=_json, default={}, help="the dataset's own templates by format (JSON)"))),
+                arg("--templates", type=_json, default={}, help="the dataset's own templates by format (JSON)"),
+                arg("--demonstrations", type=_json, default={},
+                    help="selection, split, include_query, separator (JSON; evaluation.demonstrations)"))),
     Command("build-fticl-prompts", "amuro.formats:build_fticl_prompts",
             "the FTICL train split: fixed demonstrations before every example", (
                 arg("--dataset", required=True), arg("--task", required=True), arg("--data-dir", required=True),

@@ -126,6 +126,15 @@ def check_references(config: dict, source: str = "config") -> None:
         if fmt not in config["formats"]:
             fail(f"evaluation.fewshot_formats[{i}]",
                  f"format '{fmt}' is not one of formats ({', '.join(config['formats'])})")
+    for name in config["evaluation"]["shots_per_dataset"]:
+        if name not in datasets:
+            fail(f"evaluation.shots_per_dataset.{name}", f"dataset '{name}' is not defined under 'datasets' "
+                                                         f"(defined: {', '.join(defined)})")
+    demonstrations = config["evaluation"]["demonstrations"]
+    if demonstrations["include_query"] and demonstrations["selection"] != "first_k":
+        fail("evaluation.demonstrations.include_query",
+             f"true needs selection first_k (selection {demonstrations['selection']} never shows a query its own "
+             f"example)")
     for i, name in enumerate(config["evaluation"]["datasets"]):
         if name not in datasets:
             fail(f"evaluation.datasets[{i}]", f"dataset '{name}' is not defined under 'datasets' (defined: {', '.join(defined)})")

@@ -281,7 +281,7 @@ PREDICTION_FIELDS = [
     ("scoring", pa.string()), ("rouge_stemmer", pa.bool_()), ("max_new_tokens", pa.int32()),
     ("generation_stop", pa.string()), ("label_match", pa.string()), ("shots_used", pa.int32()),
     ("overlong_prompts", pa.string()), ("prompt_tokens", pa.int32()),
-    ("tokenprob_candidates", pa.string()),
+    ("tokenprob_candidates", pa.string()), ("demonstrations", pa.string()), ("demo_separator", pa.string()),
     *((f"label_tokenprob_{rule}", pa.string()) for rule in scoring.TOKENPROB_CANDIDATES),
 ]
 # Classification-only columns, empty on generation rows.
@@ -379,7 +379,9 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
                 "generation_stop": settings.generation_stop,
                 "label_match": settings.label_match if task.is_classification else None, "shots_used": used,
                 "overlong_prompts": settings.overlong_prompts, "prompt_tokens": length,
-                "tokenprob_candidates": settings.tokenprob_candidates if task.is_classification else None}
+                "tokenprob_candidates": settings.tokenprob_candidates if task.is_classification else None,
+                # How the prompt file chose and joined its demonstrations (amuro.formats.demonstration_rule).
+                "demonstrations": r.get("demonstrations"), "demo_separator": r.get("demo_separator")}
                for r, o, used, length in zip(rows, out, shots_used, prompt_tokens)]
     fields = [pa.field(k, pa.string()) for k in sorted(meta)] + [pa.field(n, t) for n, t in PREDICTION_FIELDS]
     return pa.Table.from_pylist([{**meta, **rec} for rec in records], schema=pa.schema(fields))

@@ -29,11 +29,12 @@ rule build_prompts:
         paths.per_split(paths.PROMPTS),
     params:
         task=of_dataset(STUDY.data.dataset_task),
-        shots=",".join(map(str, STUDY.data.prompt_shots)),
+        shots=of_dataset(STUDY.data.prompt_shots),
         seed=STUDY.seed,
         data_dir=paths.DATA_DIR,
         out_dir=paths.PROMPT_DIR,
         templates=of_dataset(STUDY.data.dataset_templates, to_json=True),
+        demonstrations=as_json(STUDY.data.demonstrations()),
     localrule: True
     log:
         "logs/build_prompts/{dataset}/{format}.log",
@@ -42,7 +43,8 @@ rule build_prompts:
     shell:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir} --shots {params.shots}"
-        " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
+        " --seed {params.seed} --templates {params.templates:q} --demonstrations {params.demonstrations:q}"
+        " > {log} 2>&1"
 
 
 rule build_fticl_prompts:

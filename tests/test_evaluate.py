@@ -357,6 +357,22 @@ def test_keep_refuses_a_model_whose_positions_end_at_its_context(tiny_model, tmp
     assert pq.read_table(tmp_path / "out.parquet")["shots_used"].to_pylist()[0] < 8
 
 
+def test_a_prediction_records_how_its_demonstrations_were_chosen_and_joined(tiny_model, tmp_path):
+    from amuro.formats import build_prompts
+
+    rows = [{"id": f"t{i}", "text": f"the cat sat on a mat {i}", "target": "yes" if i % 2 else "no"} for i in range(4)]
+    for split in ("train", "validation", "test"):
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / f"{split}.parquet")
+    build_prompts("toy", "sentiment", "default", tmp_path, tmp_path / "prompts", [0, 2], seed=0,
+                  demonstrations={"selection": "first_k", "split": "test", "separator": "\n"})
+    request = EvalRequest("toy", "sentiment", "default", 2, str(tmp_path / "prompts" / "test.parquet"),
+                          str(tmp_path / "out.parquet"), ("yes", "no"))
+    evaluate(tiny_model, [request], EvalSettings(), {"model": "toy", "train": "base"})
+    predictions = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert {(r["demonstrations"], r["demo_separator"]) for r in predictions} == {("first_k:test", "\n")}
+    assert predictions[3]["prompt"].startswith("### Input: the cat sat on a mat 0\n### Sentiment: no\n### Input:")
+
+
 def _tuned_copy(model_dir, out):
     """The model as a fine-tuned one: a copy whose train_meta.json records every file's sha256."""
     import json
