@@ -173,6 +173,11 @@ def check_references(config: dict, source: str = "config") -> None:
         if "miniworld" in spec and spec["miniworld"] not in BENCHMARKS:
             fail(f"benchmarks.tasks.{name}.miniworld",
                  f"no mini-world benchmark '{spec['miniworld']}' (known: {', '.join(sorted(BENCHMARKS))})")
+        split = spec.get("split", config["benchmarks"]["split"])
+        if "miniworld" in spec and split == "validation":
+            key = f"benchmarks.tasks.{name}.split" if "split" in spec else "benchmarks.split"
+            fail(key, f"mini-world benchmark '{name}' has no validation split (only train and test); give it "
+                      f"split: default or test")
     known = set(eval_datasets(config)) | set(config["benchmarks"]["tasks"])
     for name in config["analysis"]["groups"]:
         if name not in known:
