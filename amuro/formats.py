@@ -80,7 +80,8 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, seed: int, split: str = "train") -> list[str]:
+def demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, seed: int,
+                      split: str = "train") -> list[str]:
     """`k` demonstration ids for one query, drawn from `pool` (the ids of `split`) without the query itself.
 
     The draw depends only on (seed, dataset, query id), so every format and every shot count of a query sees

@@ -302,6 +302,9 @@ def test_a_k_shot_prompt_too_long_for_the_model_loses_whole_demonstrations(tiny_
     assert row["shots_used"] == kept and row["prompt"] == prompt
 
 
+OVERLONG_WORDS = ("so", "the cat", "a mat", "Keva") * 2  # eight demonstrations: past the tiny model's 128 positions
+
+
 def _overlong_prompt_file(path, demos, query):
     from amuro.formats import assemble, demo_chars
 
@@ -314,7 +317,7 @@ def _overlong_prompt_file(path, demos, query):
 def test_keep_sends_a_prompt_past_the_context_to_the_model_whole(tiny_model, tmp_path):
     """overlong_prompts keep (the papers' code): no demonstration is dropped and nothing is cut, even past the
     model's 128 positions; the rotary-position OLMo reads positions it was not trained on and still answers."""
-    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in ("so", "the cat", "a mat", "Keva")] * 2
+    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in OVERLONG_WORDS]
     prompt = _overlong_prompt_file(tmp_path / "test.parquet", demos, "Kuri lives in Keva so")
     scorer = Scorer(tiny_model, batch_size=1, overlong_prompts="keep")
     assert len(scorer.encode(prompt, room=60)) > 128 and scorer.truncated == 0
@@ -326,7 +329,8 @@ def test_keep_sends_a_prompt_past_the_context_to_the_model_whole(tiny_model, tmp
                  {"model": "toy", "train": "base"})
     keep = pq.read_table(tmp_path / "keep.parquet").to_pylist()[0]
     drop = pq.read_table(tmp_path / "drop_demonstrations.parquet").to_pylist()[0]
-    assert (keep["overlong_prompts"], keep["shots_used"], keep["prompt_tokens"]) == ("keep", 8, len(scorer.encode(prompt)))
+    assert (keep["overlong_prompts"], keep["shots_used"]) == ("keep", 8)
+    assert keep["prompt_tokens"] == len(scorer.encode(prompt))
     assert keep["prompt_tokens"] > 128 and keep["prediction"]
     assert drop["overlong_prompts"] == "drop_demonstrations" and drop["shots_used"] < 8
     assert drop["prompt_tokens"] <= 128 - 20
@@ -345,7 +349,7 @@ def test_keep_refuses_a_model_whose_positions_end_at_its_context(tiny_model, tmp
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
                                bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                                pad_token_id=tokenizer.pad_token_id)).save_pretrained(gpt2)
-    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in ("so", "the cat", "a mat", "Keva")] * 2
+    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in OVERLONG_WORDS]
     _overlong_prompt_file(tmp_path / "test.parquet", demos, "Kuri lives in Keva so")
     request = EvalRequest("toy_sum", "summarization", "default", 8, str(tmp_path / "test.parquet"),
                           str(tmp_path / "out.parquet"))
