@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 METRICS = ("acc", "acc_norm")
 # lm-eval keys results by "metric,filter"; multiple-choice tasks score the unfiltered responses ("none").
 FILTER = "none"
+# Which split of a task is scored (benchmarks.split): `default` the task's own choice (lm-eval scores its test split
+# where it has one, else validation), or `validation` / `test` (the paper's olmo_eval run_lm_eval.py ran with
+# --split validation).
+SPLITS = ("default", "validation", "test")
 # lm-eval's defaults (lm_eval.defaults), passed explicitly: few-shot demonstrations are sampled with them.
 SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234, "fewshot_random_seed": 1234}
 
@@ -38,6 +42,7 @@ PREDICTION_FIELDS = [
     ("choice_logliks", pa.list_(pa.float64())),
     ("eval_dataset", pa.string()), ("eval_task", pa.string()), ("eval_format", pa.string()),
     ("scoring", pa.string()), ("lm_eval_task", pa.string()), ("lm_eval_version", pa.string()),
+    ("eval_split", pa.string()),
 ]
 
 
@@ -88,10 +93,28 @@ def _task_manager(tasks_dir: str | Path | None, names: set[str]):
     return TaskManager(include_path=str(tasks_dir) if tasks_dir is not None else None)
 
 
+def _with_split(config: dict, split: str, where: str) -> dict:
+    """The task config scoring `split` (SPLITS): lm-eval scores its test split whenever it names one, so validation
+    means no test split."""
+    if split == "default":
+        return config
+    if not config.get(f"{split}_split"):
+        raise BenchmarkError(f"{where}: benchmarks split {split} (benchmarks.split or benchmarks.tasks.<id>.split): "
+                             f"the lm-eval task has no {split} split (its test split: {config.get('test_split')}, "
+                             f"validation split: {config.get('validation_split')})")
+    return {**config, "test_split": None} if split == "validation" else config
+
+
+def eval_split(task) -> str:
+    """The split lm-eval scores of a loaded task (its test split where it has one, else its validation split)."""
+    return task.config.test_split if task.has_test_docs() else task.config.validation_split
+
+
 def _load_tasks(manager, entries: list[dict]) -> dict:
     """lm-eval Task objects by name; simple_evaluate runs these very objects, so their doc_to_* can be reused.
 
-    An entry with a `download` record (an lm-eval task over hub data) reads the recorded snapshot from the HF cache.
+    An entry with a `download` record (an lm-eval task over hub data) reads the recorded snapshot from the HF cache;
+    its `split` (SPLITS, default `default`) picks the split scored.
     """
     tasks = {}
     for e in entries:
@@ -104,6 +127,13 @@ def _load_tasks(manager, entries: list[dict]) -> dict:
             from amuro.downloads import offline_task_config
 
             spec = offline_task_config(e["benchmark"], e["task"], e["download"], manager)
+        split = e.get("split", "default")
+        if split != "default":
+            if isinstance(spec, str):
+                from amuro.downloads import benchmark_task_config
+
+                spec = benchmark_task_config(spec, manager, resolve_functions=True)
+            spec = _with_split(spec, split, f"benchmark {e['benchmark']} (lm-eval task {e['task']})")
         loaded = manager.load(spec)["tasks"]
         if list(loaded) != [e["task"]]:
             raise BenchmarkError(f"benchmark {e['benchmark']}: {e['task']!r} is a group of {len(loaded)} lm-eval "
@@ -159,7 +189,8 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
                    threads: int = 1) -> dict[str, dict[int, dict[str, float]]]:
     """Evaluate one HF model directory on every plan entry and write each entry's per-example Parquet.
 
-    plan: [{"benchmark": our id, "task": lm-eval task name, "shots": k, "output": Parquet path}];
+    plan: [{"benchmark": our id, "task": lm-eval task name, "shots": k, "output": Parquet path, "split": one of
+    SPLITS (optional, default `default`)}];
     settings: {"batch_size", "limit" (examples per benchmark, None = all), "tasks_dir" (extra task files or None)};
     meta: what identifies the model (model, checkpoint, train cell), stored on every row.
     Returns lm-eval's aggregates, {benchmark: {shots: {"acc": x, "acc_norm": y}}}.
@@ -198,7 +229,8 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
             rows = _prediction_rows(tasks[e["task"]], samples, where)
             records = [{**meta, **r, "shots": shots, "eval_dataset": e["benchmark"], "eval_task": BENCHMARK_TASK,
                         "eval_format": "default", "scoring": "lm-eval", "lm_eval_task": e["task"],
-                        "lm_eval_version": lm_eval.__version__} for r in rows]
+                        "lm_eval_version": lm_eval.__version__, "eval_split": eval_split(tasks[e["task"]])}
+                       for r in rows]
             write_parquet(pa.Table.from_pylist(records, schema=pa.schema(fields)), e["output"])
             scores = {m: float(results["results"][e["task"]][f"{m},{FILTER}"]) for m in METRICS
                       if f"{m},{FILTER}" in results["results"][e["task"]]}

@@ -123,7 +123,10 @@ COMMANDS = (
                 arg("--shots", type=_int_list, required=True, help="comma-separated, e.g. 0,4"),
                 arg("--seed", type=int, required=True),
                 arg("--templates", type=_json, default={}, help="the dataset's own templates by format (JSON)"),
-                arg("--splits", type=lambda text: text.split(","), default=["train", "validation", "test"],
+                arg("--demonstrations", type=_json, default={},
+                    help="selection, split, include_query, separator (JSON; evaluation.demonstrations)"),
+                arg("--splits", dest="write_splits", type=lambda text: text.split(","),
+                    default=["train", "validation", "test"],
                     help="comma-separated, e.g. train,validation (default all three)"))),
     Command("index-prompts", "amuro.formats:index_prompts",
             "the index of the test prompts every evaluation job reads (paths and sha256)", (

@@ -161,6 +161,15 @@ def check_references(config: dict, source: str = "config") -> None:
         if fmt not in config["formats"]:
             fail(f"evaluation.fewshot_formats[{i}]",
                  f"format '{fmt}' is not one of formats ({', '.join(config['formats'])})")
+    for name in config["evaluation"]["shots_per_dataset"]:
+        if name not in datasets:
+            fail(f"evaluation.shots_per_dataset.{name}", f"dataset '{name}' is not defined under 'datasets' "
+                                                         f"(defined: {', '.join(defined)})")
+    demonstrations = config["evaluation"]["demonstrations"]
+    if demonstrations["include_query"] and demonstrations["selection"] != "first_k":
+        fail("evaluation.demonstrations.include_query",
+             f"true needs selection first_k (selection {demonstrations['selection']} never shows a query its own "
+             f"example)")
     for i, name in enumerate(config["evaluation"]["datasets"]):
         if name not in datasets:
             fail(f"evaluation.datasets[{i}]", f"dataset '{name}' is not defined under 'datasets' (defined: {', '.join(defined)})")
@@ -199,6 +208,11 @@ def check_references(config: dict, source: str = "config") -> None:
         if "miniworld" in spec and spec["miniworld"] not in BENCHMARKS:
             fail(f"benchmarks.tasks.{name}.miniworld",
                  f"no mini-world benchmark '{spec['miniworld']}' (known: {', '.join(sorted(BENCHMARKS))})")
+        split = spec.get("split", config["benchmarks"]["split"])
+        if "miniworld" in spec and split == "validation":
+            key = f"benchmarks.tasks.{name}.split" if "split" in spec else "benchmarks.split"
+            fail(key, f"mini-world benchmark '{name}' has no validation split (only train and test); give it "
+                      f"split: default or test")
     known = set(eval_datasets(config)) | set(config["benchmarks"]["tasks"])
     for name in config["analysis"]["groups"]:
         if name not in known:

@@ -3,7 +3,9 @@
 The model is loaded once; each request is one (eval dataset, format, shots) prompt file and one output file of
 per-example predictions. Generation tasks are decoded greedily (left padding, stop at EOS or where the next
 demonstration or header would start: GENERATION_STOPS) and scored with ROUGE-L. A k-shot prompt longer than the
-model's context loses whole demonstrations, the farthest first; each prediction records how many it kept. Classification is scored by every method of amuro.scoring (tokenprob, loglik,
+model's context loses whole demonstrations, the farthest first, or (OVERLONG_PROMPTS `keep`, the papers' code) goes
+to the model whole; each prediction records how many it kept and its length. Classification is scored by every
+method of amuro.scoring (tokenprob, loglik,
 constrained, generate), all kept per example, and the configured one is the `score`. They need one short greedy
 generation and one forward pass per example and label stem: the same pass gives the label tokens' log-probabilities
 (loglik, constrained) and the next-token distribution of the prompt (tokenprob).
@@ -34,8 +36,15 @@ log = logging.getLogger(__name__)
 
 # Where a free generation ends (after some non-space text): `paragraph` at a blank line or a `###` header, where the
 # next demonstration or field would start (cnn_dailymail's highlights are several lines, so a line is not the end);
-# `line` at the first newline.
-GENERATION_STOPS = {"paragraph": ("\n\n", "###"), "line": ("\n",)}
+# `line` at the first newline; `none` nowhere: the whole budget (or up to EOS) is scored, as the paper's prediction
+# scripts did (they pass no stop sequence).
+GENERATION_STOPS = {"paragraph": ("\n\n", "###"), "line": ("\n",), "none": ()}
+# What happens to a prompt that, with room for the answer, is longer than the model's context
+# (max_position_embeddings): `drop_demonstrations` drops whole demonstrations, the farthest from the query first (a
+# query too long on its own is then cut from the left); `keep` cuts nothing, as the papers' code did (their tokenizer
+# calls set no truncation), so the model reads positions past its context: a rotary-position model (OLMo, Llama)
+# extrapolates, with whatever quality that gives, and a model with learned absolute positions cannot and is refused.
+OVERLONG_PROMPTS = ("drop_demonstrations", "keep")
 
 
 def stop_index(text: str, rule: str) -> int | None:
@@ -88,6 +97,8 @@ class EvalSettings:
     rouge_stemmer: bool = False
     generation_stop: str = "paragraph"  # one of GENERATION_STOPS
     label_match: str = "first_word"  # one of metrics.LABEL_MATCHES: how a free generation names a label
+    overlong_prompts: str = "drop_demonstrations"  # one of OVERLONG_PROMPTS
+    tokenprob_candidates: str = "prefix"  # one of scoring.TOKENPROB_CANDIDATES: the tokens TokenProb counts per label
 
     def __post_init__(self):
         if self.classification not in scoring.METHODS:
@@ -97,12 +108,18 @@ class EvalSettings:
             raise ValueError(f"generation_stop {self.generation_stop!r} is not one of {', '.join(GENERATION_STOPS)}")
         if self.label_match not in metrics.LABEL_MATCHES:
             raise ValueError(f"label_match {self.label_match!r} is not one of {', '.join(metrics.LABEL_MATCHES)}")
+        if self.tokenprob_candidates not in scoring.TOKENPROB_CANDIDATES:
+            raise ValueError(f"tokenprob_candidates {self.tokenprob_candidates!r} is not one of "
+                             f"{', '.join(scoring.TOKENPROB_CANDIDATES)}")
+        if self.overlong_prompts not in OVERLONG_PROMPTS:
+            raise ValueError(f"overlong_prompts {self.overlong_prompts!r} is not one of {', '.join(OVERLONG_PROMPTS)}")
 
 
 class Scorer:
     """A causal LM and its tokenizer, with batched greedy generation and label scores."""
 
-    def __init__(self, model_dir: str | Path, batch_size: int, generation_stop: str = "paragraph"):
+    def __init__(self, model_dir: str | Path, batch_size: int, generation_stop: str = "paragraph",
+                 overlong_prompts: str = "drop_demonstrations"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -115,6 +132,9 @@ class Scorer:
         self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.batch_size = batch_size
         self.generation_stop = generation_stop
+        self.overlong_prompts = overlong_prompts
+        # Rotary position embeddings are computed for any position; learned absolute ones end at max_len.
+        self.extrapolates_positions = any("rotary" in name.lower() for name, _ in self.model.named_modules())
         # As in fine-tuning (amuro.tokenization): the tokenizer's BOS, if it has one, and EOS as pad if no pad.
         self.pad_id = tokenization.pad_id(self.tokenizer)
         self.bos = list(tokenization.bos_ids(self.tokenizer))
@@ -122,8 +142,11 @@ class Scorer:
 
     def encode(self, text: str, room: int = 0) -> list[int]:
         """The prompt's ids (after the tokenizer's BOS, if any); cut from the left, BOS kept, so that `room` more
-        tokens still fit (counted: only a query too long on its own is cut, see fit_demonstrations)."""
+        tokens still fit (counted: only a query too long on its own is cut, see fit_demonstrations). With
+        overlong_prompts `keep` nothing is cut."""
         ids = tokenization.encode(self.tokenizer, text)
+        if self.overlong_prompts == "keep":
+            return ids
         limit = self.max_len - room
         if len(ids) > limit:
             self.truncated += 1
@@ -135,8 +158,11 @@ class Scorer:
         as it takes for it and `room` more tokens to fit the context, and how many demonstrations it keeps.
 
         demo_chars: the length in characters of each demonstration block (prompt files record it); without it the
-        prompt is kept whole (encode then cuts it from the left)."""
+        prompt is kept whole (encode then cuts it from the left). With overlong_prompts `keep` every prompt is kept
+        whole."""
         shots = len(demo_chars or [])
+        if self.overlong_prompts == "keep":
+            return prompt, shots
         limit = self.max_len - room
         offset = 0
         while shots and len(tokenization.encode(self.tokenizer, prompt[offset:])) > limit:
@@ -167,11 +193,13 @@ class Scorer:
         for start in tqdm(range(0, len(order), self.batch_size), desc=desc, mininterval=10):
             idx = order[start:start + self.batch_size]
             ids, mask = self._left_padded([encoded[i] for i in idx])
-            stop = StopAfterText(self.tokenizer, ids.shape[1], self.generation_stop)
+            # Rule `none` has no marker: no criterion, so no row is decoded and searched after every step.
+            stops = ([StopAfterText(self.tokenizer, ids.shape[1], self.generation_stop)]
+                     if GENERATION_STOPS[self.generation_stop] else [])
             gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=self.pad_id,
                                       eos_token_id=self.tokenizer.eos_token_id,
-                                      stopping_criteria=StoppingCriteriaList([stop]),
+                                      stopping_criteria=StoppingCriteriaList(stops),
                                       return_dict_in_generate=True, output_logits=first_logprobs)
             for row, (i, seq) in enumerate(zip(idx, gen.sequences[:, ids.shape[1]:])):
                 out[i] = cut_generation(self.tokenizer.decode(seq, skip_special_tokens=True), self.generation_stop)
@@ -254,10 +282,46 @@ PREDICTION_FIELDS = [
     ("eval_dataset", pa.string()), ("eval_task", pa.string()), ("eval_format", pa.string()),
     ("scoring", pa.string()), ("rouge_stemmer", pa.bool_()), ("max_new_tokens", pa.int32()),
     ("generation_stop", pa.string()), ("label_match", pa.string()), ("shots_used", pa.int32()),
+    ("overlong_prompts", pa.string()), ("prompt_tokens", pa.int32()),
+    ("tokenprob_candidates", pa.string()), ("demonstrations", pa.string()), ("demo_separator", pa.string()),
+    *((f"label_tokenprob_{rule}", pa.string()) for rule in scoring.TOKENPROB_CANDIDATES),
 ]
 # Classification-only columns, empty on generation rows.
 LABEL_COLUMNS = ["label_loglik", "label_generate", "label_tokenprob", "label_constrained", "label_logprobs",
-                 "label_tokenprobs"]
+                 "label_tokenprobs", *(f"label_tokenprob_{rule}" for rule in scoring.TOKENPROB_CANDIDATES)]
+
+
+def prompt_lengths(scorer: Scorer, prompts: list[str], room: int, desc: str) -> list[int]:
+    """How many tokens of each prompt the model reads. With overlong_prompts `keep`, prompts that with `room` more
+    tokens run past the model's context are counted and logged, and refused for a model whose positions end there."""
+    lengths = [len(tokenization.encode(scorer.tokenizer, p)) for p in prompts]
+    if scorer.overlong_prompts != "keep":
+        return [min(n, scorer.max_len - room) for n in lengths]
+    past = [n for n in lengths if n + room > scorer.max_len]
+    if past and not scorer.extrapolates_positions:
+        raise ValueError(f"{desc}: evaluation.overlong_prompts keep: {len(past)} prompts need up to {max(past) + room} "
+                         f"positions with room for the answer, past the model's {scorer.max_len}, and its position "
+                         f"embeddings end there (no rotary embeddings); use drop_demonstrations for this model")
+    if past:
+        log.warning("%s: %d of %d prompts need up to %d positions with room for the answer, past the model's %d; kept "
+                    "whole (overlong_prompts keep), the model reads positions it was not trained on", desc,
+                    len(past), len(prompts), max(past) + room, scorer.max_len)
+    return lengths
+
+
+def tokenprob_candidates(tokenizer, req: EvalRequest, lead: str, configured: str, desc: str) -> dict:
+    """Each candidate rule's token ids per label (scoring.label_candidates). A rule this tokenizer cannot serve is
+    an error when it is the configured one, else left out of the comparison (None) with a warning."""
+    found = {}
+    for rule in scoring.TOKENPROB_CANDIDATES:
+        try:
+            found[rule] = scoring.label_candidates(tokenizer, req.labels, rule, lead)
+        except ValueError as exc:
+            if rule == configured:
+                raise ValueError(f"{desc}: evaluation.tokenprob_candidates {rule}: {exc}") from None
+            log.warning("%s: TokenProb with %s candidates left out of the comparison: %s", desc, rule, exc)
+            found[rule] = None
+    return found
 
 
 def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, meta: dict) -> pa.Table:
@@ -286,20 +350,26 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
         log.warning("%s: %d of %d prompts were longer than the model's %d positions and lost whole demonstrations "
                     "(fewest kept: %d of %d)", desc, sum(used < req.shots for used in shots_used), len(rows),
                     scorer.max_len, min(shots_used), req.shots)
+    prompt_tokens = prompt_lengths(scorer, prompts, room, desc)
     if task.is_classification:
         # One prefill per prompt serves the generation, TokenProb and the single-token labels; only longer labels
         # need passes of their own.
         generations, first = scorer.generate(prompts, budget, desc + " generate", first_logprobs=True)
-        token_sets = scoring.label_token_ids(scorer.tokenizer, req.labels)
+        candidates = tokenprob_candidates(scorer.tokenizer, req, lead, settings.tokenprob_candidates, desc)
+        token_sets = candidates[settings.tokenprob_candidates]
         logprobs, tokenprobs = scorer.label_scores(prompts, continuations, token_sets, desc + " labels", first)
-        for r, gen, lp, tp in zip(rows, generations, logprobs, tokenprobs):
+        for r, gen, lp, tp, after_prompt in zip(rows, generations, logprobs, tokenprobs, first):
             by = scoring.predict(req.labels, gen, continuations, lp, tp, settings.label_match, req.task)
             chosen = by[settings.classification]
+            # TokenProb under every candidate rule, from the same next-token distribution (Table 3 compares them).
+            by_rule = {f"label_tokenprob_{rule}": None if ids is None else
+                       req.labels[scoring.best(scoring.tokenprob_scores(after_prompt, ids))]
+                       for rule, ids in candidates.items()}
             out.append({"prediction": chosen or "", "score": metrics.accuracy(r["target"], chosen),
                         "metric": "accuracy", "generation": gen, "label_loglik": by["loglik"],
                         "label_generate": by["generate"], "label_tokenprob": by["tokenprob"],
                         "label_constrained": by["constrained"], "label_logprobs": [sum(x) for x in lp],
-                        "label_tokenprobs": tp})
+                        "label_tokenprobs": tp, **by_rule})
     else:
         for r, gen in zip(rows, scorer.generate(prompts, budget, desc)):
             out.append({"prediction": gen, "score": metrics.rouge_l(r["target"], gen, settings.rouge_stemmer),
@@ -309,8 +379,12 @@ def evaluate_request(scorer: Scorer, req: EvalRequest, settings: EvalSettings, m
                 "scoring": settings.classification if task.is_classification else "generate",
                 "rouge_stemmer": settings.rouge_stemmer, "max_new_tokens": budget,
                 "generation_stop": settings.generation_stop,
-                "label_match": settings.label_match if task.is_classification else None, "shots_used": used}
-               for r, o, used in zip(rows, out, shots_used)]
+                "label_match": settings.label_match if task.is_classification else None, "shots_used": used,
+                "overlong_prompts": settings.overlong_prompts, "prompt_tokens": length,
+                "tokenprob_candidates": settings.tokenprob_candidates if task.is_classification else None,
+                # How the prompt file chose and joined its demonstrations (amuro.formats.demonstration_rule).
+                "demonstrations": r.get("demonstrations"), "demo_separator": r.get("demo_separator")}
+               for r, o, used, length in zip(rows, out, shots_used, prompt_tokens)]
     fields = [pa.field(k, pa.string()) for k in sorted(meta)] + [pa.field(n, t) for n, t in PREDICTION_FIELDS]
     return pa.Table.from_pylist([{**meta, **rec} for rec in records], schema=pa.schema(fields))
 
@@ -367,7 +441,7 @@ def evaluate(model_dir: str | Path, requests: list[EvalRequest], settings: EvalS
         return
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    scorer = Scorer(model_dir, settings.batch_size, settings.generation_stop)
+    scorer = Scorer(model_dir, settings.batch_size, settings.generation_stop, settings.overlong_prompts)
     for req in todo:
         start = time.perf_counter()
         table = evaluate_request(scorer, req, settings, meta)

@@ -5,8 +5,9 @@ Three formats, as in the paper's Table 5 (Yang et al. add sentiment):
 - `instruct`: a natural-language instruction around the fields;
 - `io`: the bare fields, one per line, then the output.
 A prompt ends where the model's answer starts; the completion is the reference (with its leading space in the
-formats whose prompt ends in a colon). Demonstrations are whole prompt + completion pairs separated by a blank
-line. Everything here is deterministic.
+formats whose prompt ends in a colon). Demonstrations are whole prompt + completion pairs, each followed by a
+separator (a blank line by default; the paper's code used one newline), chosen per query from a pool or as the same
+first k rows of a split (DEMONSTRATIONS). Everything here is deterministic.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from amuro.io import write_parquet
 
 FORMATS = ("default", "io", "instruct")
 DEMO_SEPARATOR = "\n\n"
+# How the demonstrations of a k-shot prompt are chosen (evaluation.demonstrations): `selection` per_query (drawn for
+# each query from `split` with the seed, never the query itself) or first_k (the first k rows of `split`, in file
+# order, the same for every query, as both papers' code: the paper's eval/predict.py takes the eval file's own first
+# k, Yang et al.'s evaluate_cross.py the first k of a few-shot file); with first_k a query among those rows is
+# replaced by the next row unless `include_query` (the paper's code keeps it, solved, in its own prompt).
+DEMONSTRATIONS = {"selection": "per_query", "split": "train", "include_query": False, "separator": DEMO_SEPARATOR}
+SPLITS = ("train", "validation", "test")
 
 
 # task -> format -> prompt template; the completion is " {target}" except for io, where it is "{target}".
@@ -65,17 +73,18 @@ def render(task: str, fmt: str, example: dict, templates: dict[str, str] | None 
     return prompt, completion
 
 
-def assemble(demonstrations: list[tuple[str, str]], prompt: str) -> str:
-    """A k-shot prompt: the demonstrations' prompt + completion, then the query prompt."""
-    return "".join(p + c + DEMO_SEPARATOR for p, c in demonstrations) + prompt
+def assemble(demonstrations: list[tuple[str, str]], prompt: str, separator: str = DEMO_SEPARATOR) -> str:
+    """A k-shot prompt: the demonstrations' prompt + completion, each followed by `separator`, then the query prompt."""
+    return "".join(p + c + separator for p, c in demonstrations) + prompt
 
 
 def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, seed: int) -> list[str]:
-    """`k` demonstration ids for one query, drawn from `pool` (the train split) without the query itself.
+def demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, seed: int,
+                      split: str = "train") -> list[str]:
+    """`k` demonstration ids for one query, drawn from `pool` (the ids of `split`) without the query itself.
 
     The draw depends only on (seed, dataset, query id), so every format and every shot count of a query sees
     the same demonstrations (the k-shot set is a prefix of the (k+1)-shot set), and so does every fine-tuned
@@ -88,47 +97,80 @@ def demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, seed
     candidates = rng.permutation(len(pool))[:k + 1]
     chosen = [pool[i] for i in candidates if pool[i] != query_id][:k]
     if len(chosen) < k:
-        raise ValueError(f"dataset {dataset}: the train split has {len(pool)} examples, too few for {k} shots")
+        raise ValueError(f"dataset {dataset}: the {split} split has {len(pool)} examples, too few for {k} shots")
     return chosen
+
+
+def first_demonstration_ids(dataset: str, query_id: str, pool: list[str], k: int, include_query: bool = False,
+                            split: str = "train") -> list[str]:
+    """The first `k` ids of `pool` (the ids of `split`, in file order): the same demonstrations for every query. The
+    query itself is skipped (the next row takes its place) unless `include_query`."""
+    chosen = pool[:k] if include_query else [i for i in pool[:k + 1] if i != query_id][:k]
+    if len(chosen) < k:
+        raise ValueError(f"dataset {dataset}: the {split} split (evaluation.demonstrations.split) has {len(pool)} "
+                         f"examples, too few for the first {k} as demonstrations")
+    return chosen
+
+
+def demonstration_rule(spec: dict) -> str:
+    """The demonstration choice as prompt files and predictions record it, e.g. `per_query:train`, `first_k:test`,
+    `first_k:test:with_query`."""
+    rule = f"{spec['selection']}:{spec['split']}"
+    return rule + ":with_query" if spec["include_query"] else rule
 
 
 # demo_chars: the length in characters of each demonstration block at the start of the prompt, so that evaluation
 # can drop whole demonstrations from a prompt too long for the model (amuro.evaluate.Scorer.fit_demonstrations).
+# demonstrations, demo_separator: how they were chosen (demonstration_rule) and what follows each.
 PROMPT_SCHEMA = pa.schema([
     ("id", pa.string()), ("shots", pa.int32()), ("prompt", pa.string()), ("completion", pa.string()),
     ("target", pa.string()), ("demo_ids", pa.list_(pa.string())), ("demo_chars", pa.list_(pa.int32())),
+    ("demonstrations", pa.string()), ("demo_separator", pa.string()),
 ])
 
 
-def demo_chars(demonstrations: list[tuple[str, str]]) -> list[int]:
+def demo_chars(demonstrations: list[tuple[str, str]], separator: str = DEMO_SEPARATOR) -> list[int]:
     """The length of each demonstration's block in an assemble()d prompt."""
-    return [len(p) + len(c) + len(DEMO_SEPARATOR) for p, c in demonstrations]
+    return [len(p) + len(c) + len(separator) for p, c in demonstrations]
 
 
 def build_prompts(dataset: str, task: str, fmt: str, data_dir: str | Path, out_dir: str | Path,
                   shots: list[int], seed: int, templates: dict[str, str] | None = None,
-                  splits: Sequence[str] = ("train", "validation", "test")) -> None:
-    """Write {out_dir}/{split}.parquet of each of `splits`: one row per example and shot count (train and validation:
-    0-shot only, whatever `shots` says, so that the workflow builds them apart from the test split: another shot
-    count then rewrites no train file and reruns no fine-tune)."""
+                  demonstrations: dict | None = None,
+                  write_splits: Sequence[str] = ("train", "validation", "test")) -> None:
+    """Write {out_dir}/{split}.parquet of each of `write_splits`: one row per example and shot count (train and
+    validation: 0-shot only, whatever `shots` says, so that the workflow builds them apart from the test split:
+    another shot count then rewrites no train file and reruns no fine-tune).
+
+    demonstrations: how they are chosen and joined (DEMONSTRATIONS, whose values fill what it leaves out)."""
+    spec = {**DEMONSTRATIONS, **(demonstrations or {})}
     data_dir = Path(data_dir)
-    train = pq.read_table(data_dir / "train.parquet").to_pylist()
-    pool = [ex["id"] for ex in train]
-    rendered = {ex["id"]: render(task, fmt, ex, templates) for ex in train}
+    splits = {split: pq.read_table(data_dir / f"{split}.parquet").to_pylist() for split in SPLITS}
+    pool = [ex["id"] for ex in splits[spec["split"]]]
+    rendered = {ex["id"]: render(task, fmt, ex, templates) for ex in splits[spec["split"]]}
+    rule, separator = demonstration_rule(spec), spec["separator"]
     max_shots = max(shots)
-    for split in splits:
-        examples = train if split == "train" else pq.read_table(data_dir / f"{split}.parquet").to_pylist()
+
+    def choose(query_id: str) -> list[str]:
+        if spec["selection"] == "first_k":
+            return first_demonstration_ids(dataset, query_id, pool, max_shots, spec["include_query"], spec["split"])
+        return demonstration_ids(dataset, query_id, pool, max_shots, seed, spec["split"])
+
+    for split, examples in splits.items():
+        if split not in write_splits:
+            continue
         split_shots = sorted(set(shots)) if split == "test" else [0]
         rows = []
         for ex in examples:
             prompt, completion = render(task, fmt, ex, templates)
-            demos = demonstration_ids(dataset, ex["id"], pool, max_shots, seed) if max(split_shots) else []
+            demos = choose(ex["id"]) if max(split_shots) else []
             for k in split_shots:
                 ids = demos[:k]
                 shown = [rendered[i] for i in ids]
-                rows.append({"id": ex["id"], "shots": k, "prompt": assemble(shown, prompt),
+                rows.append({"id": ex["id"], "shots": k, "prompt": assemble(shown, prompt, separator),
                              "completion": completion, "target": ex["target"], "demo_ids": ids,
-                             "demo_chars": demo_chars(shown)})
+                             "demo_chars": demo_chars(shown, separator), "demonstrations": rule,
+                             "demo_separator": separator})
         write_parquet(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), Path(out_dir) / f"{split}.parquet")
 
 

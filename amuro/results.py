@@ -57,7 +57,8 @@ SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_s
 
 # Prediction columns that say how a score was made (amuro.evaluate, amuro.benchmarks). Numbers of one metric are
 # compared across models (tuned vs base), so the whole table must have made them the same way.
-SCORING_COLUMNS = ("scoring", "rouge_stemmer", "max_new_tokens", "generation_stop", "label_match", "lm_eval_version")
+SCORING_COLUMNS = ("scoring", "rouge_stemmer", "max_new_tokens", "generation_stop", "label_match", "overlong_prompts",
+                   "tokenprob_candidates", "lm_eval_version")
 
 
 class ResultsError(ValueError):

@@ -3,10 +3,14 @@
 Every classification example is scored four ways from the same model outputs (amuro.evaluate keeps all four):
 - `generate`: free greedy generation whose first word must name a label (the paper's string match);
 - `constrained`: greedy decoding restricted to the label words' token sequences (a walk down their trie);
-- `tokenprob`: the paper's final method (its Appendix C): at the first answer position, the label whose acceptable
-  tokens score highest, where every vocabulary token that is the label or its start (whatever its case, leading
-  space or trailing punctuation) is acceptable;
+- `tokenprob`: the paper's final method (its Appendix C): at the first answer position, the label whose candidate
+  tokens score highest. Which tokens are a label's candidates is a setting (TOKENPROB_CANDIDATES): `prefix` (amuro's)
+  every vocabulary token that is the label or its start, whatever its case, leading space or trailing punctuation;
+  `subtokens` (the paper's code) every token of the label word tokenised bare and after a space; `first_token`
+  (Yang et al.'s code) one token per label, the first of the label as the prompt continues into it;
 - `loglik`: the label word whose whole continuation has the highest log-likelihood.
+
+The paper's Table 3 comparison (method_comparison, table3) also reports TokenProb under every candidate rule.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from amuro.checkpoints import parse_revision
 log = logging.getLogger(__name__)
 
 METHODS = ("generate", "constrained", "tokenprob", "loglik")
+# Which vocabulary tokens TokenProb counts for a label (label_candidates).
+TOKENPROB_CANDIDATES = ("prefix", "subtokens", "first_token")
+# Table 3's columns: every method, then TokenProb under each candidate rule (`tokenprob` is the configured one).
+COMPARED = METHODS + tuple(f"tokenprob_{rule}" for rule in TOKENPROB_CANDIDATES)
 _SURROUNDING = string.whitespace + string.punctuation
 
 COMPARISON_SCHEMA: dict[str, pl.DataType] = {
@@ -80,6 +88,34 @@ def label_token_ids(tokenizer, labels: tuple[str, ...]) -> tuple[tuple[int, ...]
     return tuple(tuple(ids) for ids in found)
 
 
+@functools.lru_cache(maxsize=32)
+def label_candidates(tokenizer, labels: tuple[str, ...], rule: str, lead: str = " ") -> tuple[tuple[int, ...], ...]:
+    """For each label, the vocabulary ids TokenProb counts for it under candidate rule `rule`.
+
+    prefix: label_token_ids (every token that is the label or its start, tokens shared by labels dropped).
+    subtokens: every token of the label tokenised bare and after a space ("entailment" and " entailment", without
+      special tokens), as the paper's eval/predict_classification.py (next_word); a token of several labels counts for
+      each of them (ties go to the earlier label).
+    first_token: the first token of the label as the prompt continues into it (`lead` + label: " yes", or "yes" in
+      the io format), one per label, as Yang et al.'s evaluate_cross.py (target_ids); labels sharing it are an error.
+    """
+    if rule == "prefix":
+        return label_token_ids(tokenizer, labels)
+    if rule == "subtokens":
+        return tuple(tuple(dict.fromkeys(i for word in (label, " " + label)
+                                         for i in tokenizer(word, add_special_tokens=False)["input_ids"]))
+                     for label in labels)
+    if rule == "first_token":
+        firsts = [tokenizer(lead + label, add_special_tokens=False)["input_ids"][0] for label in labels]
+        for j, token in enumerate(firsts):
+            if firsts.index(token) != j:
+                raise ValueError(f"labels {labels[firsts.index(token)]!r} and {labels[j]!r} start with the same token "
+                                 f"{tokenizer.decode([token])!r} in tokenizer {tokenizer.name_or_path!r}: one first "
+                                 f"token cannot tell them apart")
+        return tuple((token,) for token in firsts)
+    raise ValueError(f"TokenProb candidate rule {rule!r} is not one of {', '.join(TOKENPROB_CANDIDATES)}")
+
+
 def tokenprob_scores(next_logprobs, token_ids: Sequence[Sequence[int]]) -> list[float]:
     """Each label's TokenProb score: the best log-probability among its tokens at the first answer position.
 
@@ -125,7 +161,8 @@ def predict(labels: Sequence[str], generation: str, token_ids: Sequence[Sequence
 
 
 def method_comparison(prediction_files: Sequence[str | Path]) -> pl.DataFrame:
-    """Accuracy of every scoring method on every classification prediction file (the data of the paper's Table 3).
+    """Accuracy of every scoring method on every classification prediction file (the data of the paper's Table 3),
+    and of TokenProb under every candidate rule (methods tokenprob_prefix, ...; `tokenprob` is the configured rule).
 
     Files of generation sets (metric rougeL) are skipped. One row per evaluation (model, checkpoint, train cell,
     eval set, format, shots) and method, in a fixed column order and sort.
@@ -141,7 +178,8 @@ def method_comparison(prediction_files: Sequence[str | Path]) -> pl.DataFrame:
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (predictions written before every "
                              f"scoring method was kept?)")
-        for method in METHODS:
+        # TokenProb under each candidate rule: in predictions written since the rule became a setting.
+        for method in [m for m in COMPARED if f"label_{m}" in scores.columns]:
             correct = [metrics.accuracy(gold, label)
                        for gold, label in zip(scores["reference"], scores[f"label_{method}"])]
             parts.append(scores.select(_EVALUATION).with_columns(
@@ -154,7 +192,7 @@ def method_comparison(prediction_files: Sequence[str | Path]) -> pl.DataFrame:
     revisions = [parse_revision(name) for name in table["checkpoint"]]
     table = table.with_columns(step=pl.Series([r["step"] for r in revisions], dtype=pl.Int64),
                                tokens=pl.Series([r["tokens"] for r in revisions], dtype=pl.Int64))
-    order = pl.col("method").replace_strict({m: i for i, m in enumerate(METHODS)}, return_dtype=pl.Int64)
+    order = pl.col("method").replace_strict({m: i for i, m in enumerate(COMPARED)}, return_dtype=pl.Int64)
     return (table.select([pl.col(c).cast(t) for c, t in COMPARISON_SCHEMA.items()])
             .sort([*_SORT, order], nulls_last=True, maintain_order=True))
 
@@ -166,13 +204,14 @@ def table3(comparison: pl.DataFrame) -> pl.DataFrame:
     Each cell is the unweighted mean of the per-evaluation accuracies of `comparison`: for "base" over every
     pre-trained checkpoint and format; for "fine-tuned" over every fine-tuned cell trained on that same eval set
     (in-domain only, as the paper compares a fine-tuned model on its own task), across checkpoints, train formats,
-    train sizes and eval formats. `evaluations` counts the accuracies averaged.
+    train sizes and eval formats. `evaluations` counts the accuracies averaged. The columns after the four methods
+    are TokenProb under each candidate rule (null for predictions that do not keep them).
     """
     kind = pl.when(pl.col("train") == "base").then(pl.lit("base")).otherwise(pl.lit("fine-tuned"))
     rows = (comparison.with_columns(kind=kind)
             .filter((pl.col("kind") == "base") | (pl.col("train_dataset") == pl.col("eval_dataset"))))
     return (rows.group_by(["model", "eval_dataset", "kind", "shots"])
-            .agg(*[pl.col("accuracy").filter(pl.col("method") == m).mean().alias(m) for m in METHODS],
+            .agg(*[pl.col("accuracy").filter(pl.col("method") == m).mean().alias(m) for m in COMPARED],
                  evaluations=(pl.col("method") == METHODS[0]).sum().cast(pl.Int64))
             .sort(["model", "eval_dataset", "kind", "shots"]))
 

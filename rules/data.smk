@@ -34,6 +34,7 @@ rule build_prompts:
         data_dir=paths.DATA_DIR,
         out_dir=paths.PROMPT_DIR,
         templates=of_dataset(STUDY.data.dataset_templates, to_json=True),
+        demonstrations=as_json(STUDY.data.demonstrations()),
     localrule: True
     log:
         "logs/build_prompts/{dataset}/{format}.log",
@@ -42,7 +43,8 @@ rule build_prompts:
     shell:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir} --splits train,validation --shots 0"
-        " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
+        " --seed {params.seed} --templates {params.templates:q} --demonstrations {params.demonstrations:q}"
+        " > {log} 2>&1"
 
 
 # The test split holds every shot count any model is evaluated with; apart from the train split, so that another
@@ -54,11 +56,12 @@ rule build_test_prompts:
         paths.fill(paths.PROMPTS, split="test"),
     params:
         task=of_dataset(STUDY.data.dataset_task),
-        shots=",".join(map(str, STUDY.data.prompt_shots)),
+        shots=of_dataset(STUDY.data.prompt_shots),
         seed=STUDY.seed,
         data_dir=paths.DATA_DIR,
         out_dir=paths.PROMPT_DIR,
         templates=of_dataset(STUDY.data.dataset_templates, to_json=True),
+        demonstrations=as_json(STUDY.data.demonstrations()),
     localrule: True
     log:
         "logs/build_test_prompts/{dataset}/{format}.log",
@@ -67,7 +70,8 @@ rule build_test_prompts:
     shell:
         "python -m amuro build-prompts --dataset {wildcards.dataset} --task {params.task} --format {wildcards.format}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir} --splits test --shots {params.shots}"
-        " --seed {params.seed} --templates {params.templates:q} > {log} 2>&1"
+        " --seed {params.seed} --templates {params.templates:q} --demonstrations {params.demonstrations:q}"
+        " > {log} 2>&1"
 
 
 # Every evaluation job reads the test prompts of every eval set; it depends on their index, one edge instead of one

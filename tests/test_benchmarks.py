@@ -114,3 +114,62 @@ def test_rows_of_an_instruction_tuned_model(model_dir, tasks_dir, tmp_path):
     summary = prediction_summary([out], train_task="instruction", resamples=200)
     assert summary["relation"].unique().to_list() == ["instruction-tuned"]
     assert summary["train_dataset"].unique().to_list() == ["mix"]
+
+
+@pytest.fixture(scope="module")
+def split_tasks_dir(tmp_path_factory) -> Path:
+    """The colour task as lm-eval's ARC is: train, validation and test splits (validation rows have ids `val...`)."""
+    root = tmp_path_factory.mktemp("colours_splits")
+    for split, n in (("train", 8), ("validation", 6), ("test", 12)):
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in benchmark_rows(n, split[:3])))
+    tasks = write_task_yamls({"colours": {"task": "amuro_test_splits", "train": root / "train.jsonl",
+                                          "test": root / "test.jsonl"}}, root / "tasks")
+    config = yaml.safe_load((tasks / "amuro_test_splits.yaml").read_text())
+    config["dataset_kwargs"]["data_files"]["validation"] = str(root / "validation.jsonl")
+    config.update(training_split="train", validation_split="validation")
+    (tasks / "amuro_test_splits.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return tasks
+
+
+@pytest.mark.parametrize("split, scored, n", [("default", "test", 12), ("test", "test", 12),
+                                              ("validation", "validation", 6)])
+def test_benchmarks_split_picks_the_split_scored_and_every_row_records_it(model_dir, split_tasks_dir, tmp_path,
+                                                                        split, scored, n):
+    """benchmarks.split validation: the paper's run_lm_eval --split validation, where lm-eval scores test."""
+    plan = [{"benchmark": "colours", "task": "amuro_test_splits", "shots": 2, "output": str(tmp_path / "o.parquet"),
+             "split": split}]
+    run_benchmarks(model_dir, plan, {**SETTINGS, "tasks_dir": str(split_tasks_dir)}, BASE_META)
+    table = pl.read_parquet(tmp_path / "o.parquet").filter(pl.col("metric") == "acc")
+    assert table["eval_split"].unique().to_list() == [scored] and table.height == n
+    docs = benchmark_rows(n, scored[:3])
+    assert all(row["prompt"].endswith(docs[int(row["id"])]["query"]) for row in table.iter_rows(named=True))
+
+
+def test_a_split_the_task_lacks_is_refused_naming_the_key(model_dir, tasks_dir, tmp_path):
+    plan = [{"benchmark": "colours", "task": "amuro_test_colours", "shots": 2, "output": str(tmp_path / "o.parquet"),
+             "split": "validation"}]
+    with pytest.raises(BenchmarkError, match=r"benchmark colours \(lm-eval task amuro_test_colours\): benchmarks "
+                                             r"split validation \(benchmarks.split or benchmarks.tasks.<id>.split\): "
+                                             r"the lm-eval task has no validation split"):
+        run_benchmarks(model_dir, plan, {**SETTINGS, "tasks_dir": str(tasks_dir)}, BASE_META)
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_each_benchmark_job_gets_its_split_and_a_mini_world_one_cannot_have_validation(demo_config):
+    from amuro.config import ConfigError, validate_config
+    from amuro.study import Study
+
+    tasks = demo_config["benchmarks"]["tasks"]
+    first, second = sorted(tasks)[:2]
+    tasks[first]["split"] = "test"
+    study = Study(validate_config(demo_config))
+    splits = {r["benchmark"]: r["split"] for r in study.benchmarking.requests(study.base_runs()[0])}
+    assert splits[first] == "test" and splits[second] == "default"
+    demo_config["benchmarks"]["split"] = "validation"
+    with pytest.raises(ConfigError, match=r"key 'benchmarks.split': mini-world benchmark '\w+' has no validation "
+                                          r"split"):
+        validate_config(demo_config)
+    demo_config["benchmarks"]["split"] = "default"
+    tasks[first]["split"] = "validation"
+    with pytest.raises(ConfigError, match=rf"key 'benchmarks.tasks.{first}.split'"):
+        validate_config(demo_config)

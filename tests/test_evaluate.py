@@ -126,6 +126,60 @@ def test_every_method_is_kept_per_example_and_tokenprob_is_the_default(tiny_mode
             assert all(t >= x[0] - 1e-5 for t, x in zip(row["label_tokenprobs"], lp))
 
 
+def _candidate_ids(tokenizer, labels, rule):
+    """Each rule's candidates as the papers' code finds them, computed here without amuro.scoring's help."""
+    if rule == "subtokens":  # the paper: every token of the tokenised label words, bare and after a space
+        return [set(tokenizer(w, add_special_tokens=False)["input_ids"]) | set(
+            tokenizer(" " + w, add_special_tokens=False)["input_ids"]) for w in labels]
+    if rule == "first_token":  # Yang et al.: one token per label, the first of the label as the prompt goes on
+        return [{tokenizer(" " + w, add_special_tokens=False)["input_ids"][0]} for w in labels]
+    vocabulary = {i: scoring.normalize_token(tokenizer.decode([i])) for i in range(len(tokenizer))}
+    starts = {i: [w for w in labels if t and w.startswith(t)] for i, t in vocabulary.items()}
+    return [{i for i, s in starts.items() if s == [w]} for w in labels]
+
+
+@pytest.mark.parametrize("rule", ["prefix", "subtokens", "first_token"])
+def test_a_tokenprob_prediction_counts_the_candidates_of_its_rule(tiny_model, tmp_path, rule):
+    """evaluation.tokenprob_candidates: the configured rule makes `label_tokenprob` and the score; every rule is kept
+    per example (label_tokenprob_<rule>), each from the same next-token distribution."""
+    labels = ("yes", "maybe", "no")
+    prompts = ["the cat sat on a mat so", "Kuri lives in Keva so", "a cat", "Rege"]
+    _prompt_file(tmp_path / "test.parquet", prompts, ["yes", "no", "maybe", "no"])
+    request = EvalRequest("toy_nli", "nli", "default", 0, str(tmp_path / "test.parquet"), str(tmp_path / "out.parquet"),
+                          labels)
+    evaluate(tiny_model, [request], EvalSettings(tokenprob_candidates=rule), {"model": "toy", "train": "base"})
+    scorer = Scorer(tiny_model, batch_size=1)
+    expected = {r: _candidate_ids(scorer.tokenizer, labels, r) for r in ("prefix", "subtokens", "first_token")}
+    assert expected["subtokens"][1] > expected["first_token"][1]  # " m", "aybe" (and "maybe"'s own pieces)
+    for prompt, row in zip(prompts, pq.read_table(tmp_path / "out.parquet").to_pylist()):
+        ids = scorer.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        after = torch.log_softmax(scorer.model(torch.tensor([ids])).logits[0, -1].float(), -1)
+        best = {r: labels[scoring.best([max(after[i].item() for i in c) for c in cands])]
+                for r, cands in expected.items()}
+        assert row["tokenprob_candidates"] == rule and row["scoring"] == "tokenprob"
+        assert row["label_tokenprobs"] == pytest.approx([max(after[i].item() for i in c) for c in expected[rule]],
+                                                        abs=1e-4)
+        assert row["prediction"] == row["label_tokenprob"] == best[rule]
+        assert {r: row[f"label_tokenprob_{r}"] for r in expected} == best
+
+
+def test_a_candidate_rule_the_tokenizer_cannot_serve_is_refused_when_configured_and_left_out_otherwise(tiny_model,
+                                                                                                      tmp_path):
+    """" maybe" and " maybe so" start with the same token: first_token (and prefix) cannot tell them apart."""
+    _prompt_file(tmp_path / "test.parquet", ["the cat sat on a mat so"], ["maybe"])
+    request = EvalRequest("toy_nli", "nli", "default", 0, str(tmp_path / "test.parquet"), str(tmp_path / "out.parquet"),
+                          ("maybe", "maybe so", "no"))
+    with pytest.raises(ValueError, match=r"evaluation.tokenprob_candidates first_token: labels 'maybe' and 'maybe so' "
+                                         r"start with the same token"):
+        evaluate(tiny_model, [request], EvalSettings(tokenprob_candidates="first_token"), {"model": "toy"})
+    # (paper_substring: first_word matching needs one-word labels)
+    evaluate(tiny_model, [request], EvalSettings(tokenprob_candidates="subtokens", label_match="paper_substring"),
+             {"model": "toy"})
+    row = pq.read_table(tmp_path / "out.parquet").to_pylist()[0]
+    assert row["label_tokenprob_subtokens"] == row["label_tokenprob"]
+    assert row["label_tokenprob_first_token"] is None and row["label_tokenprob_prefix"] is None
+
+
 def test_an_unknown_classification_method_is_refused():
     with pytest.raises(ValueError, match="'exact' is not one of generate, constrained, tokenprob, loglik"):
         EvalSettings(classification="exact")
@@ -165,6 +219,43 @@ CNN_REFERENCE = "Kuri lives in Rege .\nThe cat sat on a mat ."
 ])
 def test_generation_ends_where_the_next_demonstration_or_header_would_start(text, rule, expected):
     assert cut_generation(text, rule) == expected
+
+
+def test_the_none_rule_keeps_everything_past_a_blank_line_and_a_header():
+    text = " Kuri lives in Rege .\n\n### Input: the cat\n### Summary: a mat"
+    assert cut_generation(text, "none") == text.strip()
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ("none", "Kuri lives in Rege .\n\n### Input: the cat sat"),
+    ("paragraph", "Kuri lives in Rege ."),
+    ("line", "Kuri lives in Rege ."),
+])
+def test_a_prediction_without_a_stop_keeps_text_past_a_blank_line_and_a_header(tiny_model, tmp_path, monkeypatch,
+                                                                               rule, expected):
+    """generation_stop none (the paper's prediction scripts): the raw output is scored, the model's next invented
+    demonstration included; the other rules cut it where that demonstration starts."""
+    from transformers import GenerationMixin
+
+    scorer = Scorer(tiny_model, batch_size=2)
+    output = scorer.tokenizer(" Kuri lives in Rege .\n\n### Input: the cat sat", add_special_tokens=False)["input_ids"]
+
+    def fixed_output(self, input_ids, max_new_tokens, stopping_criteria=None, **kwargs):
+        from types import SimpleNamespace
+
+        new = torch.tensor([output[:max_new_tokens]] * input_ids.shape[0])
+        return SimpleNamespace(sequences=torch.cat([input_ids, new], dim=1))
+
+    monkeypatch.setattr(GenerationMixin, "generate", fixed_output)
+    _prompt_file(tmp_path / "test.parquet", ["the cat sat on a mat so", "Kuri lives"], ["Kuri lives in Rege .", "a"])
+    request = EvalRequest("toy_sum", "summarization", "default", 0, str(tmp_path / "test.parquet"),
+                          str(tmp_path / "out.parquet"))
+    evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=60, generation_stop=rule),
+             {"model": "toy", "train": "base"})
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [r["prediction"] for r in rows] == [expected] * 2
+    assert all(r["generation_stop"] == rule for r in rows)
+    assert rows[0]["score"] == rouge_l("Kuri lives in Rege .", expected)
 
 
 def test_a_multi_line_reference_is_matched_whole_by_the_paragraph_rule():
@@ -209,6 +300,81 @@ def test_a_k_shot_prompt_too_long_for_the_model_loses_whole_demonstrations(tiny_
     evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=60), {"model": "toy", "train": "base"})
     row = pq.read_table(tmp_path / "out.parquet").to_pylist()[0]
     assert row["shots_used"] == kept and row["prompt"] == prompt
+
+
+OVERLONG_WORDS = ("so", "the cat", "a mat", "Keva") * 2  # eight demonstrations: past the tiny model's 128 positions
+
+
+def _overlong_prompt_file(path, demos, query):
+    from amuro.formats import assemble, demo_chars
+
+    rows = [{"id": "ex0", "shots": len(demos), "prompt": assemble(demos, query), "completion": " yes", "target": "yes",
+             "demo_ids": [f"d{i}" for i in range(len(demos))], "demo_chars": demo_chars(demos)}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA), path)
+    return rows[0]["prompt"]
+
+
+def test_keep_sends_a_prompt_past_the_context_to_the_model_whole(tiny_model, tmp_path):
+    """overlong_prompts keep (the papers' code): no demonstration is dropped and nothing is cut, even past the
+    model's 128 positions; the rotary-position OLMo reads positions it was not trained on and still answers."""
+    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in OVERLONG_WORDS]
+    prompt = _overlong_prompt_file(tmp_path / "test.parquet", demos, "Kuri lives in Keva so")
+    scorer = Scorer(tiny_model, batch_size=1, overlong_prompts="keep")
+    assert len(scorer.encode(prompt, room=60)) > 128 and scorer.truncated == 0
+    assert scorer.fit_demonstrations(prompt, [1] * 8, room=60) == (prompt, 8)
+    for mode in ("keep", "drop_demonstrations"):
+        request = EvalRequest("toy_sum", "summarization", "default", 8, str(tmp_path / "test.parquet"),
+                              str(tmp_path / f"{mode}.parquet"))
+        evaluate(tiny_model, [request], EvalSettings(max_new_tokens_generation=20, overlong_prompts=mode),
+                 {"model": "toy", "train": "base"})
+    keep = pq.read_table(tmp_path / "keep.parquet").to_pylist()[0]
+    drop = pq.read_table(tmp_path / "drop_demonstrations.parquet").to_pylist()[0]
+    assert (keep["overlong_prompts"], keep["shots_used"]) == ("keep", 8)
+    assert keep["prompt_tokens"] == len(scorer.encode(prompt))
+    assert keep["prompt_tokens"] > 128 and keep["prediction"]
+    assert drop["overlong_prompts"] == "drop_demonstrations" and drop["shots_used"] < 8
+    assert drop["prompt_tokens"] <= 128 - 20
+
+
+def test_keep_refuses_a_model_whose_positions_end_at_its_context(tiny_model, tmp_path):
+    """A model with learned absolute positions (GPT-2's) has no position 129: keep names the setting instead of
+    failing inside the model; drop_demonstrations still scores it."""
+    import shutil
+
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    gpt2 = tmp_path / "gpt2"
+    shutil.copytree(tiny_model, gpt2)
+    tokenizer = AutoTokenizer.from_pretrained(gpt2)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
+                               bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                               pad_token_id=tokenizer.pad_token_id)).save_pretrained(gpt2)
+    demos = [(f"the cat sat on a mat so Kuri lives in Rege {w}", " yes") for w in OVERLONG_WORDS]
+    _overlong_prompt_file(tmp_path / "test.parquet", demos, "Kuri lives in Keva so")
+    request = EvalRequest("toy_sum", "summarization", "default", 8, str(tmp_path / "test.parquet"),
+                          str(tmp_path / "out.parquet"))
+    with pytest.raises(ValueError, match=r"evaluation.overlong_prompts keep: 1 prompts need up to \d+ positions.*"
+                                         r"past the model's 128.*no rotary embeddings"):
+        evaluate(gpt2, [request], EvalSettings(max_new_tokens_generation=20, overlong_prompts="keep"), {"model": "g"})
+    assert not (tmp_path / "out.parquet").exists()
+    evaluate(gpt2, [request], EvalSettings(max_new_tokens_generation=20), {"model": "g"})
+    assert pq.read_table(tmp_path / "out.parquet")["shots_used"].to_pylist()[0] < 8
+
+
+def test_a_prediction_records_how_its_demonstrations_were_chosen_and_joined(tiny_model, tmp_path):
+    from amuro.formats import build_prompts
+
+    rows = [{"id": f"t{i}", "text": f"the cat sat on a mat {i}", "target": "yes" if i % 2 else "no"} for i in range(4)]
+    for split in ("train", "validation", "test"):
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / f"{split}.parquet")
+    build_prompts("toy", "sentiment", "default", tmp_path, tmp_path / "prompts", [0, 2], seed=0,
+                  demonstrations={"selection": "first_k", "split": "test", "separator": "\n"})
+    request = EvalRequest("toy", "sentiment", "default", 2, str(tmp_path / "prompts" / "test.parquet"),
+                          str(tmp_path / "out.parquet"), ("yes", "no"))
+    evaluate(tiny_model, [request], EvalSettings(), {"model": "toy", "train": "base"})
+    predictions = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert {(r["demonstrations"], r["demo_separator"]) for r in predictions} == {("first_k:test", "\n")}
+    assert predictions[3]["prompt"].startswith("### Input: the cat sat on a mat 0\n### Sentiment: no\n### Input:")
 
 
 def _tuned_copy(model_dir, out):

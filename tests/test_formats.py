@@ -107,6 +107,77 @@ def test_prompt_files_are_byte_identical_across_runs_and_never_leak(tmp_path):
     assert {r["shots"] for r in train} == {0}
 
 
+PAPER_DEMONSTRATIONS = {"selection": "first_k", "split": "test", "include_query": False, "separator": "\n"}
+
+
+def _rows(path):
+    return pq.read_table(path).to_pylist()
+
+
+def test_first_k_shows_every_query_the_same_first_rows_of_the_named_split(tmp_path):
+    """The papers' fixed demonstrations: the first k rows of the eval file itself (Sun & Dredze) joined by one newline;
+    a query among them gets the next row in its place."""
+    _write_dataset(tmp_path)
+    build_prompts("reviews", "sentiment", "default", tmp_path, tmp_path / "out", shots=[0, 2, 4], seed=3,
+                  demonstrations=PAPER_DEMONSTRATIONS)
+    test = _rows(tmp_path / "out" / "test.parquet")
+    first = [f"test-{i}" for i in range(5)]
+    query = {r["id"]: r["prompt"] for r in test if r["shots"] == 0}
+    for row in (r for r in test if r["shots"]):
+        expected = [i for i in first if i != row["id"]][:row["shots"]]
+        assert row["demo_ids"] == expected
+        shown = [render("sentiment", "default", {"text": f"review test {i.split('-')[1]}",
+                                                 "target": ["positive", "negative"][int(i.split("-")[1]) % 2]})
+                 for i in expected]
+        assert row["prompt"] == "".join(p + c + "\n" for p, c in shown) + query[row["id"]]
+        assert sum(row["demo_chars"]) + len(query[row["id"]]) == len(row["prompt"])
+        assert (row["demonstrations"], row["demo_separator"]) == ("first_k:test", "\n")
+    # Every query outside the first rows sees one and the same prompt prefix.
+    assert len({r["prompt"][:sum(r["demo_chars"])] for r in test if r["shots"] == 4 and r["id"] not in first}) == 1
+
+
+def test_first_k_with_include_query_keeps_a_querys_own_solved_example_as_the_papers_code(tmp_path):
+    _write_dataset(tmp_path)
+    build_prompts("reviews", "sentiment", "default", tmp_path, tmp_path / "out", shots=[0, 4], seed=3,
+                  demonstrations={**PAPER_DEMONSTRATIONS, "include_query": True})
+    test = _rows(tmp_path / "out" / "test.parquet")
+    assert {tuple(r["demo_ids"]) for r in test if r["shots"] == 4} == {tuple(f"test-{i}" for i in range(4))}
+    own = next(r for r in test if r["id"] == "test-1" and r["shots"] == 4)
+    assert "### Input: review test 1\n### Sentiment: negative\n" in own["prompt"]
+    assert own["demonstrations"] == "first_k:test:with_query"
+
+
+def test_first_k_of_a_few_shot_split_as_yang_et_al(tmp_path):
+    """Yang et al.: the first k of the released few-shot file (here the validation split), a blank line after each."""
+    _write_dataset(tmp_path)
+    build_prompts("reviews", "sentiment", "default", tmp_path, tmp_path / "out", shots=[0, 2, 4], seed=3,
+                  demonstrations={"selection": "first_k", "split": "validation"})
+    test = _rows(tmp_path / "out" / "test.parquet")
+    for row in (r for r in test if r["shots"]):
+        assert row["demo_ids"] == [f"validation-{i}" for i in range(row["shots"])]
+        assert row["demo_separator"] == "\n\n" and row["prompt"].count("\n\n") == row["shots"]
+
+
+def test_the_default_draws_per_query_from_train_as_before(tmp_path):
+    _write_dataset(tmp_path)
+    build_prompts("reviews", "sentiment", "default", tmp_path, tmp_path / "a", shots=[0, 4], seed=3)
+    build_prompts("reviews", "sentiment", "default", tmp_path, tmp_path / "b", shots=[0, 4], seed=3,
+                  demonstrations={"selection": "per_query", "split": "train", "separator": "\n\n"})
+    assert (tmp_path / "a" / "test.parquet").read_bytes() == (tmp_path / "b" / "test.parquet").read_bytes()
+    pool = [f"train-{i}" for i in range(30)]
+    for row in _rows(tmp_path / "a" / "test.parquet"):
+        assert row["demo_ids"] == demonstration_ids("reviews", row["id"], pool, 4, 3)[:row["shots"]]
+        assert row["demonstrations"] == "per_query:train"
+
+
+def test_a_demonstration_split_too_small_for_the_shots_is_an_error_naming_the_key(tmp_path):
+    _write_dataset(tmp_path)  # validation holds 5 rows
+    with pytest.raises(ValueError, match=r"dataset reviews: the validation split \(evaluation.demonstrations.split\) "
+                                         r"has 5 examples, too few for the first 6"):
+        build_prompts("reviews", "sentiment", "default", tmp_path, tmp_path / "out", shots=[0, 6], seed=3,
+                      demonstrations={"selection": "first_k", "split": "validation"})
+
+
 def test_fticl_prepends_the_same_fixed_demonstrations_to_every_training_example(tmp_path):
     from amuro.formats import build_fticl_prompts
 

@@ -115,6 +115,44 @@ def test_demonstrations_are_scored_only_in_the_fewshot_formats(demo_config):
     assert len(Study(validate_config(demo_config)).evaluation.requests(base)) == len(datasets) * 3 * 2
 
 
+def test_shot_lists_per_task_and_per_dataset_decide_each_sets_prompts_and_requests(demo_config):
+    """Yang et al.'s shot counts per task (every model, base and fine-tuned), a set's own list above its task's."""
+    demo_config["evaluation"].update(shots_per_task={"nli": [0, 3, 5], "sentiment": [0, 2]},
+                                     shots_per_dataset={"product_nli": [0, 1]}, fewshot_formats=["default"])
+    study = Study(validate_config(demo_config))
+    base = study.run("miniworld", study.checkpoints("miniworld")[0])
+    cell = study.finetuned_runs()[0]
+    for run in (base, cell):
+        shots = {}
+        for r in study.evaluation.requests(run):
+            shots.setdefault(r["dataset"], set()).add(r["shots"])
+        assert shots["people_nli"] == {0, 3, 5} and shots["product_nli"] == {0, 1}
+        assert shots["product_sentiment"] == {0, 2} and shots["people_qg"] == ({0, 4} if run is base else {0})
+    assert [study.data.prompt_shots(d) for d in ("people_nli", "product_nli", "people_qg")] == ["0,3,5", "0,1", "0,4"]
+
+
+def test_the_demonstration_choice_is_a_param_of_the_prompt_jobs(demo_config):
+    assert Study(validate_config(demo_config)).data.demonstrations() == {
+        "selection": "per_query", "split": "train", "include_query": False, "separator": "\n\n"}
+    demo_config["evaluation"]["demonstrations"] = {"selection": "first_k", "split": "test", "separator": "\n"}
+    assert Study(validate_config(demo_config)).data.demonstrations() == {
+        "selection": "first_k", "split": "test", "include_query": False, "separator": "\n"}
+
+
+@pytest.mark.parametrize("evaluation, message", [
+    ({"demonstrations": {"include_query": True}},
+     r"key 'evaluation.demonstrations.include_query': true needs selection first_k"),
+    ({"shots_per_dataset": {"xsum": [0, 4]}}, r"key 'evaluation.shots_per_dataset.xsum': dataset 'xsum' is not "
+                                              r"defined"),
+    ({"shots_per_task": {"translation": [0]}}, r"key 'evaluation.shots_per_task'"),
+    ({"demonstrations": {"separator": ""}}, r"key 'evaluation.demonstrations.separator'"),
+])
+def test_a_demonstration_setting_it_cannot_serve_is_refused_naming_the_key(demo_config, evaluation, message):
+    demo_config["evaluation"].update(evaluation)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(demo_config)
+
+
 def test_a_per_checkpoint_job_scores_every_cell_of_its_checkpoint_and_other_formats_on_its_own_task(demo_config):
     demo_config["evaluation"].update(finetuned_jobs="per_checkpoint", finetuned_other_formats="own_task")
     study = Study(validate_config(demo_config))

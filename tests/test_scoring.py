@@ -134,10 +134,24 @@ def test_method_comparison_gives_every_methods_accuracy_per_prediction_file(pred
 
 def test_table3_averages_base_checkpoints_and_in_domain_fine_tuned_cells(prediction_files):
     table = scoring.table3(scoring.method_comparison(prediction_files))
-    assert table.columns == ["model", "eval_dataset", "kind", "shots", *scoring.METHODS, "evaluations"]
-    # Base: the mean over the two checkpoints; fine-tuned: toy_nli's own cell only (not the toy_sst one).
-    assert table.rows() == [("toy", "toy_nli", "base", 0, 0.75, 0.625, 0.75, 0.75, 2),
-                            ("toy", "toy_nli", "fine-tuned", 0, 1.0, 1.0, 1.0, 0.5, 1)]
+    assert table.columns == ["model", "eval_dataset", "kind", "shots", *scoring.METHODS, "tokenprob_prefix",
+                             "tokenprob_subtokens", "tokenprob_first_token", "evaluations"]
+    # Base: the mean over the two checkpoints; fine-tuned: toy_nli's own cell only (not the toy_sst one). These
+    # predictions keep no TokenProb per candidate rule.
+    assert table.rows() == [("toy", "toy_nli", "base", 0, 0.75, 0.625, 0.75, 0.75, None, None, None, 2),
+                            ("toy", "toy_nli", "fine-tuned", 0, 1.0, 1.0, 1.0, 0.5, None, None, None, 1)]
+
+
+def test_table3_compares_tokenprob_under_every_candidate_rule(tmp_path, prediction_files):
+    rules = {"tokenprob_prefix": ["yes", "no"], "tokenprob_subtokens": ["yes", "yes"],
+             "tokenprob_first_token": ["no", "yes"]}
+    frame = pl.read_parquet(prediction_files[0])  # references yes, no
+    frame.with_columns(**{f"label_{m}": pl.Series(v) for m, v in rules.items()}).write_parquet(tmp_path / "r.parquet")
+    comparison = scoring.method_comparison([tmp_path / "r.parquet"])
+    assert comparison["method"].to_list() == list(scoring.COMPARED)
+    row = scoring.table3(comparison).row(0, named=True)
+    assert (row["tokenprob_prefix"], row["tokenprob_subtokens"], row["tokenprob_first_token"]) == (1.0, 0.5, 0.0)
+    assert row["tokenprob"] == 0.5 and row["evaluations"] == 1
 
 
 def test_table3_keeps_each_shot_count_apart(tmp_path, prediction_files):

@@ -17,10 +17,15 @@ class Benchmarks:
         self.study = study
         self.tasks = study.config["benchmarks"]["tasks"]
         self.shots = list(study.config["benchmarks"]["shots"])
+        self.split = study.config["benchmarks"]["split"]
 
     def runs(self) -> list[Run]:
         """Models scored on the benchmarks: every pre-trained checkpoint and every instruction-tuned one."""
         return self.study.base_runs() + self.study.instruction_tuned_runs() if self.study.benchmarks else []
+
+    def split_of(self, benchmark: str) -> str:
+        """The split a benchmark is scored on: its own `split`, else benchmarks.split."""
+        return self.tasks[benchmark].get("split", self.split)
 
     def requests(self, run: Run, fields: dict | None = None) -> list[dict]:
         if not (run.is_base or run.is_instruction_tuned):
@@ -29,7 +34,8 @@ class Benchmarks:
         # lm-eval tasks read their data offline from what the download stage recorded.
         return [{"benchmark": b, "task": self.tasks[b].get("task", f"amuro_{b}"), "shots": shots,
                  "output": fill(BENCHMARK_SCORES, **fields, benchmark=b, shots=shots),
-                 "download": fill(BENCHMARK_RECORD, benchmark=b) if "task" in self.tasks[b] else None}
+                 "download": fill(BENCHMARK_RECORD, benchmark=b) if "task" in self.tasks[b] else None,
+                 "split": self.split_of(b)}
                 for b in self.study.benchmarks for shots in self.shots]
 
     def files(self, run: Run) -> list[str]:

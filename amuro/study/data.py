@@ -15,9 +15,6 @@ if TYPE_CHECKING:
 class Data:
     def __init__(self, study: Study):
         self.study = study
-        evaluation = study.config["evaluation"]
-        # Prompt files hold every shot count any model is evaluated with.
-        self.prompt_shots = sorted(set(evaluation["base_shots"]) | set(evaluation["finetuned_shots"]))
 
     # --- Checkpoints ---
 
@@ -52,6 +49,16 @@ class Data:
 
     def dataset_templates(self, dataset: str) -> dict:
         return self.study.dataset(dataset).templates
+
+    def prompt_shots(self, dataset: str) -> str:
+        """The shot counts of a dataset's prompt files, every one any model is scored with on it, comma-separated as
+        build-prompts takes them."""
+        evaluation = self.study.evaluation
+        return ",".join(map(str, sorted(set(evaluation.shots(dataset, True)) | set(evaluation.shots(dataset, False)))))
+
+    def demonstrations(self) -> dict:
+        """How the prompt files choose and join their demonstrations (evaluation.demonstrations)."""
+        return dict(self.study.config["evaluation"]["demonstrations"])
 
     def dataset_outputs(self) -> list[str]:
         """What preparing one dataset writes: its splits and the record of how it was read."""

@@ -23,6 +23,8 @@ class Evaluation:
         evaluation = study.config["evaluation"]
         self.base_shots = list(evaluation["base_shots"])
         self.finetuned_shots = list(evaluation["finetuned_shots"])
+        self.shots_per_task = evaluation["shots_per_task"]
+        self.shots_per_dataset = evaluation["shots_per_dataset"]
         self.fewshot_formats = evaluation["fewshot_formats"] or study.formats
         self.other_formats_own_task = evaluation["finetuned_other_formats"] == "own_task"
         # finetuned_jobs per_checkpoint: one job scores every fine-tuned model of a checkpoint, in turn.
@@ -34,13 +36,22 @@ class Evaluation:
         """The format the curves, matrices and findings read."""
         return main_eval_format(self.study.formats)
 
+    def shots(self, dataset: str, base: bool) -> list[int]:
+        """The shot counts a pre-trained (`base`) or fine-tuned model is scored with on one eval set: the set's own
+        list, else its task's, else base_shots / finetuned_shots."""
+        if dataset in self.shots_per_dataset:
+            return list(self.shots_per_dataset[dataset])
+        task = self.study.dataset(dataset).task
+        if task in self.shots_per_task:
+            return list(self.shots_per_task[task])
+        return self.base_shots if base else self.finetuned_shots
+
     def grid(self, base: bool, train_task: str | None = None) -> list[tuple[str, str, int]]:
         """(eval dataset, format, shots) of one model's evaluation: every shot count in evaluation.fewshot_formats,
         0-shot only in the others; for a fine-tuned model of `train_task` with finetuned_other_formats own_task,
         the other formats only on the sets of its task."""
-        shots = self.base_shots if base else self.finetuned_shots
         own_task = not base and self.other_formats_own_task
-        return [(d, f, k) for d in self.study.eval_datasets for f in self.study.formats for k in shots
+        return [(d, f, k) for d in self.study.eval_datasets for f in self.study.formats for k in self.shots(d, base)
                 if (k == 0 or f in self.fewshot_formats)
                 and not (own_task and f != self.main_format and self.study.dataset(d).task != train_task)]
 
@@ -134,6 +145,8 @@ class Evaluation:
             "rouge_stemmer": metrics["rouge_stemmer"],
             "generation_stop": evaluation["generation_stop"],
             "label_match": evaluation["label_match"],
+            "overlong_prompts": evaluation["overlong_prompts"],
+            "tokenprob_candidates": evaluation["tokenprob_candidates"],
         }
 
     def scores_classification(self) -> bool:

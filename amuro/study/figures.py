@@ -30,10 +30,11 @@ class Figures:
         evaluation = study.evaluation
         if needs and not ft["datasets"]:
             return "it needs fine-tuned models; finetune.datasets is empty"
-        if needs & FINETUNED_NEEDS and not (
-                set(evaluation.base_shots) & set(evaluation.finetuned_shots)):
+        if needs & FINETUNED_NEEDS and not any(
+                set(evaluation.shots(d, True)) & set(evaluation.shots(d, False)) for d in study.eval_datasets):
             return ("it compares fine-tuned models with their base checkpoints at the same number of shots; "
-                    "evaluation.base_shots and evaluation.finetuned_shots have none in common")
+                    "evaluation.base_shots and evaluation.finetuned_shots (or a set's shots_per_task / "
+                    "shots_per_dataset list) have none in common")
         if "cross_domain" in needs and not any(
                 task[e] == task[t] and e != t for t in ft["datasets"] for e in study.eval_datasets):
             return "it needs an eval set of a fine-tuned task other than the fine-tuning set itself (cross-domain)"
