@@ -342,32 +342,94 @@ def test_gpu_jobs_ask_for_their_models_share_and_a_profile_overrides_any_of_it(t
     assert (asked["gpu"], asked["runtime"], asked["mem_mb"]) == ("4", "999", "123")
 
 
-@pytest.mark.slow
-def test_adding_a_checkpoint_to_a_finished_study_plans_only_that_checkpoints_jobs(tiny_study, tmp_path):
-    """The tiny study's checkpoints, reused as the `local` source of a second study (as a lab reuses a finished
-    study's models): finished with two of them, then grown by the third, it plans the third's fetch, fine-tune and
-    evaluations and the tables over them, and reruns nothing of the first two (no job reads the model's list of
-    checkpoints, GPUs or hyper-parameters unless it uses them)."""
+CHECKPOINTS = ["step20-tokens40K", "step150-tokens307K", "step400-tokens819K"]
+
+
+def reused_config(tiny_study, **changes) -> dict:
+    """A small study of the tiny study's checkpoints reused as a `local` source (as a lab reuses a finished study's
+    models): two checkpoints, one train set, the default format, 0-shot base runs, two eval sets."""
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["models"] = {"reused": {"source": "local", "path": str(tiny_study / "results/checkpoints/mini"),
+                                   "checkpoints": CHECKPOINTS[:2]}}
+    config["finetune"]["datasets"] = ["people_nli"]
+    config.update(formats=["default"], benchmarks={"tasks": {}})
+    config["evaluation"].update(base_shots=[0], datasets=["people_nli", "product_sentiment"])
+    del config["instruction_tuning"]
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        if name:
+            config[section][name] = value
+        else:
+            config[section] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def reused_study(tiny_study, tmp_path_factory):
+    """The small reused study, run to the end once."""
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("reused") / "study"
+    shutil.copytree(tiny_study, workdir)  # the mini-world's datasets, already made
+    configfile = workdir.parent / "reused.yaml"
+    configfile.write_text(yaml.safe_dump(reused_config(tiny_study)))
+    snakemake(workdir, configfile)
+    return workdir
+
+
+def grown(reused_study, tmp_path, tiny_study, **changes):
     import yaml
 
     workdir = tmp_path / "study"
-    shutil.copytree(tiny_study, workdir)  # the mini-world's datasets, already made
-    names = ["step20-tokens40K", "step150-tokens307K", "step400-tokens819K"]
-    config = yaml.safe_load(TINY.read_text())
-    config["models"] = {"reused": {"source": "local", "path": str(tiny_study / "results/checkpoints/mini"),
-                                   "checkpoints": names[:2]}}
-    config["finetune"]["datasets"] = ["people_nli"]
-    config.update(formats=["default"], benchmarks={"tasks": {}})
-    config["evaluation"]["base_shots"] = [0]
-    del config["instruction_tuning"]
-    configfile = tmp_path / "reused.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    snakemake(workdir, configfile)
+    shutil.copytree(reused_study, workdir, symlinks=True)
+    configfile = tmp_path / "grown.yaml"
+    configfile.write_text(yaml.safe_dump(reused_config(tiny_study, **changes)))
+    return workdir, configfile
 
-    config["models"]["reused"]["checkpoints"] = names
-    configfile.write_text(yaml.safe_dump(config))
+
+def predictions(workdir) -> dict[str, int]:
+    return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in (workdir / "results/predictions").rglob("*shot.parquet")}
+
+
+COSTLY = ("fetch_checkpoint", "finetune", "build_prompts")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("growth, changes, new_jobs", [
+    # A checkpoint: its fetch, fine-tune and evaluations, nothing of the two checkpoints there were.
+    ("checkpoint", {"models": "three checkpoints"}, dict(fetch_checkpoint=1, finetune=1)),
+    # A train set: its fine-tune at both checkpoints (its prompts exist: every dataset's prompts are built).
+    ("train set", {"finetune.datasets": ["people_nli", "product_sentiment"]}, dict(finetune=2)),
+])
+def test_growing_a_finished_study_by_a_checkpoint_or_train_set_plans_only_its_own_costly_jobs(
+        reused_study, tiny_study, tmp_path, growth, changes, new_jobs):
+    if changes.get("models") == "three checkpoints":
+        changes = {"models": {"reused": {"source": "local", "path": str(tiny_study / "results/checkpoints/mini"),
+                                         "checkpoints": CHECKPOINTS}}}
+    workdir, configfile = grown(reused_study, tmp_path, tiny_study, **changes)
     planned = planned_jobs(workdir, configfile)
-    figures = planned["figure"]
-    assert planned == Counter(fetch_checkpoint=1, finetune=1, evaluate_base=1, evaluate_finetuned=1,
-                              summarize_predictions=2, results_table=1, tables=1, scoring_methods=1,
-                              figure=figures, all=1), planned
+    assert {rule: planned[rule] for rule in COSTLY if planned[rule]} == new_jobs, planned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("growth, changes", [
+    ("eval set", {"evaluation.datasets": ["people_nli", "product_sentiment", "diary_summary"]}),
+    ("format", {"formats": ["default", "instruct"]}),
+    ("shot count", {"evaluation.base_shots": [0, 2]}),
+])
+def test_growing_the_eval_grid_rescores_nothing_already_scored(reused_study, tiny_study, tmp_path, growth, changes):
+    """Another eval set, format or shot count: no fetch, fine-tune or train prompt is made again; the evaluation
+    jobs rerun, keep every prediction already made (the same file, untouched) and score only the new ones."""
+    workdir, configfile = grown(reused_study, tmp_path, tiny_study, **changes)
+    planned = planned_jobs(workdir, configfile)
+    # A new format has train prompts of its own to build (3 datasets); nothing else is made again.
+    assert {rule: planned[rule] for rule in COSTLY if planned[rule]} == (
+        {"build_prompts": 3} if growth == "format" else {}), planned
+    before = predictions(workdir)
+    snakemake(workdir, configfile)
+    after = predictions(workdir)
+    assert {path: after[path] for path in before} == before
+    assert len(after) > len(before)
+    assert "Nothing to be done" in snakemake(workdir, configfile, "--dry-run").stdout
