@@ -227,6 +227,14 @@ COMMANDS = (
                                                  "table does not record (default 4, the paper's few-shot setting)"),
                 arg("--metric", choices=["acc", "acc_norm"],
                     help="benchmark table only: what Performance is, which the table does not say (default acc)"))),
+    Command("status", "amuro.status:show_status",
+            "each run's state per stage (done, running, interrupted, failed with its log's error line, not started) "
+            "from the plan and the files on disk, without Snakemake's DAG", (
+                arg("--config", dest="config_file", help="the study's workflow config (YAML)"),
+                arg("--config-json", type=_json, help="instead of --config: the config itself (JSON; the status rule's)"),
+                arg("--dir", dest="directory", default=".", help="the study's directory (default: this one)"),
+                arg("--json", dest="as_json", action="store_true", help="print a JSON document for scripts"),
+                arg("--html", dest="html_out", metavar="FILE", help="also write the state as an HTML page"))),
     Command("bench", "amuro.bench:run_bench",
             "fine-tuning and evaluation speed of the fast paths against the paper's settings", (
                 arg("--quick", action="store_true",

@@ -105,3 +105,21 @@ rule figure:
     shell:
         "python -m amuro figure {wildcards.figure} --pdf {output.pdf} --png {output.png} --settings {params.settings:q}"
         " {input.cells} > {log} 2>&1"
+
+
+# The study's state as a page (`amuro status --html`), made only when asked for by name, never by `all`. It reads
+# no file Snakemake tracks, so once written Snakemake takes it as up to date: `snakemake -f results/status.html`
+# makes it again. `amuro status --config CONFIG` prints the same in a second, also while this run goes on.
+rule status:
+    output:
+        "results/status.html",
+    params:
+        # The plan the page reads (config files and --config overrides merged); it changes only with the config.
+        config=as_json(config),
+    localrule: True
+    log:
+        "logs/status.log",
+    benchmark:
+        "benchmarks/status.tsv"
+    shell:
+        "python -m amuro status --config-json {params.config:q} --html {output} > {log} 2>&1"
