@@ -7,7 +7,7 @@ xsum-like lengths: once with the `paper` recipe (padded micro-batches of 1, accu
 over the steps after a warm-up, MFU (6 x parameters FLOPs per token against the GPU's bf16 peak), peak memory, the
 speed-up, and how far apart the two loss curves are.
 
-Evaluation: greedy generation and label scoring through amuro.evaluate.Scorer on generated prompts, one example
+Evaluation: greedy generation and label scoring through amuro.scorer.Scorer on generated prompts, one example
 at a time and batched. Reported: examples/s of each, the speed-up, and whether predictions and TokenProb labels agree.
 
 Each measurement runs in its own process (a clean DeepSpeed state and an honest peak memory).
@@ -180,7 +180,7 @@ def evaluate_case(job: dict) -> dict:
     import torch
 
     from amuro import scoring
-    from amuro.evaluate import Scorer
+    from amuro.scorer import Scorer
 
     torch.set_num_threads(job["threads"])
     config = BenchConfig(**job["config"])

@@ -120,7 +120,7 @@ def demonstration_rule(spec: dict) -> str:
 
 
 # demo_chars: the length in characters of each demonstration block at the start of the prompt, so that evaluation
-# can drop whole demonstrations from a prompt too long for the model (amuro.evaluate.Scorer.fit_demonstrations).
+# can drop whole demonstrations from a prompt too long for the model (amuro.scorer.Scorer.fit_demonstrations).
 # demonstrations, demo_separator: how they were chosen (demonstration_rule) and what follows each.
 PROMPT_SCHEMA = pa.schema([
     ("id", pa.string()), ("shots", pa.int32()), ("prompt", pa.string()), ("completion", pa.string()),

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from amuro import scoring
-from amuro.evaluate import (EvalRequest, EvalSettings, Scorer, StopAfterText, _shared_stems, cut_generation,
-                            evaluate)
+from amuro.evaluate import EvalRequest, EvalSettings, evaluate
+from amuro.scorer import Scorer, StopAfterText, _shared_stems, cut_generation
 from amuro.formats import PROMPT_SCHEMA
 from amuro.metrics import match_label, rouge_l
 from conftest import write_tiny_olmo

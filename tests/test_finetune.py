@@ -130,7 +130,7 @@ def test_a_llama_like_tokenizer_trains_with_its_bos_and_eos_padding(base_dir, tr
     assert meta["settings"]["max_grad_norm"] == 0.0
     assert AutoTokenizer.from_pretrained(out).pad_token is None  # the saved tokenizer keeps its own settings
 
-    from amuro.evaluate import Scorer
+    from amuro.scorer import Scorer
 
     scorer = Scorer(out, batch_size=2)
     assert scorer.encode("the sky")[0] == tokenizer.eos_token_id and scorer.pad_id == tokenizer.eos_token_id
