@@ -389,8 +389,11 @@ def grown(reused_study, tmp_path, tiny_study, **changes):
     return workdir, configfile
 
 
-def predictions(workdir) -> dict[str, int]:
-    return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in (workdir / "results/predictions").rglob("*shot.parquet")}
+def predictions(workdir, model: str) -> dict[str, str]:
+    """A model's prediction files and their sha256."""
+    from amuro.hashing import sha256
+
+    return {str(p.relative_to(workdir)): sha256(p) for p in (workdir / "results/predictions" / model).rglob("*shot.parquet")}
 
 
 COSTLY = ("fetch_checkpoint", "finetune", "build_prompts")
@@ -427,9 +430,13 @@ def test_growing_the_eval_grid_rescores_nothing_already_scored(reused_study, tin
     # A new format has train prompts of its own to build (3 datasets); nothing else is made again.
     assert {rule: planned[rule] for rule in COSTLY if planned[rule]} == (
         {"build_prompts": 3} if growth == "format" else {}), planned
-    before = predictions(workdir)
+    before = predictions(workdir, "reused")
     snakemake(workdir, configfile)
-    after = predictions(workdir)
-    assert {path: after[path] for path in before} == before
+    after = predictions(workdir, "reused")
+    # Every prediction there was is kept as it was (Snakemake touches a rerun job's outputs, so the evaluation logs,
+    # not the files' times, say which were scored), and the new ones are scored.
+    kept = set(re.findall(r"kept (\S+) \(made from the same model", "".join(
+        log.read_text() for log in (workdir / "logs/evaluate/reused").rglob("*.log"))))
+    assert set(before) <= kept and {path: after[path] for path in before} == before
     assert len(after) > len(before)
     assert "Nothing to be done" in snakemake(workdir, configfile, "--dry-run").stdout
