@@ -102,7 +102,7 @@ def forgetting_matrix(transfer: pl.DataFrame) -> pl.DataFrame:
         (pl.col("delta_ci_high") < 0).alias("below")
     )
     group = CELL + ["eval_format", "shots", "metric", "relation", "eval_task"]
-    table = outside.group_by(group).agg(
+    table = outside.group_by(group, maintain_order=True).agg(
         pl.len().alias("n_eval_datasets"),
         pl.col("delta").mean().alias("mean_delta"),
         pl.col("delta").min().alias("worst_delta"),
@@ -283,9 +283,11 @@ def group_gains(results: pl.DataFrame, groups: dict[str, str], shots: int | None
     """
     rows = tuned_vs_base(results, shots).filter(pl.col("relation").is_in(["in-domain", "cross-domain", "instruction-tuned"]))
     rows = rows.with_columns(pl.col("eval_dataset").replace_strict(groups, default=None).alias("group"))
+    # Groups in the order rows come (maintain_order), so each mean sums its values in one order on every run: a
+    # mean whose sum followed the threads' order differed in its last bit between two demo runs.
     per_set = rows.filter(pl.col("group").is_not_null()).group_by(
-        ["model", "checkpoint", "step", "tokens", "group", "eval_dataset"]).agg(pl.col("delta").mean())
-    table = per_set.group_by(["model", "checkpoint", "step", "tokens", "group"]).agg(
+        ["model", "checkpoint", "step", "tokens", "group", "eval_dataset"], maintain_order=True).agg(pl.col("delta").mean())
+    table = per_set.group_by(["model", "checkpoint", "step", "tokens", "group"], maintain_order=True).agg(
         pl.col("delta").mean().alias("mean_delta"), pl.len().alias("n_datasets"),
         pl.col("eval_dataset").sort().str.join(",").alias("datasets"))
     return (table.select([pl.col(c).cast(t) for c, t in GROUP_GAIN_SCHEMA.items()])
@@ -321,12 +323,12 @@ def mean_ratio_of_change(results: pl.DataFrame, eval_sets: str = "cross_task", s
     elif eval_sets != "cross_task":
         raise ValueError(f"eval_sets must be cross_task or train_sets, not {eval_sets!r}")
     rows = rows.with_columns((pl.col("from") + " -> " + pl.col("to")).alias("direction"))
-    table = rows.group_by(["model", "checkpoint", "step", "tokens", "direction"]).agg(
+    table = rows.group_by(["model", "checkpoint", "step", "tokens", "direction"], maintain_order=True).agg(
         pl.col("relative_change").mean().alias("mrc"),
         pl.col("relative_change").is_not_null().sum().alias("n_pairs"),
         pl.col("relative_change").is_null().sum().alias("n_undefined")).with_columns(
         pl.lit(PER_CHECKPOINT).alias("aggregate"), pl.lit(1).alias("n_checkpoints"))
-    mean = table.group_by(["model", "direction"]).agg(
+    mean = table.group_by(["model", "direction"], maintain_order=True).agg(
         pl.col("mrc").mean(), pl.col("mrc").is_not_null().sum().alias("n_checkpoints"),
         pl.col("n_pairs").sum(), pl.col("n_undefined").sum()).with_columns(
         pl.lit(None, pl.String).alias("checkpoint"), pl.lit(None, pl.Int64).alias("step"),

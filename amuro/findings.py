@@ -89,7 +89,7 @@ def hidden_gain(results: pl.DataFrame, model: str, shots: int | None = None) -> 
     tuned = tuned.filter((pl.col("relation") == "in-domain") & pl.col("eval_dataset").is_in(list(flat)))
     best: tuple[float, str] | None = None
     for (dataset,), rows in tuned.group_by(["eval_dataset"], maintain_order=True):
-        rows = _ordered(rows.group_by(["step", "checkpoint"]).agg(
+        rows = _ordered(rows.group_by(["step", "checkpoint"], maintain_order=True).agg(
             pl.col("delta").mean(), pl.col("delta_ci_low").mean(), pl.col("delta_ci_high").mean()))
         if rows.height < 2:
             continue
@@ -184,7 +184,7 @@ def kept_share(results: pl.DataFrame, model: str, shots: int | None = None) -> p
                             & (pl.col("eval_format") != OTHER_FORMAT_EXCLUDED))
     shares = other.join(same, on=key).filter(pl.col("eval_dataset").is_in(kept_sets) & (pl.col("own") > 0))
     shares = shares.with_columns((pl.col("delta") / pl.col("own")).alias("share"))
-    return _ordered(shares.group_by(["step", "checkpoint"]).agg(
+    return _ordered(shares.group_by(["step", "checkpoint"], maintain_order=True).agg(
         pl.col("share").mean(), pl.col("eval_dataset").n_unique().alias("n_sets"),
         pl.col("eval_dataset").unique().sort().str.join(",").alias("sets"))).select(list(EMPTY_SERIES))
 
