@@ -146,14 +146,31 @@ def check_references(config: dict, source: str = "config") -> None:
         if name not in config["finetune"]["datasets"]:
             fail(f"finetune.overrides.{name}", f"'{name}' is not one of finetune.datasets")
     for model in config["models"]:
-        for dataset in config["finetune"]["datasets"]:
-            _check_hyperparameters(hyperparameters(config, dataset, model),
-                                   lambda key: _hyperparameter_key(config, key, dataset, model), fail)
+        for variant in variants(config):
+            for dataset in variant_datasets(config, variant):
+                _check_hyperparameters(hyperparameters(config, dataset, model, variant),
+                                       lambda key: _hyperparameter_key(config, key, dataset, model, variant), fail)
     if "truncation" in config["instruction_tuning"]["hyperparameters"]:
         fail("instruction_tuning.hyperparameters.truncation",
              "a chat is always cut from the right (the key is for prompt files)")
     _check_hyperparameters(config["instruction_tuning"]["hyperparameters"],
                            lambda key: f"instruction_tuning.hyperparameters.{key}", fail)
+    for name, variant in config["finetune"]["variants"].items():
+        for i, dataset in enumerate(variant.get("datasets", [])):
+            if dataset not in config["finetune"]["datasets"]:
+                fail(f"finetune.variants.{name}.datasets[{i}]",
+                     f"'{dataset}' is not one of finetune.datasets ({', '.join(config['finetune']['datasets'])})")
+        if "fticl_shots" in variant["hyperparameters"]:  # the fticl train prompts are built once per train set
+            fail(f"finetune.variants.{name}.hyperparameters.fticl_shots",
+                 "every variant trains on the same prompts; set it in finetune.hyperparameters or finetune.overrides")
+    # A cell's seed is its own axis (finetune.seeds): a seed set anywhere below the defaults would be overridden.
+    seeded = [(f"finetune.overrides.{d}.seed", hp) for d, hp in config["finetune"]["overrides"].items()]
+    seeded += [(f"models.{m}.hyperparameters.seed", spec["hyperparameters"]) for m, spec in config["models"].items()]
+    seeded += [(f"finetune.variants.{v}.hyperparameters.seed", spec["hyperparameters"])
+               for v, spec in config["finetune"]["variants"].items()]
+    for key, hp in seeded:
+        if "seed" in hp:
+            fail(key, "the fine-tuning seed is an axis of the study: list seeds under finetune.seeds")
     if (config["evaluation"]["finetuned_other_formats"] == "own_task"
             and config["evaluation"]["finetuned_jobs"] != "per_checkpoint"):
         fail("evaluation.finetuned_other_formats", "own_task needs evaluation.finetuned_jobs: per_checkpoint")
@@ -226,8 +243,11 @@ def _check_hyperparameters(hp: dict, key_of, fail) -> None:
                              "paper sets to 1 (that is example_mean); use recipe fast, or loss example_mean")
 
 
-def _hyperparameter_key(config: dict, key: str, dataset: str, model: str) -> str:
-    """The most specific key that sets one hyper-parameter of a cell: the model's, the train set's, the default."""
+def _hyperparameter_key(config: dict, key: str, dataset: str, model: str, variant: str) -> str:
+    """The most specific key that sets one hyper-parameter of a cell: the variant's, the model's, the train set's, the
+    default."""
+    if key in config["finetune"]["variants"][variant]["hyperparameters"]:
+        return f"finetune.variants.{variant}.hyperparameters.{key}"
     if key in config["models"][model]["hyperparameters"]:
         return f"models.{model}.hyperparameters.{key}"
     if key in config["finetune"]["overrides"].get(dataset, {}):
@@ -289,13 +309,43 @@ def eval_datasets(config: dict) -> list[str]:
     return list(config["evaluation"]["datasets"]) or sorted(config["datasets"])
 
 
-def hyperparameters(config: dict, train_dataset: str, model: str | None = None) -> dict:
-    """Fine-tuning settings of one cell: the defaults, then the train set's override, then the model's own."""
+def hyperparameters(config: dict, train_dataset: str, model: str | None = None, variant: str | None = None) -> dict:
+    """Fine-tuning settings of one cell: the defaults, then the train set's override, then the model's own, then the
+    variant's."""
     hp = dict(config["finetune"]["hyperparameters"])
     hp.update(config["finetune"]["overrides"].get(train_dataset, {}))
     if model is not None:
         hp.update(config["models"][model]["hyperparameters"])
+    if variant is not None:
+        hp.update(config["finetune"]["variants"][variant]["hyperparameters"])
     return hp
+
+
+# The one variant of a study without finetune.variants, and the kind of fine-tuning instruction tuning does.
+DEFAULT_VARIANT = "full"
+
+
+def variants(config: dict) -> list[str]:
+    """The fine-tuning variants, in the config's order."""
+    return list(config["finetune"]["variants"])
+
+
+def variant_datasets(config: dict, variant: str) -> list[str]:
+    """The train sets a variant fine-tunes on, in finetune.datasets' order (all of them unless it lists some)."""
+    chosen = config["finetune"]["variants"][variant].get("datasets")
+    return [d for d in config["finetune"]["datasets"] if chosen is None or d in chosen]
+
+
+def variant_method(config: dict, variant: str) -> dict:
+    """How a variant fine-tunes: {method: full} or {method: lora, lora: {r, alpha, dropout, target_modules}}."""
+    spec = config["finetune"]["variants"][variant]
+    return {"method": "lora", "lora": dict(spec["lora"])} if spec["method"] == "lora" else {"method": "full"}
+
+
+def finetune_seeds(config: dict) -> list[int]:
+    """The fine-tuning seeds: finetune.seeds, or the one seed of finetune.hyperparameters when it is not set."""
+    seeds = config["finetune"]["seeds"]
+    return list(seeds) if seeds is not None else [config["finetune"]["hyperparameters"]["seed"]]
 
 
 def instruction_tuning_enabled(config: dict) -> bool:

@@ -141,3 +141,54 @@ def test_a_truncation_for_the_instruction_mix_is_refused(demo_config):
     demo_config["instruction_tuning"]["hyperparameters"]["truncation"] = "right"
     with pytest.raises(ConfigError, match=r"key 'instruction_tuning.hyperparameters.truncation': a chat is always cut"):
         validate_config(demo_config)
+
+
+# Fine-tuning variants and seeds
+
+
+def test_without_variants_or_seeds_a_study_has_one_full_variant_and_the_hyperparameters_seed(demo_config):
+    from amuro.config import finetune_seeds, variant_method, variants
+
+    config = validate_config(demo_config)
+    assert variants(config) == ["full"] and variant_method(config, "full") == {"method": "full"}
+    assert finetune_seeds(config) == [config["finetune"]["hyperparameters"]["seed"]] == [42]
+
+
+def test_a_lora_variant_gets_the_default_lora_settings(demo_config):
+    from amuro.config import variant_method
+
+    demo_config["finetune"]["variants"] = {"full": {}, "lora": {"method": "lora", "lora": {"r": 4}}}
+    config = validate_config(demo_config)
+    assert variant_method(config, "lora") == {"method": "lora", "lora": {"r": 4, "alpha": 16, "dropout": 0.05,
+                                                                         "target_modules": "all-linear"}}
+
+
+@pytest.mark.parametrize("variants, seeds, key, message", [
+    ({"qlora": {"method": "qlora"}}, None, r"finetune\.variants\.qlora\.method", "'qlora' is not one of"),
+    ({"lora": {"method": "lora", "lora": {"r": 0}}}, None, r"finetune\.variants\.lora\.lora\.r",
+     "less than the minimum of 1"),
+    ({"lora-r8": {"method": "lora"}}, None, r"finetune\.variants", "'lora-r8' does not match"),
+    ({"Full": {}}, None, r"finetune\.variants", "'Full' does not match"),
+    ({"lora": {"method": "lora", "datasets": ["people_nli", "xsum"]}}, None, r"finetune\.variants\.lora\.datasets\[1\]",
+     "'xsum' is not one of finetune.datasets"),
+    ({"lora": {"method": "lora", "hyperparameters": {"seed": 3}}}, None,
+     r"finetune\.variants\.lora\.hyperparameters\.seed", "list seeds under finetune.seeds"),
+    ({"lora": {"method": "lora", "hyperparameters": {"fticl_shots": 2}}}, None,
+     r"finetune\.variants\.lora\.hyperparameters\.fticl_shots", "every variant trains on the same prompts"),
+    (None, [1, 2, 1], r"finetune\.seeds", "non-unique elements"),
+    (None, [-1], r"finetune\.seeds\[0\]", "less than the minimum of 0"),
+])
+def test_a_bad_variant_or_seed_is_named(demo_config, variants, seeds, key, message):
+    if variants is not None:
+        demo_config["finetune"]["variants"] = variants
+    if seeds is not None:
+        demo_config["finetune"]["seeds"] = seeds
+    with pytest.raises(ConfigError, match=rf"key '{key}': .*{re.escape(message)}"):
+        validate_config(demo_config)
+
+
+def test_a_seed_below_the_defaults_is_refused_since_the_seed_is_an_axis(demo_config):
+    demo_config["finetune"]["overrides"] = {"people_nli": {"seed": 5}}
+    with pytest.raises(ConfigError, match=r"key 'finetune\.overrides\.people_nli\.seed': the fine-tuning seed is an "
+                                          r"axis of the study"):
+        validate_config(demo_config)
