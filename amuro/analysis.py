@@ -17,7 +17,8 @@ from amuro.results import SCHEMA
 from amuro.tasks import BENCHMARK_TASK, TASKS
 
 PRETRAINING, NOT_PRETRAINING = "learned in pre-training", "not learned in pre-training"
-CELL = ["model", "checkpoint", "step", "tokens", "train_dataset", "train_task", "train_format", "train_size"]
+CELL = ["model", "checkpoint", "step", "tokens", "train_dataset", "train_task", "train_format", "train_size",
+        "train_variant", "train_seed"]
 EVAL = ["eval_dataset", "eval_task", "eval_format", "shots", "metric"]
 # What pairs a tuned row with its base row.
 PAIR = ["model", "checkpoint", "eval_dataset", "eval_format", "shots", "metric"]
@@ -40,8 +41,8 @@ TRANSFER_SCHEMA: dict[str, pl.DataType] = {
     "delta_ci_high": pl.Float64,
     "relative_change": pl.Float64,
 }
-TRANSFER_SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_size",
-                 "eval_dataset", "eval_format", "shots", "metric"]
+TRANSFER_SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_size", "train_variant",
+                 "train_seed", "eval_dataset", "eval_format", "shots", "metric"]
 
 FORGETTING_SCHEMA: dict[str, pl.DataType] = {
     **{c: SCHEMA[c] for c in CELL},
@@ -111,8 +112,9 @@ def forgetting_matrix(transfer: pl.DataFrame) -> pl.DataFrame:
         pl.col("eval_dataset").filter(pl.col("below")).sort().str.join(",").alias("datasets_below_base"),
     )
     return (table.select([pl.col(c).cast(t) for c, t in FORGETTING_SCHEMA.items()])
-            .sort(["model", "step", "checkpoint", "train_dataset", "train_format", "train_size", "eval_format",
-                   "shots", "metric", "relation", "eval_task"], nulls_last=True, maintain_order=True))
+            .sort(["model", "step", "checkpoint", "train_dataset", "train_format", "train_size", "train_variant",
+                   "train_seed", "eval_format", "shots", "metric", "relation", "eval_task"], nulls_last=True,
+                  maintain_order=True))
 
 
 # --- Selections shared by the figures --------------------------------------------------------------------------

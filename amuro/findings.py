@@ -171,7 +171,7 @@ def kept_share(results: pl.DataFrame, model: str, shots: int | None = None) -> p
     transfer = transfer.filter(pl.col("train_format").eq_missing(train_format)
                                & pl.col("train_size").eq_missing(analysis.main_train_size(transfer["train_size"]))
                                & pl.col("shots").eq_missing(analysis.comparison_shots(results, shots=shots)))
-    key = ["step", "checkpoint", "train_dataset", "eval_dataset"]
+    key = ["step", "checkpoint", "train_dataset", "train_variant", "train_seed", "eval_dataset"]
     same = _ordered(transfer.filter(pl.col("eval_format") == pl.col("train_format")).select(
         *key, pl.col("delta").alias("own"), pl.col("delta_ci_low").fill_null(pl.col("delta")).alias("own_low")))
     if same.is_empty():
@@ -182,7 +182,9 @@ def kept_share(results: pl.DataFrame, model: str, shots: int | None = None) -> p
         pl.col("ends") == len(set(ends)))["eval_dataset"].to_list()
     other = transfer.filter((pl.col("eval_format") != pl.col("train_format"))
                             & (pl.col("eval_format") != OTHER_FORMAT_EXCLUDED))
-    shares = other.join(same, on=key).filter(pl.col("eval_dataset").is_in(kept_sets) & (pl.col("own") > 0))
+    # Each cell (variant and seed included) against its own gain; imported tables record no variant or seed (null).
+    shares = other.join(same, on=key, nulls_equal=True).filter(pl.col("eval_dataset").is_in(kept_sets)
+                                                               & (pl.col("own") > 0))
     shares = shares.with_columns((pl.col("delta") / pl.col("own")).alias("share"))
     return _ordered(shares.group_by(["step", "checkpoint"], maintain_order=True).agg(
         pl.col("share").mean(), pl.col("eval_dataset").n_unique().alias("n_sets"),

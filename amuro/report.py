@@ -51,16 +51,16 @@ def overview_html(results: pl.DataFrame, transfer: pl.DataFrame, forgetting: pl.
         in_domain = transfer.filter(
             (pl.col("relation") == "in-domain") & (pl.col("eval_format") == main_eval_format(
                 transfer["eval_format"].unique().to_list()))
-        ).select("model", "checkpoint", "train_dataset", "train_format", "train_size", "shots", "metric", "base",
-                 "finetuned", "delta", "delta_ci_low", "delta_ci_high")
+        ).select("model", "checkpoint", "train_dataset", "train_format", "train_size", "train_variant", "train_seed",
+                 "shots", "metric", "base", "finetuned", "delta", "delta_ci_low", "delta_ci_high")
         parts.append(_html_table(in_domain, "In-domain: pre-trained (base) vs fine-tuned, main eval format"))
         model, checkpoint = analysis.checkpoint_order(transfer)[-1]
         last = transfer.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
                                & (pl.col("eval_format") == main_eval_format(
                                    transfer["eval_format"].unique().to_list())))
-        matrix = last.select("train_dataset", "train_format", "train_size", "eval_dataset", "delta").pivot(
-            on="eval_dataset", index=["train_dataset", "train_format", "train_size"], values="delta",
-            sort_columns=True)
+        cell = ["train_dataset", "train_format", "train_size", "train_variant", "train_seed"]
+        matrix = last.select(*cell, "eval_dataset", "delta").pivot(on="eval_dataset", index=cell, values="delta",
+                                                                   sort_columns=True)
         parts.append(_html_table(matrix, f"Transfer matrix at {model} {checkpoint}: fine-tuned − pre-trained"))
         lost = forgetting.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
                                  & (pl.col("n_below_base") > 0)).select(

@@ -31,6 +31,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "train_task": pl.String,
     "train_format": pl.String,
     "train_size": pl.String,
+    "train_variant": pl.String,
+    "train_seed": pl.Int64,
     "eval_dataset": pl.String,
     "eval_task": pl.String,
     "eval_format": pl.String,
@@ -42,6 +44,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "ci_high": pl.Float64,
     "n_examples": pl.Int64,
 }
+# Columns a table written before the study had variants and seeds lacks: read as null (not recorded).
+LATER_COLUMNS = ("train_variant", "train_seed")
 # What identifies a row; no two rows of a table may share it.
 KEY = [c for c in SCHEMA if c not in ("step", "tokens", "train_task", "eval_task", "relation",
                                        "value", "ci_low", "ci_high", "n_examples")]
@@ -51,7 +55,7 @@ RELATIONS = ("base", "in-domain", "cross-domain", "cross-task", "instruction-tun
 # The train task of instruction tuning (a chat mix, not one task): its evaluations are "instruction-tuned".
 INSTRUCTION_TASK = "instruction"
 # Checkpoints in pre-training order (a name without a step, like `main`, is the final model and sorts last).
-SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_size",
+SORT = ["model", "step", "checkpoint", "train_dataset", "train_format", "train_size", "train_variant", "train_seed",
         "eval_dataset", "eval_format", "shots", "metric"]
 
 
@@ -125,6 +129,8 @@ def prediction_summary(
                 "train_task": train_task if first["train_dataset"] is not None else None,
                 "train_format": first["train_format"],
                 "train_size": first["train_size"],
+                "train_variant": first.get("train_variant"),
+                "train_seed": None if first.get("train_seed") is None else int(first["train_seed"]),
                 "eval_dataset": first["eval_dataset"],
                 "eval_task": first["eval_task"],
                 "eval_format": first["eval_format"],
@@ -170,6 +176,7 @@ def _differences(a: dict, b: dict) -> str:
 
 def finalize(table: pl.DataFrame, source: str) -> pl.DataFrame:
     """The table in the fixed column order, types and sort; errors name the source and the offending row."""
+    table = table.with_columns(pl.lit(None).alias(c) for c in LATER_COLUMNS if c not in table.columns)
     missing = [c for c in SCHEMA if c not in table.columns]
     if missing:
         raise ResultsError(f"{source}: missing column(s) {', '.join(missing)}")

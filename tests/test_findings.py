@@ -134,3 +134,23 @@ def test_the_findings_command_prints_each_verdict_and_strict_fails_on_a_missing_
     captured = capsys.readouterr()
     assert "[NO ] m (iv)" in captured.out and "1 finding(s) not shown: iv" in captured.err
     assert main(["findings", str(not_shown)]) == 0  # without --strict: a report, not a check
+
+
+def test_each_seed_of_a_cell_is_compared_with_its_own_gain_and_shown_as_a_row_of_its_own():
+    """Two seeds of every cell, the second gaining twice as much in both formats: each keeps the same share of its
+    own gain (a seed paired with the other's gain would not), and the overview lists the seeds apart."""
+    from amuro.analysis import forgetting_matrix, transfer_matrix
+    from amuro.report import overview_html
+
+    tuned = pl.col("train_dataset").is_not_null()
+    seeded = lambda table, seed: table.filter(tuned).with_columns(train_variant=pl.lit("full"),
+                                                                   train_seed=pl.lit(seed, pl.Int64))
+    doubled = {"sent": [0.20, 0.10, 0.04], "nli": [0.20, 0.60, 1.00], "summ": [0.40, 0.60, 0.80]}
+    table = finalize(pl.concat([study().filter(~tuned), seeded(study(), 1), seeded(study(gain=doubled), 2)]),
+                     "two seeds")
+    series = kept_share(headline(table), "m")
+    assert dict(series.select("checkpoint", "share").iter_rows()) == pytest.approx({"s10": 0.6, "s20": 0.8, "s40": 0.9})
+    transfer = transfer_matrix(headline(table))
+    assert set(transfer["train_seed"].unique().to_list()) == {1, 2}
+    page = overview_html(headline(table), transfer, forgetting_matrix(transfer))
+    assert "train_seed" in page

@@ -274,6 +274,7 @@ def test_benchmark_table_becomes_base_and_instruction_tuned_rows(tmp_path):
     assert base == {
         "model": "olmo1b", "checkpoint": "step1000", "step": 1000, "tokens": None,
         "train_dataset": None, "train_task": None, "train_format": None, "train_size": None,
+        "train_variant": None, "train_seed": None,
         "eval_dataset": "arc_easy", "eval_task": "multiple_choice", "eval_format": "default", "shots": 4,
         "relation": "base", "metric": "acc", "value": 0.40, "ci_low": None, "ci_high": None, "n_examples": None,
     }

@@ -118,6 +118,8 @@ def long_row(model: str, step: int | None, checkpoint_names: dict[int, str], tra
         "train_task": train_task,
         "train_format": train_format,
         "train_size": train_size,
+        "train_variant": None,  # not recorded in the released tables (the paper's full fine-tuning, one seed)
+        "train_seed": None,
         "eval_dataset": eval_dataset,
         "eval_task": eval_task,
         "eval_format": eval_format,
