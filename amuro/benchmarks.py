@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from amuro.adapters import is_adapter, load_causal_lm
 from amuro.io import write_parquet
 from amuro.tasks import BENCHMARK_TASK
 
@@ -209,6 +210,14 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
     # simple_evaluate sets their shot count and re-seeds their few-shot sampler.
     tasks_by_shots = {shots: _load_tasks(manager, entries) for shots, entries in sorted(by_shots.items())}
 
+    model, model_args = "hf", f"pretrained={model_dir},dtype={dtype}"  # lm-eval loads the directory itself
+    if is_adapter(model_dir):  # a LoRA cell: its adapter merged into the base, handed over as a model
+        from lm_eval.models.huggingface import HFLM
+        from transformers import AutoTokenizer
+
+        merged = load_causal_lm(model_dir, dtype=getattr(torch, dtype)).to(device).eval()
+        model, model_args = HFLM(pretrained=merged, tokenizer=AutoTokenizer.from_pretrained(model_dir),
+                                 batch_size=settings["batch_size"]), None
     fields = [pa.field(k, pa.string()) for k in sorted(meta)] + [pa.field(n, t) for n, t in PREDICTION_FIELDS]
     aggregates: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
     for shots, tasks in tasks_by_shots.items():
@@ -216,7 +225,7 @@ def run_benchmarks(model_dir: str | Path, plan: list[dict], settings: dict, meta
         # No output path and no request cache: lm-eval writes no files (datasets caches the data it loads in the HF
         # cache); the Parquet files below are the only outputs.
         results = lm_eval.simple_evaluate(
-            model="hf", model_args=f"pretrained={model_dir},dtype={dtype}", tasks=list(tasks.values()),
+            model=model, model_args=model_args, tasks=list(tasks.values()),
             num_fewshot=shots, batch_size=settings["batch_size"], limit=settings.get("limit"), device=device,
             log_samples=True, bootstrap_iters=0,  # intervals come from amuro.results
             task_manager=manager, **SEEDS)

@@ -186,4 +186,23 @@ def verify_model(model_dir: str | Path) -> dict:
     if extra:
         raise CheckpointError(f"{model_dir}: weight file {extra[0]} is not recorded in {path.name}")
     log.info("%s: %d files match %s (commit %s)", model_dir, len(record["files"]), path.name, record.get("commit"))
+    if record.get("method") == "lora":
+        verify_base(model_dir, record)
     return record
+
+
+def verify_base(adapter_dir: Path, record: dict) -> None:
+    """A LoRA cell is its adapter over a checkpoint: that checkpoint must be the one it was trained on (its
+    resolved.json as hashed at training) and whole (verify_model)."""
+    from amuro.hashing import sha256
+
+    base = Path(record["base_dir"])
+    resolved = base / "resolved.json"
+    if not resolved.is_file():
+        raise CheckpointError(f"{adapter_dir}: a LoRA adapter over {base}, which has no resolved.json; fetch the "
+                              f"checkpoint (rule fetch_checkpoint) before using the adapter")
+    if record.get("base_record_sha256") not in (None, sha256(resolved)):
+        raise CheckpointError(f"{adapter_dir}: a LoRA adapter trained on another {base}: its resolved.json has "
+                              f"sha256 {sha256(resolved)}, train_meta.json records {record['base_record_sha256']}; "
+                              f"fine-tune the cell again")
+    verify_model(base)

@@ -148,7 +148,9 @@ COMMANDS = (
         arg("--base", dest="base_dir", required=True, help="the pre-trained checkpoint directory"),
         arg("--train", dest="train_prompts", required=True, help="the train prompt file"),
         arg("--out", dest="out_dir", required=True),
-        arg("--settings", type=_json, required=True, help="hyper-parameters and train size (JSON)"),
+        arg("--settings", type=_json, required=True,
+            help="hyper-parameters, method (full or lora, and its settings), seed and train size (JSON)"),
+        arg("--run", type=_json, help="what identifies the cell (JSON), recorded in train_meta.json"),
         arg("--scratch", dest="scratch_dir", required=True,
             help="Trainer checkpoints for resuming; removed on success"), THREADS,
         # The `deepspeed` launcher appends --local_rank=N; the rank is read from the environment instead.

@@ -61,12 +61,15 @@ class Scorer:
 
     def __init__(self, model_dir: str | Path, batch_size: int, generation_stop: str = "paragraph",
                  overlong_prompts: str = "drop_demonstrations"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from amuro.adapters import load_causal_lm
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
+        # A LoRA cell's adapter is merged into its base checkpoint: scored as any model.
+        self.model = load_causal_lm(model_dir, dtype=dtype).to(self.device).eval()
         self.max_len = getattr(self.model.config, "max_position_embeddings", None) or 2048
         # Label scoring reads the last few positions only; models that can skip the others save a vocabulary-wide
         # projection of every prompt token.

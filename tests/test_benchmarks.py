@@ -173,3 +173,27 @@ def test_each_benchmark_job_gets_its_split_and_a_mini_world_one_cannot_have_vali
     tasks[first]["split"] = "validation"
     with pytest.raises(ConfigError, match=rf"key 'benchmarks.tasks.{first}.split'"):
         validate_config(demo_config)
+
+
+def test_a_lora_cell_is_scored_as_its_adapter_merged_into_its_base(model_dir, tasks_dir, tmp_path):
+    """An adapter directory (amuro.adapters) gives lm-eval the merged model: the same scores as that model saved
+    whole, and other scores than its base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(
+        r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))  # random B: a visible change
+    adapter, merged = tmp_path / "adapter", tmp_path / "merged"
+    adapted.save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(adapter)
+    (adapter / "train_meta.json").write_text(json.dumps({"method": "lora", "base_dir": str(model_dir)}))
+    adapted.merge_and_unload().save_pretrained(merged)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(merged)
+    scores = {name: run(path, tasks_dir, tmp_path / name / "2shot.parquet")
+              for name, path in (("adapter", adapter), ("merged", merged), ("base", model_dir))}
+    assert scores["adapter"] == scores["merged"]
+    rows = {name: pl.read_parquet(tmp_path / name / "2shot.parquet")["choice_logliks"].to_list() for name in scores}
+    assert np.allclose(np.concatenate(rows["adapter"]), np.concatenate(rows["merged"]), atol=1e-4)
+    assert not np.allclose(np.concatenate(rows["adapter"]), np.concatenate(rows["base"]), atol=1e-3)

@@ -673,3 +673,132 @@ def test_the_deepspeed_launcher_trains_one_cell_on_two_processes_with_zero3(base
     meta = json.loads((out / "train_meta.json").read_text())
     assert meta["world_size"] == 2 and meta["gradient_accumulation_steps"] == 1
     check_saved_model(out, meta["parameters"])
+
+
+# Seeds: the cell's seed draws what training draws at random, the train-size sample follows the study's
+
+
+def test_the_train_size_sample_follows_its_own_seed_not_the_cells(base_dir, train_prompts):
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+
+    def examples(**settings):
+        dataset, _ = load_examples(train_prompts, tokenizer, FinetuneSettings.from_dict({**SETTINGS, **settings}))
+        return dataset["input_ids"]
+
+    sampled = examples(size=9, sample_seed=1, seed=7)
+    assert sampled == examples(size=9, sample_seed=1, seed=8) != examples(size=9, sample_seed=2, seed=7)
+    assert examples(size=9, seed=3) == examples(size=9, sample_seed=3, seed=7)  # without one: the seed's sample
+
+
+# LoRA: the same Trainer and DeepSpeed path, the adapter saved alone and merged into its base to be scored
+
+LORA = {**SETTINGS, "learning_rate": 5e-2, "method": "lora",
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": "all-linear"}}
+RUN = {"model": "tiny", "checkpoint": "step0", "train": "colours-default-all-lora-7", "train_dataset": "colours",
+       "train_format": "default", "train_size": "all", "train_variant": "lora", "train_seed": "7"}
+
+
+@pytest.fixture(scope="module")
+def lora_cell(base_dir, train_prompts, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lora") / "adapter"
+    finetune(base_dir, train_prompts, out, FinetuneSettings.from_dict(LORA), out.parent / "scratch", run=RUN)
+    return out
+
+
+def test_a_lora_cell_trains_and_saves_only_its_adapter_over_its_recorded_base(lora_cell, base_dir):
+    from safetensors import safe_open
+
+    from amuro.hashing import sha256
+
+    names = {p.name for p in lora_cell.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "train_meta.json",
+            "train_log.parquet"} <= names
+    assert "model.safetensors" not in names and "README.md" not in names
+    meta = json.loads((lora_cell / "train_meta.json").read_text())
+    total = AutoModelForCausalLM.from_pretrained(base_dir).num_parameters()
+    with safe_open(lora_cell / "adapter_model.safetensors", "pt") as f:
+        saved = sum(f.get_tensor(k).numel() for k in f.keys())
+    assert meta["trainable_parameters"] == saved and meta["parameters"] == total + saved
+    assert meta["trainable_parameters"] < 0.15 * meta["parameters"]
+    assert (meta["method"], meta["seed"], meta["run"]) == ("lora", 7, RUN)
+    assert meta["settings"]["lora"] == LORA["lora"]
+    assert meta["base_dir"] == str(base_dir) and meta["base_record_sha256"] == sha256(base_dir / "resolved.json")
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= set(meta["files"])
+    losses = train_losses(lora_cell)
+    assert losses[-1] < losses[0]
+
+
+def test_a_scored_lora_cell_is_its_adapter_merged_into_its_base(lora_cell, base_dir):
+    """The Scorer merges the adapter into the base; the adapter reloaded on its own (peft, unmerged) predicts the
+    same, and both differ from the base checkpoint."""
+    from peft import PeftModel
+
+    from amuro.evaluate import Scorer
+
+    merged = Scorer(lora_cell, batch_size=4)
+    assert not isinstance(merged.model, PeftModel)
+    prompts = [r["prompt"] for r in ROWS[:4]]
+    ids = torch.tensor([merged.encode(prompts[0])])
+    adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), lora_cell).eval()
+    with torch.no_grad():
+        logits = merged.model(ids).logits
+        assert torch.allclose(logits, adapter(ids).logits, atol=1e-5)
+        assert not torch.allclose(logits, AutoModelForCausalLM.from_pretrained(base_dir)(ids).logits, atol=1e-3)
+    predictions = merged.generate(prompts, 3, "merged")
+    merged.model = adapter
+    assert merged.generate(prompts, 3, "adapter") == predictions
+
+
+def test_a_lora_cell_with_a_corrupted_adapter_or_another_base_is_refused(lora_cell, base_dir, tmp_path):
+    from amuro.checkpoints import CheckpointError
+    from amuro.cli import main
+
+    cell = tmp_path / "adapter"
+    shutil.copytree(lora_cell, cell)
+    assert verify_model(cell)["method"] == "lora"
+    with open(cell / "adapter_model.safetensors", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\0\1\2\3")
+    with pytest.raises(CheckpointError, match=r"file adapter_model.safetensors has sha256 \w+, but train_meta.json"):
+        verify_model(cell)
+    with pytest.raises(CheckpointError, match="adapter_model.safetensors"):  # the evaluation job checks first
+        main(["evaluate", "--jobs", json.dumps([{"model_dir": str(cell), "requests": [], "meta": {}}]),
+              "--settings", "{}"])
+    # The adapter is whole, but its base checkpoint was fetched again and is another one.
+    shutil.rmtree(cell)
+    shutil.copytree(lora_cell, cell)
+    base = tmp_path / "base"
+    shutil.copytree(base_dir, base)
+    meta = json.loads((cell / "train_meta.json").read_text())
+    (cell / "train_meta.json").write_text(json.dumps({**meta, "base_dir": str(base)}))
+    (base / "resolved.json").write_text(json.dumps({"model": "tiny", "checkpoint": "step0", "step": 1}))
+    with pytest.raises(CheckpointError, match="a LoRA adapter trained on another"):
+        verify_model(cell)
+
+
+def test_a_lora_seed_draws_its_initialisation_and_data_order(lora_cell, base_dir, train_prompts, tmp_path):
+    again, other = tmp_path / "again", tmp_path / "other"
+    finetune(base_dir, train_prompts, again, FinetuneSettings.from_dict(LORA), tmp_path / "scratch")
+    assert (again / "adapter_model.safetensors").read_bytes() == (lora_cell / "adapter_model.safetensors").read_bytes()
+    assert train_losses(again) == train_losses(lora_cell)
+    finetune(base_dir, train_prompts, other, FinetuneSettings.from_dict({**LORA, "seed": 8}), tmp_path / "scratch")
+    assert train_losses(other) != pytest.approx(train_losses(lora_cell), rel=1e-3)
+
+
+def test_a_lora_target_the_model_does_not_have_is_named_before_training(base_dir, train_prompts, tmp_path):
+    settings = FinetuneSettings.from_dict({**LORA, "lora": {**LORA["lora"], "target_modules": ["q_proj", "c_attn"]}})
+    with pytest.raises(FinetuneError, match=r"lora target module 'c_attn' is not a linear module of this model; its "
+                                            r"linear modules are down_proj, gate_proj, k_proj, lm_head, o_proj, "
+                                            r"q_proj, up_proj, v_proj"):
+        finetune(base_dir, train_prompts, tmp_path / "out", settings, tmp_path / "scratch")
+    assert not (tmp_path / "scratch").exists()
+
+
+def test_lora_settings_are_checked_when_made():
+    assert FinetuneSettings.from_dict({**SETTINGS, "method": "lora"}).lora.target_modules == "all-linear"
+    with pytest.raises(ValueError, match="method must be one of full, lora"):
+        FinetuneSettings.from_dict({**SETTINGS, "method": "qlora"})
+    with pytest.raises(ValueError, match="lora r must be >= 1"):
+        FinetuneSettings.from_dict({**LORA, "lora": {"r": 0}})
+    with pytest.raises(ValueError, match="for method lora only"):
+        FinetuneSettings.from_dict({**SETTINGS, "lora": {"r": 4}})

@@ -7,10 +7,16 @@ infinite loss stops the job naming the step (NonFiniteLoss). The result (weights
 every file's sha256, `train_log.parquet`; never optimizer states) appears in `out_dir` all at once, and only after
 the saved model has been reloaded and checked against the base model; the scratch directory is then removed.
 
+The seed (`settings.seed`, a cell's own) draws what training draws at random: the data order and dropout (the
+Trainer's seed) and LoRA's initialisation; the examples a train size samples follow `settings.sample_seed`.
+`method: lora` trains low-rank adapters (peft) on the frozen model through the same Trainer and DeepSpeed path, and
+saves the adapter only, with the base checkpoint's directory and record hash in train_meta.json (amuro.adapters).
+
 Runs as a single CPU/GPU process without a launcher, or as N processes under the `deepspeed` launcher.
 
 Here: the main path (`finetune`) and the check of the saved model; `settings` has FinetuneSettings and the errors,
-`examples` the training set and its collator, `trainer` the Trainer and DeepSpeed set-up and the callbacks.
+`examples` the training set and its collator, `trainer` the Trainer and DeepSpeed set-up and the callbacks, `lora`
+the adapters.
 """
 
 from __future__ import annotations
@@ -37,11 +43,12 @@ from transformers.utils import logging as hf_logging
 
 from amuro import tokenization
 from amuro.finetune.examples import data_collator, load_examples
+from amuro.finetune.lora import check_saved_adapter, check_target_modules, parameter_counts, with_lora
 from amuro.finetune.settings import FinetuneError, FinetuneSettings, NonFiniteLoss, Preempted
 from amuro.finetune.trainer import (LogProgress, accumulation_steps, attention_implementation, batching_for,
                                     deepspeed_config, ensure_process_group_env, prepare_scratch, set_up_loss,
                                     skip_shared_memory_collectives, train, train_log_table, training_arguments)
-from amuro.hashing import hash_files
+from amuro.hashing import hash_files, sha256
 from amuro.io import atomic_path, write_json, write_parquet
 
 __all__ = ["FinetuneError", "FinetuneSettings", "NonFiniteLoss", "Preempted", "check_saved_model", "finetune", "finetune_cell"]
@@ -49,11 +56,10 @@ __all__ = ["FinetuneError", "FinetuneSettings", "NonFiniteLoss", "Preempted", "c
 log = logging.getLogger(__name__)
 
 
-def expected_parameters(base_dir: str | Path) -> int:
-    """Parameter count of the base model, from its config alone (built on the meta device: no memory, no time)."""
+def meta_model(base_dir: str | Path):
+    """The base model's architecture, from its config alone (built on the meta device: no memory, no time)."""
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_dir))
-    return model.num_parameters()
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_dir))
 
 
 def check_saved_model(model_dir: str | Path, expected: int) -> int:
@@ -76,8 +82,10 @@ def versions() -> dict:
 
 
 def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Path, settings: FinetuneSettings,
-             scratch_dir: str | Path, threads: int = 1, callbacks: Sequence[TrainerCallback] = ()) -> None:
-    """callbacks: more TrainerCallbacks (amuro bench times steps with one)."""
+             scratch_dir: str | Path, threads: int = 1, callbacks: Sequence[TrainerCallback] = (),
+             run: dict | None = None) -> None:
+    """callbacks: more TrainerCallbacks (amuro bench times steps with one); run: what identifies the cell (its
+    variant and seed among it), recorded in train_meta.json."""
     start = time.perf_counter()
     # DeepSpeed calls collectives that torch 2.13 renamed, with a warning per call.
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
@@ -88,7 +96,11 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     world_size = ensure_process_group_env()
     main_process = int(os.environ["RANK"]) == 0
     accumulation = accumulation_steps(settings, world_size)
-    expected = expected_parameters(base_dir)
+    architecture = meta_model(base_dir)
+    expected = architecture.num_parameters()
+    lora = settings.method == "lora"
+    if lora:  # before any work: a target the model does not have is a config error
+        check_target_modules(architecture, settings.lora)
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     train_set, cuts = load_examples(train_prompts, tokenizer, settings)
@@ -118,6 +130,11 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     # Training needs no KV cache, and with one transformers would not read a packed row's example boundaries from
     # its positions; the saved model gets it back for generation.
     model.config.use_cache = False
+    if lora:
+        model = with_lora(model, settings.lora, settings.seed)
+        trainable, total = parameter_counts(model)  # peft counts ZeRO-3's partitioned parameters whole
+    else:  # the loaded model's own count is a shard's under ZeRO-3
+        trainable = total = expected
     if settings.max_seq_len > getattr(model.config, "max_position_embeddings", math.inf):
         log.warning("max_seq_len %d exceeds the model's max_position_embeddings %d",
                     settings.max_seq_len, model.config.max_position_embeddings)
@@ -130,9 +147,10 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
     trainer.remove_callback(PrinterCallback)
     set_up_loss(trainer, settings, world_size)
     log.info("fine-tuning %s: %d examples, %s epochs, batch %d = micro %d x accumulation %d x world %d, lr %g, "
-             "%s loss, %s recipe: %s batches, %s attention, %s", base_dir, len(train_set), settings.epochs,
-             settings.batch_size, settings.micro_batch_size, accumulation, world_size, settings.learning_rate,
-             settings.loss, settings.recipe, batching, attention, zero)
+             "%s loss, %s recipe: %s batches, %s attention, %s, seed %d, %s: %d of %d parameters trained", base_dir,
+             len(train_set), settings.epochs, settings.batch_size, settings.micro_batch_size, accumulation,
+             world_size, settings.learning_rate, settings.loss, settings.recipe, batching, attention, zero,
+             settings.seed, settings.method, trainable, total)
     if resume:
         log.info("resuming from %s (step %d)", resume, resumed_step)
     train(trainer, resume, scratch_dir)
@@ -144,16 +162,26 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
         if not main_process:
             return
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; train_meta.json says it in words
+        if lora:
+            (tmp / "README.md").unlink(missing_ok=True)  # peft's model card template
         unset_hf_deepspeed_config()  # reload as an ordinary model, not into ZeRO-3 shards
-        check_saved_model(tmp, expected)
+        if lora:
+            check_saved_adapter(tmp, base_dir, trainable)
+        else:
+            check_saved_model(tmp, expected)
         write_parquet(train_log_table(trainer.state.log_history), tmp / "train_log.parquet")
         # What evaluation checks the model against (amuro verify-model), as resolved.json for a checkpoint.
         files = hash_files(tmp)
         resolved = base_dir / "resolved.json"
         write_json({
+            "run": run,
             "settings": asdict(settings),
+            "method": settings.method,
+            "seed": settings.seed,
+            # A LoRA cell is its adapter over this checkpoint: who uses it loads this directory and checks this hash.
             "base_dir": str(base_dir),
             "base_checkpoint": json.loads(resolved.read_text()) if resolved.exists() else None,
+            "base_record_sha256": sha256(resolved) if resolved.exists() else None,
             "train_prompts": str(train_prompts),
             "examples": len(train_set),
             "examples_cut": cuts["cut"],
@@ -165,7 +193,8 @@ def finetune(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Pat
             "chat_template": tokenizer.chat_template,
             "bos_ids": list(tokenization.bos_ids(tokenizer)),
             "pad_token_id": pad_tokenizer.pad_token_id,
-            "parameters": expected,
+            "parameters": total,
+            "trainable_parameters": trainable,
             "optimizer_steps": trainer.state.max_steps,
             "warmup_steps": args.get_warmup_steps(trainer.state.max_steps),
             "gradient_accumulation_steps": accumulation,
@@ -191,13 +220,14 @@ PREEMPTED_EXIT_CODE = 143
 
 
 def finetune_cell(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Path, settings: dict,
-                  scratch_dir: str | Path, threads: int = 1) -> None:
+                  scratch_dir: str | Path, threads: int = 1, run: dict | None = None) -> None:
     """`amuro finetune`: the base checkpoint checked against its record, then one cell fine-tuned."""
     from amuro.checkpoints import verify_model
 
     verify_model(base_dir)
     try:
-        finetune(base_dir, train_prompts, out_dir, FinetuneSettings.from_dict(settings), scratch_dir, threads)
+        finetune(base_dir, train_prompts, out_dir, FinetuneSettings.from_dict(settings), scratch_dir, threads,
+                 run=run)
     except Preempted as exc:
         log.error("%s", exc)
         raise SystemExit(PREEMPTED_EXIT_CODE) from None

@@ -78,7 +78,7 @@ def load_examples(train_file: str | Path, tokenizer, settings: FinetuneSettings)
 
 def _completion_examples(train_prompts, tokenizer, settings: FinetuneSettings) -> tuple[list[dict], dict]:
     table = pq.read_table(train_prompts, columns=["prompt", "completion"])
-    rows = sample_rows(table.num_rows, settings.size, settings.seed)
+    rows = sample_rows(table.num_rows, settings.size, settings.sampling_seed)
     prompts = [table["prompt"][i].as_py() for i in rows]
     completions = [table["completion"][i].as_py() for i in rows]
     # The prompt after the tokenizer's BOS, if it has one, as evaluation encodes it (amuro.tokenization).
@@ -111,7 +111,7 @@ def _chat_examples(train_file, tokenizer, settings: FinetuneSettings) -> tuple[l
     instructions.ensure_chat_template(tokenizer, settings.chat_template)
     table = pq.read_table(train_file, columns=["id", "messages"])
     features, n_cut, dropped = [], 0, 0
-    for i in sample_rows(table.num_rows, settings.size, settings.seed):
+    for i in sample_rows(table.num_rows, settings.size, settings.sampling_seed):
         example, cut = instructions.chat_features(table["messages"][i].as_py(), tokenizer, settings.max_seq_len)
         n_cut += cut
         if example is None:

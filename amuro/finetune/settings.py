@@ -16,6 +16,7 @@ LOSSES = ("token_mean", "example_mean", "micro_batch_mean")
 # end goes, completion first: a target can be lost entirely), right_drop (right, and an example left without any
 # target token is dropped, as open-instruct drops it).
 TRUNCATIONS = ("left", "right", "right_drop")
+METHODS = ("full", "lora")
 
 
 class FinetuneError(RuntimeError):
@@ -31,6 +32,30 @@ class NonFiniteLoss(FinetuneError):
 
 
 @dataclass
+class LoraSettings:
+    """Low-rank adapters (peft's LoraConfig): rank r, scaling alpha / r, dropout on the adapters' input, and the
+    linear modules that get them (names as peft matches them, or all-linear: every one but the output head)."""
+
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"lora r must be >= 1, not {self.r}")
+        if self.alpha <= 0:
+            raise ValueError(f"lora alpha must be > 0, not {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"lora dropout must be in [0, 1), not {self.dropout}")
+        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
+            raise ValueError(f"lora target_modules must be all-linear or a list of module names, "
+                             f"not {self.target_modules!r}")
+        if not isinstance(self.target_modules, str):
+            self.target_modules = list(self.target_modules)
+
+
+@dataclass
 class FinetuneSettings:
     learning_rate: float
     epochs: float
@@ -40,9 +65,14 @@ class FinetuneSettings:
     scheduler: str  # a transformers lr_scheduler_type: linear, cosine, constant_with_warmup, ...
     weight_decay: float
     max_seq_len: int
-    seed: int
+    seed: int  # what training draws at random: data order, dropout, LoRA's initialisation
     deepspeed: str  # zero0 | zero2 | zero3 (amuro/deepspeed/<name>.json) | auto: zero0 alone, zero2 for several
-    size: int | None = None  # training examples, sampled with `seed` in their original order; None = all
+    size: int | None = None  # training examples, sampled with `sample_seed` in their original order; None = all
+    # The seed of that sample, apart from `seed` so that every seed of a cell trains on the same examples (the
+    # workflow passes the train set's seed); None: `seed`.
+    sample_seed: int | None = None
+    method: str = "full"  # full: every parameter is trained; lora: adapters only (`lora`), the base frozen
+    lora: LoraSettings | None = None  # method lora (a dict is read as LoraSettings; None: its defaults)
     save_steps: int = 50  # Trainer checkpoint interval in scratch_dir, for resuming
     logging_steps: int = 5
     chat_template: str | None = None  # instruction tuning: for a tokenizer without one (None: Tulu v2's)
@@ -65,6 +95,12 @@ class FinetuneSettings:
     def __post_init__(self):
         if self.size == "all":
             self.size = None
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.method == "lora":
+            self.lora = LoraSettings(**self.lora) if isinstance(self.lora, dict) else self.lora or LoraSettings()
+        elif self.lora is not None:
+            raise ValueError("lora settings are for method lora only")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
         if self.batching not in BATCHINGS:
@@ -89,6 +125,11 @@ class FinetuneSettings:
             raise ValueError(f"size must be >= 1 or None, not {self.size}")
         if self.max_grad_norm < 0:
             raise ValueError(f"max_grad_norm must be >= 0 (0: no clipping), not {self.max_grad_norm}")
+
+    @property
+    def sampling_seed(self) -> int:
+        """The seed that samples `size` training examples."""
+        return self.seed if self.sample_seed is None else self.sample_seed
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneSettings":
