@@ -4,7 +4,7 @@
 
 rule evaluate_benchmarks:
     input:
-        model=of_run(STUDY.model_dir),
+        unpack(of_run(STUDY.model_inputs)),
         data=STUDY.benchmarking.inputs(),
         downloads=STUDY.downloads.benchmark_records(),
     output:

@@ -7,7 +7,7 @@
 
 rule evaluate_base:
     input:
-        model=of_run(STUDY.model_dir),
+        unpack(of_run(STUDY.model_inputs)),
         prompts=STUDY.evaluation.prompt_index(),
     output:
         updatable(STUDY.evaluation.output_patterns(base=True)),

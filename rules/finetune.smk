@@ -1,5 +1,6 @@
-# Every cell: a pre-trained checkpoint fine-tuned on one train dataset, in one train format, at one train size.
-# Instruction tuning is a cell too: the instruction mix in chat format, once per checkpoint.
+# Every cell: a pre-trained checkpoint fine-tuned on one train dataset, in one train format, at one train size, with
+# one variant of the fine-tuning settings (full, LoRA, ...) and one seed. Instruction tuning is a cell too: the
+# instruction mix in chat format, once per checkpoint, fully fine-tuned with its own settings and seed.
 
 
 rule finetune:
@@ -10,6 +11,7 @@ rule finetune:
         directory(paths.FINETUNED),
     params:
         settings=of_run(STUDY.finetuning.settings, to_json=True),
+        run=of_run(STUDY.run_meta, to_json=True),
         launcher=launcher,
         scratch=paths.SCRATCH,
     threads: 1
@@ -18,9 +20,9 @@ rule finetune:
         runtime=job_size("finetune", "runtime"),
         mem_mb=job_size("finetune", "mem_mb"),
     log:
-        "logs/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}.log",
+        "logs/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}/{variant}/{seed}.log",
     benchmark:
-        "benchmarks/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}.tsv"
+        "benchmarks/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}/{variant}/{seed}.tsv"
     shell:
         "{params.launcher} finetune --base {input.base} --train {input.train} --out {output}"
-        " --settings {params.settings:q} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+        " --settings {params.settings:q} --run {params.run:q} --scratch {params.scratch} --threads {threads} > {log} 2>&1"

@@ -29,7 +29,10 @@ def expected_jobs(config: dict, figures_left_out: set[str]) -> Counter:
     checkpoints = sum(len(model_checkpoints(config, m)) for m in config["models"])
     datasets, formats = len(config["datasets"]), len(config["formats"])
     ft = config["finetune"]
-    cells = checkpoints * len(ft["datasets"]) * len(ft["formats"]) * len(ft["sizes"])
+    # Per train set, every variant that trains on it (all of them unless it lists its datasets), and every seed.
+    train_sets = sum(len(v.get("datasets", ft["datasets"])) for v in ft["variants"].values())
+    seeds = len(ft["seeds"]) if ft["seeds"] is not None else 1
+    cells = checkpoints * train_sets * len(ft["formats"]) * len(ft["sizes"]) * seeds
     jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
                    prepare_dataset=datasets, build_prompts=datasets * formats, build_test_prompts=datasets * formats,
                    index_prompts=1, evaluate_base=checkpoints,

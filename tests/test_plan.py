@@ -56,30 +56,31 @@ def test_the_paper_plan_instruction_tunes_olmo_only(paper):
 
 def test_a_run_has_one_id_one_directory_and_one_meta():
     base = Run("mini", "step20-tokens40K")
-    cell = Run("mini", "step20-tokens40K", "people_nli", "default", "all")
-    tuned = Run("mini", "step20-tokens40K", "chat_mix", "chat", "all")
+    cell = Run("mini", "step20-tokens40K", "people_nli", "default", "all", "lora", "3")
+    tuned = Run("mini", "step20-tokens40K", "chat_mix", "chat", "all", "full", "42")
     assert (base.id, base.dir) == (BASE, "results/checkpoints/mini/step20-tokens40K")
-    assert cell.id == "people_nli-default-all"
-    assert cell.dir == "results/finetuned/mini/step20-tokens40K/people_nli/default/all"
+    assert cell.id == "people_nli-default-all-lora-3"
+    assert cell.dir == "results/finetuned/mini/step20-tokens40K/people_nli/default/all/lora/3"
     assert tuned.is_instruction_tuned and not cell.is_instruction_tuned and base.is_base
-    assert cell.meta == {"model": "mini", "checkpoint": "step20-tokens40K", "train": "people_nli-default-all",
-                         "train_dataset": "people_nli", "train_format": "default", "train_size": "all"}
-    assert base.meta["train"] == "base" and base.meta["train_dataset"] is None
+    assert cell.meta == {"model": "mini", "checkpoint": "step20-tokens40K", "train": "people_nli-default-all-lora-3",
+                         "train_dataset": "people_nli", "train_format": "default", "train_size": "all",
+                         "train_variant": "lora", "train_seed": "3"}
+    assert base.meta["train"] == "base" and base.meta["train_dataset"] is None and base.meta["train_seed"] is None
 
 
 def test_jobs_find_their_run_from_wildcards_and_unknown_runs_are_named(tiny):
-    cell = Run("mini", "step150-tokens307K", "people_nli", "default", "all")
+    cell = Run("mini", "step150-tokens307K", "people_nli", "default", "all", "full", "42")
     wildcards = {"model": "mini", "checkpoint": "step150-tokens307K"}
-    assert tiny.run_for({**wildcards, "train": "people_nli-default-all"}) == cell
+    assert tiny.run_for({**wildcards, "train": "people_nli-default-all-full-42"}) == cell
     assert tiny.run_for({"model": "mini", "checkpoint": "step150-tokens307K", "train_dataset": "people_nli",
-                         "train_format": "default", "train_size": "all"}) == cell
+                         "train_format": "default", "train_size": "all", "variant": "full", "seed": "42"}) == cell
     assert tiny.run_for({"model": "mini", "checkpoint": "step150-tokens307K"}).is_base
     with pytest.raises(PlanError, match="'mini/step150-tokens307K/people_nli-io-all' is not a run of this study"):
         tiny.run("mini", "step150-tokens307K", "people_nli-io-all")
 
 
 def test_an_evaluation_job_reads_exactly_the_prompt_files_it_scores(tiny):
-    cell = tiny.run("mini", "step150-tokens307K", "people_nli-default-all")
+    cell = tiny.run("mini", "step150-tokens307K", "people_nli-default-all-full-42")
     assert tiny.evaluation.prompts(cell) == [f"results/prompts/{d}/{f}/test.parquet"
                                        for d in ("diary_summary", "people_nli", "product_sentiment")
                                        for f in ("default", "instruct")]
@@ -88,16 +89,18 @@ def test_an_evaluation_job_reads_exactly_the_prompt_files_it_scores(tiny):
     assert requests[2] == {
         "dataset": "people_nli", "task": "nli", "format": "default", "shots": 0,
         "prompts": "results/prompts/people_nli/default/test.parquet",
-        "output": "results/predictions/mini/step150-tokens307K/people_nli-default-all/people_nli/default/0shot.parquet",
+        "output": ("results/predictions/mini/step150-tokens307K/people_nli-default-all-full-42/people_nli/default/"
+                   "0shot.parquet"),
         "labels": ["yes", "maybe", "no"]}
     base = tiny.run("mini", "step150-tokens307K")
-    assert [r["shots"] for r in tiny.evaluation.requests(base)][:2] == [0, 2] and len(tiny.evaluation.requests(base)) == 12
+    assert [r["shots"] for r in tiny.evaluation.requests(base)][:2] == [0, 2]
+    assert len(tiny.evaluation.requests(base)) == 12
     # Instruction-tuned models are scored on the benchmarks only.
-    tuned = tiny.run("mini", "step150-tokens307K", "chat_mix-chat-all")
+    tuned = tiny.run("mini", "step150-tokens307K", "chat_mix-chat-all-full-42")
     assert tiny.evaluation.requests(tuned) == [] and tiny.evaluation.prediction_files(tuned) == []
     assert tiny.benchmarking.files(tuned) == [
-        "results/benchmarks/mini/step150-tokens307K/chat_mix-chat-all/city_country/2shot.parquet",
-        "results/benchmarks/mini/step150-tokens307K/chat_mix-chat-all/passage_check/2shot.parquet"]
+        "results/benchmarks/mini/step150-tokens307K/chat_mix-chat-all-full-42/city_country/2shot.parquet",
+        "results/benchmarks/mini/step150-tokens307K/chat_mix-chat-all-full-42/passage_check/2shot.parquet"]
     assert tiny.benchmarking.requests(cell) == []
 
 
@@ -201,13 +204,13 @@ def test_the_rule_output_patterns_are_the_plans_files(tiny):
 
 
 def test_a_llama_cell_gets_its_model_hyperparameters_and_gpus(paper):
-    llama = paper.run("llama3_8b", "main", "xsum-default-all")
+    llama = paper.run("llama3_8b", "main", "xsum-default-all-full-42")
     settings = paper.finetuning.settings(llama)
     assert (settings["learning_rate"], settings["epochs"], settings["batch_size"], settings["deepspeed"]) == (
         5e-6, 2, 16, "zero3")
     assert settings["size"] is None
     assert paper.finetuning.gpus(llama) == 4
-    olmo = paper.run("olmo1b", "step1000", "xsum-default-all")
+    olmo = paper.run("olmo1b", "step1000", "xsum-default-all-full-42")
     assert paper.finetuning.gpus(olmo) == 1
     assert paper.finetuning.settings(olmo)["learning_rate"] == 2e-7  # xsum's own rate (the paper's choice)
     tulu = paper.instruction_tuned("olmo1b", "step1000")
@@ -280,3 +283,83 @@ def test_final_outputs_hold_every_run_table_and_drawable_figure(demo):
     assert not any(o.endswith("shot.parquet") for o in outputs)
     assert "results/tables/results.parquet" in outputs and "results/tables/table3.parquet" in outputs
     assert "results/figures/cross_task.png" in outputs and "results/figures/fticl.pdf" not in outputs
+
+
+# Variants and seeds: axes of the study
+
+
+def tiny_with(**finetune) -> Study:
+    config = load_config(TINY)
+    config["finetune"].update(finetune)
+    return Study(validate_config(config, "tiny"))
+
+
+def job_params(study: Study, run: Run) -> dict:
+    """What the jobs of one run get: their params are their rerun triggers."""
+    params = {"finetune": None if run.is_base else study.finetuning.settings(run),
+              "evaluate": study.evaluation.jobs(run), "benchmarks": study.benchmarking.requests(run),
+              "summary": study.results.summary_settings(run), "inputs": study.model_inputs(run)}
+    return params
+
+
+LORA = {"method": "lora", "lora": {"r": 4}, "hyperparameters": {"learning_rate": 0.01}}
+
+
+@pytest.mark.parametrize("grown, new", [
+    ({"seeds": [42, 43]}, {"seed": "43"}),
+    ({"variants": {"full": {}, "lora": {**LORA, "datasets": ["people_nli"]}}}, {"variant": "lora"}),
+])
+def test_a_seed_or_variant_added_to_a_finished_study_plans_only_its_new_cells(tiny, grown, new):
+    study = tiny_with(**grown)
+    before, after = set(tiny.runs()), set(study.runs())
+    added = after - before
+    assert before < after and added and all(all(getattr(r, k) == v for k, v in new.items()) for r in added)
+    assert all(not r.is_base and not r.is_instruction_tuned for r in added)
+    # Every run of the finished study keeps the params of all of its jobs: nothing of it reruns.
+    assert all(job_params(study, run) == job_params(tiny, run) for run in before)
+    if "variants" in grown:  # the new variant trains on its own train set only, once per checkpoint
+        assert {r.train_dataset for r in added} == {"people_nli"} and len(added) == len(study.base_runs())
+
+
+def test_changing_one_variants_settings_changes_only_its_cells_params():
+    study = tiny_with(variants={"full": {}, "lora": LORA})
+    changed = tiny_with(variants={"full": {}, "lora": {**LORA, "hyperparameters": {"learning_rate": 0.02}}})
+    assert study.runs() == changed.runs()
+    differ = {run.variant for run in study.finetuned_runs()
+              if study.finetuning.settings(run) != changed.finetuning.settings(run)}
+    assert differ == {"lora"}
+
+
+def test_a_cells_settings_hold_its_variant_its_seed_and_its_train_sets_sample_seed(tiny):
+    study = tiny_with(variants={"full": {}, "lora": LORA}, seeds=[1, 2])
+    lora = study.run("mini", "step20-tokens40K", "people_nli-default-all-lora-2")
+    settings = study.finetuning.settings(lora)
+    assert (settings["method"], settings["lora"]["r"], settings["lora"]["alpha"]) == ("lora", 4, 16)
+    assert (settings["learning_rate"], settings["seed"], settings["sample_seed"]) == (0.01, 2, 7)  # study seed 7
+    assert settings["epochs"] == 2  # the rest as finetune.hyperparameters
+    full = study.run("mini", "step20-tokens40K", "people_nli-default-all-full-1")
+    assert study.finetuning.settings(full) == {**tiny.finetuning.settings(tiny.run(
+        "mini", "step20-tokens40K", "people_nli-default-all-full-42")), "seed": 1}
+    assert "lora" not in study.finetuning.settings(full)
+    # A LoRA cell is scored as its adapter merged into its checkpoint: its evaluation reads both directories.
+    assert study.model_inputs(lora) == {"model": lora.dir, "base": "results/checkpoints/mini/step20-tokens40K"}
+    assert study.model_inputs(full) == {"model": full.dir}
+    assert study.evaluation.checkpoint_inputs("mini", "step20-tokens40K")["models"][-1] == lora.base.dir
+    # The instruction-tuned run is of its own kind: one run per checkpoint, its own settings and seed.
+    tuned = study.instruction_tuned("mini", "step20-tokens40K")
+    assert (tuned.id, study.finetuning.settings(tuned)["seed"]) == ("chat_mix-chat-all-full-42", 42)
+    assert len(study.instruction_tuned_runs()) == len(study.base_runs())
+
+
+def test_variants_and_seeds_multiply_the_cells_and_their_jobs():
+    config = load_config(TINY)
+    config["finetune"].update(variants={"full": {}, "lora": {**LORA, "datasets": ["people_nli"]}}, seeds=[1, 2, 3])
+    study = Study(validate_config(config))
+    # 3 checkpoints x (2 train sets full + 1 lora) x 3 seeds
+    assert len(study.finetuned_runs()) == 3 * 3 * 3
+    planned = jobs_per_rule(study)
+    expected = expected_jobs(config, FIGURES_LEFT_OUT[TINY])
+    assert planned == {rule: expected[rule] for rule in planned}
+    constraints = study.wildcard_constraints()
+    assert all(re.fullmatch(constraints["train"], run.id) for run in study.runs())
+    assert re.fullmatch(constraints["variant"], "lora") and not re.fullmatch(constraints["variant"], "qlora")

@@ -165,13 +165,20 @@ def study_compute_jobs() -> Counter:
             jobs[comment("evaluate_base", model, ckpt, "base")] += 1
             jobs[comment("evaluate_benchmarks", model, ckpt, "base")] += 1
             if model in tuned:
-                jobs[comment("finetune", model, ckpt, it, "chat", "all")] += 1
-                jobs[comment("evaluate_benchmarks", model, ckpt, f"{it}-chat-all")] += 1
+                it_seed = str(config["instruction_tuning"]["hyperparameters"]["seed"])
+                jobs[comment("finetune", model, ckpt, it, "chat", "all", "full", it_seed)] += 1
+                jobs[comment("evaluate_benchmarks", model, ckpt, f"{it}-chat-all-full-{it_seed}")] += 1
+            seeds = config["finetune"]["seeds"] or [config["finetune"]["hyperparameters"]["seed"]]
             for dataset in config["finetune"]["datasets"]:
                 for fmt in config["finetune"]["formats"]:
                     for size in map(str, config["finetune"]["sizes"]):
-                        jobs[comment("finetune", model, ckpt, dataset, fmt, size)] += 1
-                        jobs[comment("evaluate_finetuned", model, ckpt, f"{dataset}-{fmt}-{size}")] += 1
+                        for variant, spec in config["finetune"]["variants"].items():
+                            if dataset not in spec.get("datasets", [dataset]):
+                                continue
+                            for seed in map(str, seeds):
+                                jobs[comment("finetune", model, ckpt, dataset, fmt, size, variant, seed)] += 1
+                                jobs[comment("evaluate_finetuned", model, ckpt,
+                                             f"{dataset}-{fmt}-{size}-{variant}-{seed}")] += 1
     return jobs
 
 

@@ -113,14 +113,14 @@ def test_fine_tuned_models_beat_their_base_checkpoint_in_domain(tiny_study):
         base = max(_mean_score(tiny_study / f"results/predictions/mini/{last}/base/{dataset}/default/{k}shot.parquet")
                    for k in (0, 2))
         tuned = _mean_score(
-            tiny_study / f"results/predictions/mini/{last}/{dataset}-default-all/{dataset}/default/0shot.parquet")
+            tiny_study / f"results/predictions/mini/{last}/{dataset}-default-all-full-42/{dataset}/default/0shot.parquet")
         assert tuned > base + 0.1, (dataset, base, tuned)
 
 
 @pytest.mark.slow
 def test_predictions_keep_every_example_and_its_settings(tiny_study):
     table = pq.read_table(
-        tiny_study / "results/predictions/mini/step400-tokens819K/people_nli-default-all/product_sentiment/instruct/0shot.parquet")
+        tiny_study / "results/predictions/mini/step400-tokens819K/people_nli-default-all-full-42/product_sentiment/instruct/0shot.parquet")
     assert table.num_rows == 60
     row = table.to_pylist()[0]
     assert row["train_dataset"] == "people_nli" and row["eval_dataset"] == "product_sentiment"
@@ -160,13 +160,14 @@ def test_benchmark_rows_equal_the_per_example_means_and_tuned_models_keep_the_ch
     tuned = results.filter(pl.col("relation") == "instruction-tuned")
     assert set(tuned["eval_dataset"]) == {"city_country", "passage_check"} and set(tuned["metric"]) == {"acc", "acc_norm"}
     assert set(tuned["train_dataset"]) == {"chat_mix"} and set(tuned["train_task"]) == {"instruction"}
-    cell = "results/benchmarks/mini/step400-tokens819K/chat_mix-chat-all/passage_check/2shot.parquet"
+    cell = "results/benchmarks/mini/step400-tokens819K/chat_mix-chat-all-full-42/passage_check/2shot.parquet"
     examples = pl.read_parquet(tiny_study / cell)
     assert examples.height == 2 * 30 and examples["scoring"].unique().to_list() == ["lm-eval"]
     row = tuned.filter((pl.col("checkpoint") == "step400-tokens819K") & (pl.col("eval_dataset") == "passage_check")
                        & (pl.col("metric") == "acc")).row(0, named=True)
     assert row["value"] == pytest.approx(examples.filter(pl.col("metric") == "acc")["score"].mean())
-    meta = json.loads((tiny_study / "results/finetuned/mini/step400-tokens819K/chat_mix/chat/all/train_meta.json").read_text())
+    meta = json.loads((tiny_study / "results/finetuned/mini/step400-tokens819K/chat_mix/chat/all/full/42/train_meta.json")
+                      .read_text())
     assert "<|assistant|>" in meta["chat_template"]
     for table in ("mrc", "group_gain", "scoring_methods", "table3"):
         assert pl.read_parquet(tiny_study / f"results/tables/{table}.parquet").height > 0
@@ -206,11 +207,11 @@ def test_a_killed_workflow_redoes_only_its_unfinished_jobs_and_writes_the_same_t
     cell, target = "mini/step20-tokens40K", "results/tables/results.parquet"
     # The study as it stands while one cell is still to be made: its model, predictions and summary, and the table
     # made from them, absent (with the table present, Snakemake would rightly take missing intermediates as done).
-    shutil.rmtree(workdir / f"results/finetuned/{cell}/people_nli/default/all")
-    shutil.rmtree(workdir / f"results/predictions/{cell}/people_nli-default-all")
-    (workdir / f"results/tables/cells/{cell}/people_nli-default-all.parquet").unlink()
+    shutil.rmtree(workdir / f"results/finetuned/{cell}/people_nli/default/all/full/42")
+    shutil.rmtree(workdir / f"results/predictions/{cell}/people_nli-default-all-full-42")
+    (workdir / f"results/tables/cells/{cell}/people_nli-default-all-full-42.parquet").unlink()
     (workdir / target).unlink()
-    evaluation_log = workdir / f"logs/evaluate/{cell}/people_nli-default-all.log"
+    evaluation_log = workdir / f"logs/evaluate/{cell}/people_nli-default-all-full-42.log"
     evaluation_log.unlink()
     run = subprocess.Popen(snakemake_command(workdir, TINY, target), env=snakemake_env(), start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -233,14 +234,15 @@ def test_a_killed_workflow_redoes_only_its_unfinished_jobs_and_writes_the_same_t
 
 @pytest.mark.slow
 def test_another_seed_reruns_a_cell_from_its_prompts_on_and_changes_its_results(tiny_study, tmp_path):
-    """The study seed reaches every seeded step after pre-training (demonstrations, data order, bootstrap): one cell
+    """The study seed reaches every seeded step after pre-training (demonstrations, train-size samples, bootstrap;
+    the fine-tuning seed is the cell's own, finetune.seeds): one cell
     asked for with another seed is made again from its prompts on, the mini-world untouched, and its numbers change.
     (The same seed gives the same bytes: the killed-workflow test above.)"""
     from amuro.results import table_settings
 
     workdir = tmp_path / "study"
     shutil.copytree(tiny_study, workdir)
-    cell = "results/tables/cells/mini/step20-tokens40K/people_nli-default-all.parquet"
+    cell = "results/tables/cells/mini/step20-tokens40K/people_nli-default-all-full-42.parquet"
     pretraining = {p: p.stat().st_mtime_ns for p in (workdir / "results/miniworld").rglob("*") if p.is_file()}
     planned = planned_jobs(workdir, TINY, cell, "--config", "seed=8")
     assert planned["finetune"] == planned["evaluate_finetuned"] == planned["summarize_predictions"] == 1, planned
@@ -268,9 +270,9 @@ def test_one_evaluation_job_per_checkpoint_writes_the_predictions_one_job_per_ce
     configfile.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "study"
     shutil.copytree(tiny_study, workdir)
-    cell = "results/predictions/mini/step20-tokens40K/people_nli-default-all"
+    cell = "results/predictions/mini/step20-tokens40K/people_nli-default-all-full-42"
     shutil.rmtree(workdir / cell)
-    shutil.rmtree(workdir / "results/predictions/mini/step20-tokens40K/diary_summary-default-all")
+    shutil.rmtree(workdir / "results/predictions/mini/step20-tokens40K/diary_summary-default-all-full-42")
     target = f"{cell}/people_nli/instruct/0shot.parquet"
     planned = planned_jobs(workdir, configfile, target)
     assert planned == Counter(evaluate_finetuned=1), planned
@@ -294,8 +296,29 @@ def test_fticl_and_train_sizes_add_their_cells(tmp_path):
     jobs = planned_jobs(tmp_path, configfile)
     assert jobs == expected_jobs(load_config(configfile), {"cross_domain"})
     assert jobs["finetune"] == 3 * 2 * 2 * 2 + 3 and jobs["build_fticl_prompts"] == 2  # + instruction tuning
-    cell = "results/predictions/mini/step20-tokens40K/people_nli-fticl-100/people_nli/default/0shot.parquet"
+    cell = "results/predictions/mini/step20-tokens40K/people_nli-fticl-100-full-42/people_nli/default/0shot.parquet"
     assert planned_jobs(tmp_path, configfile, cell)["build_fticl_prompts"] == 1
+
+
+def test_variants_and_seeds_add_their_cells_and_a_lora_cell_is_scored_over_its_checkpoint(tmp_path):
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["finetune"].update(seeds=[1, 2], variants={"full": {}, "lora": {
+        "method": "lora", "datasets": ["people_nli"], "hyperparameters": {"learning_rate": 0.01}}})
+    configfile = tmp_path / "grid.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tmp_path, configfile)
+    assert jobs == expected_jobs(load_config(configfile), FIGURES_LEFT_OUT[TINY])
+    assert jobs["finetune"] == 3 * (2 + 1) * 2 + 3  # checkpoints x (2 full + 1 lora train sets) x seeds + chat
+    target = "results/predictions/mini/step20-tokens40K/people_nli-default-all-lora-2/people_nli/default/0shot.parquet"
+    out = snakemake(tmp_path, configfile, "--dry-run", "--printshellcmds", target).stdout
+    finetune = next(line for line in out.splitlines() if "amuro finetune" in line)
+    assert "--out results/finetuned/mini/step20-tokens40K/people_nli/default/all/lora/2 " in finetune
+    assert all(part in finetune for part in ('"method": "lora"', '"seed": 2', '"learning_rate": 0.01', '"r": 8'))
+    evaluation = out.split("rule evaluate_finetuned:", 1)[1].split("\n\n", 1)[0]
+    inputs = next(line for line in evaluation.splitlines() if line.strip().startswith("input:"))
+    assert "results/checkpoints/mini/step20-tokens40K," in inputs  # the adapter is merged into its checkpoint
 
 
 def test_the_paper_config_plans_instruction_tuning_per_olmo_checkpoint_and_llama3_on_four_gpus(tmp_path):
@@ -311,8 +334,8 @@ def test_the_paper_config_plans_instruction_tuning_per_olmo_checkpoint_and_llama
     assert jobs == expected_jobs(config, {"train_size", "fticl"})
     # Llama3-8B's cells start the deepspeed launcher on 4 GPUs; OLMo's run as one process.
     out = snakemake(tmp_path, ROOT / "workflow_config.yaml", "--dry-run", "--printshellcmds",
-                    "results/finetuned/llama3_8b/main/xsum/default/all",
-                    "results/finetuned/olmo1b/main/tulu_v2/chat/all").stdout
+                    "results/finetuned/llama3_8b/main/xsum/default/all/full/42",
+                    "results/finetuned/olmo1b/main/tulu_v2/chat/all/full/42").stdout
     llama_cmd = next(line for line in out.splitlines() if "--out results/finetuned/llama3_8b" in line)
     # The checkpoint's files are checked against its resolved.json by the finetune command itself, once per rank.
     assert "Shell command: deepspeed --num_gpus 4 --master_port" in llama_cmd
@@ -331,7 +354,7 @@ def _resources(out: str, rule: str) -> dict[str, str]:
 
 def test_gpu_jobs_ask_for_their_models_share_and_a_profile_overrides_any_of_it(tmp_path):
     # rules/cluster.smk: 360 minutes and 64 GB per GPU of the model; Llama-3-8B fine-tunes on 4 GPUs.
-    target = "results/finetuned/llama3_8b/main/xsum/default/all"
+    target = "results/finetuned/llama3_8b/main/xsum/default/all/full/42"
     out = snakemake(tmp_path, ROOT / "workflow_config.yaml", "--dry-run", target).stdout
     asked = _resources(out, "finetune")
     assert (asked["gpu"], asked["runtime"], asked["mem_mb"]) == ("4", str(4 * 360), str(4 * 64_000))

@@ -127,7 +127,10 @@ class Evaluation:
         return [i for cell in self.study.cells("{model}", "{checkpoint}") for i in self.index(cell)]
 
     def checkpoint_inputs(self, model: str, checkpoint: str) -> dict[str, list[str]]:
-        return {"models": [r.dir for r in self.finetuned_at(model, checkpoint)], "prompts": self.prompt_index()}
+        """The models of a per-checkpoint job (and their checkpoint, if a LoRA cell merges its adapter into it)."""
+        runs = self.finetuned_at(model, checkpoint)
+        bases = dict.fromkeys(r.base.dir for r in runs if self.study.finetuning.is_lora(r))
+        return {"models": [r.dir for r in runs] + list(bases), "prompts": self.prompt_index()}
 
     def checkpoint_jobs(self, model: str, checkpoint: str) -> list[dict]:
         """What a per-checkpoint evaluation job does: each model's directory, requests and meta, in turn."""

@@ -1,5 +1,6 @@
 """The fine-tuning stage's jobs: every cell (a checkpoint fine-tuned on one train set, in one train format, at one
-train size) and every instruction-tuned checkpoint, with the settings and cluster size of each."""
+train size, with one variant of the settings and one seed) and every instruction-tuned checkpoint, with the settings
+and cluster size of each."""
 
 from __future__ import annotations
 
@@ -23,14 +24,26 @@ class Finetuning:
         return fill(PROMPTS, dataset=run.train_dataset, format=run.train_format, split="train")
 
     def settings(self, run: Run) -> dict:
-        """Hyper-parameters of one run: defaults, the train set's override, the model's own; and its size. A key
-        added later stays out at the default that does what the job did before it (config.LATER_DEFAULTS)."""
+        """What one fine-tune job trains with, and nothing else (its params, so its rerun trigger): the
+        hyper-parameters (defaults, the train set's override, the model's own, the variant's), the variant's method
+        (and LoRA settings), the cell's seed, and its size, sampled with the train set's seed (the study's unless the
+        dataset has its own) so that every seed of a cell trains on the same examples. A key added later stays out
+        at the default that does what the job did before it (config.LATER_DEFAULTS)."""
+        config = self.study.config
         if run.is_instruction_tuned:
-            settings = study_config.instruction_hyperparameters(self.study.config)
+            settings = study_config.instruction_hyperparameters(config)
         else:
-            settings = study_config.hyperparameters(self.study.config, run.train_dataset, run.model)
+            settings = study_config.hyperparameters(config, run.train_dataset, run.model, run.variant)
+            settings.update(study_config.variant_method(config, run.variant))
+            settings["seed"] = int(run.seed)
+            settings["sample_seed"] = study_config.dataset_seed(config, run.train_dataset)
             settings["size"] = None if run.train_size == "all" else int(run.train_size)
         return study_config.without_later_defaults(settings, "hyperparameters")
+
+    def is_lora(self, run: Run) -> bool:
+        """Whether the run's directory holds a LoRA adapter (which needs its base checkpoint to be used)."""
+        return (not run.is_base and not run.is_instruction_tuned
+                and study_config.variant_method(self.study.config, run.variant)["method"] == "lora")
 
     def fticl_shots(self, dataset: str) -> int:
         return study_config.hyperparameters(self.study.config, dataset)["fticl_shots"]

@@ -17,9 +17,9 @@ PROMPTS = PROMPT_DIR + "/{split}.parquet"
 # Every evaluation job reads the test prompts of every eval set: one index of them stands for them all.
 PROMPT_INDEX = "results/prompts/index.json"
 INSTRUCTIONS = "results/instructions/{dataset}/train.parquet"
-FINETUNED = "results/finetuned/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}"
+FINETUNED = "results/finetuned/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}/{variant}/{seed}"
 # Trainer checkpoints live outside the output, so a killed job resumes instead of starting over.
-SCRATCH = "results/scratch/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}"
+SCRATCH = "results/scratch/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}/{variant}/{seed}"
 PREDICTIONS = "results/predictions/{model}/{checkpoint}/{train}/{eval_dataset}/{eval_format}/{shots}shot.parquet"
 BENCHMARK_SCORES = "results/benchmarks/{model}/{checkpoint}/{train}/{benchmark}/{shots}shot.parquet"
 # What an evaluation (benchmark) job wrote for one model, with hashes: what its summary reads.

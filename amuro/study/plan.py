@@ -16,7 +16,7 @@ from amuro.study.figures import Figures
 from amuro.study.finetune import Finetuning
 from amuro.study.paths import SCORING_TABLES, SUMMARY_TABLES, table
 from amuro.study.results import Results
-from amuro.study.runs import BASE, INSTRUCTION_FORMAT, PLAIN_TRAIN_FORMATS, PlanError, Run, one_of
+from amuro.study.runs import BASE, CELL_AXES, INSTRUCTION_FORMAT, PLAIN_TRAIN_FORMATS, PlanError, Run, one_of
 from amuro.study.settings import DatasetConfig, ModelConfig
 
 
@@ -34,6 +34,9 @@ class Study:
         self.instruction_mix = config["instruction_tuning"]["name"]
         self.instruction_source = config["instruction_tuning"].get("source", {})
         self.instruction_tuned_models = study_config.instruction_tuned_models(config)
+        self.variants = study_config.variants(config)
+        self._variant_datasets = {v: study_config.variant_datasets(config, v) for v in self.variants}
+        self.seeds = study_config.finetune_seeds(config)
         self._models = {m: ModelConfig.from_config(config, m) for m in self.models}
         self._datasets = {d: DatasetConfig.from_config(config, d) for d in self.datasets}
         # The stages, in the order data flows through them.
@@ -60,20 +63,25 @@ class Study:
         return [Run(m, c) for m in self.models for c in self.checkpoints(m)]
 
     def cells(self, model: str, checkpoint: str) -> list[Run]:
-        """The fine-tuning cells of one checkpoint: train dataset x train format x train size."""
+        """The fine-tuning cells of one checkpoint: train dataset x train format x train size x variant (those
+        fine-tuning on the train set) x seed."""
         ft = self.config["finetune"]
-        return [Run(model, checkpoint, d, f, str(s)) for d in ft["datasets"] for f in ft["formats"]
-                for s in ft["sizes"]]
+        return [Run(model, checkpoint, d, f, str(s), v, str(seed)) for d in ft["datasets"] for f in ft["formats"]
+                for s in ft["sizes"] for v in self.variants if d in self._variant_datasets[v] for seed in self.seeds]
 
     def finetuned_runs(self) -> list[Run]:
-        """Every supervised fine-tuning cell: checkpoint x train dataset x train format x train size."""
+        """Every supervised fine-tuning cell: checkpoint x train dataset x train format x train size x variant x
+        seed."""
         return [cell for run in self.base_runs() for cell in self.cells(run.model, run.checkpoint)]
 
     def instruction_tuned_runs(self) -> list[Run]:
         return [self.instruction_tuned(m, c) for m in self.instruction_tuned_models for c in self.checkpoints(m)]
 
     def instruction_tuned(self, model: str, checkpoint: str) -> Run:
-        return Run(model, checkpoint, self.instruction_mix, INSTRUCTION_FORMAT, "all")
+        """The instruction-tuned checkpoint: a cell of its own kind, fully fine-tuned once with its own settings
+        (instruction_tuning.hyperparameters, seed included); finetune.variants and finetune.seeds do not apply."""
+        return Run(model, checkpoint, self.instruction_mix, INSTRUCTION_FORMAT, "all", study_config.DEFAULT_VARIANT,
+                   str(self.config["instruction_tuning"]["hyperparameters"]["seed"]))
 
     def runs(self) -> list[Run]:
         return self.base_runs() + self.finetuned_runs() + self.instruction_tuned_runs()
@@ -94,8 +102,7 @@ class Study:
         if "train" in wildcards.keys():
             return self.run(wildcards["model"], wildcards["checkpoint"], wildcards["train"])
         if "train_dataset" in wildcards.keys():
-            run = Run(wildcards["model"], wildcards["checkpoint"], wildcards["train_dataset"],
-                      wildcards["train_format"], wildcards["train_size"])
+            run = Run(wildcards["model"], wildcards["checkpoint"], *(wildcards[axis] for axis in CELL_AXES))
             return self.run(run.model, run.checkpoint, run.id)
         return self.run(wildcards["model"], wildcards["checkpoint"])
 
@@ -103,19 +110,27 @@ class Study:
     def model_dir(run: Run) -> str:
         return run.dir
 
+    def model_inputs(self, run: Run) -> dict[str, str]:
+        """What a job that loads the run's model reads: its directory and, for a LoRA cell (an adapter), the
+        pre-trained checkpoint the adapter is merged into."""
+        inputs = {"model": run.dir}
+        if self.finetuning.is_lora(run):
+            inputs["base"] = run.base.dir
+        return inputs
+
     @staticmethod
     def run_meta(run: Run) -> dict:
         return run.meta
 
     @staticmethod
     def id_pattern(runs: list[Run]) -> str:
-        """A wildcard constraint matching these runs' ids: built from their parts (train sets, formats, sizes), not
-        one alternative per run, which Snakemake would try against every path of a 20,000-job study."""
+        """A wildcard constraint matching these runs' ids: built from their parts (train sets, formats, sizes,
+        variants, seeds), not one alternative per run, which Snakemake would try against every path of a 20,000-job
+        study."""
         tuned = [run for run in runs if not run.is_base]
         parts = [BASE] if len(tuned) < len(runs) else []
         if tuned:
-            parts.append("-".join("(?:" + one_of(getattr(run, axis) for run in tuned) + ")"
-                                  for axis in ("train_dataset", "train_format", "train_size")))
+            parts.append("-".join("(?:" + one_of(getattr(run, axis) for run in tuned) + ")" for axis in CELL_AXES))
         return "|".join(parts) or "(?!)"
 
     def wildcard_constraints(self) -> dict[str, str]:
@@ -129,6 +144,8 @@ class Study:
             "train_dataset": one_of(self.datasets + [self.instruction_mix]),
             "train_format": one_of(PLAIN_TRAIN_FORMATS + (INSTRUCTION_FORMAT,)),
             "train_size": r"all|\d+",
+            "variant": one_of(run.variant for run in self.runs() if not run.is_base),
+            "seed": r"\d+",
             "eval_dataset": one_of(self.eval_datasets),
             "eval_format": one_of(self.formats),
             "benchmark": one_of(self.benchmarks),

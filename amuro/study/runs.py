@@ -10,6 +10,8 @@ from amuro.study.paths import CHECKPOINT, FINETUNED, fill
 BASE = "base"  # the run id of a pre-trained checkpoint
 INSTRUCTION_FORMAT = "chat"  # an instruction-tuned run is the mix, in chat format, all of it
 PLAIN_TRAIN_FORMATS = ("default", "io", "instruct", "fticl")
+# What tells one cell from another, in the order of its id and its directory's path.
+CELL_AXES = ("train_dataset", "train_format", "train_size", "variant", "seed")
 
 
 class PlanError(ValueError):
@@ -19,13 +21,16 @@ class PlanError(ValueError):
 @dataclass(frozen=True)
 class Run:
     """A model the study evaluates: a pre-trained checkpoint, or that checkpoint fine-tuned on one train set in one
-    train format at one train size (a cell; instruction tuning is the cell mix/chat/all)."""
+    train format at one train size, with one variant of the fine-tuning settings and one seed (a cell; instruction
+    tuning is the cell mix/chat/all, fully fine-tuned with its own seed). Every field is a string, as in paths."""
 
     model: str
     checkpoint: str
     train_dataset: str | None = None
     train_format: str | None = None
     train_size: str | None = None
+    variant: str | None = None
+    seed: str | None = None
 
     @property
     def is_base(self) -> bool:
@@ -42,21 +47,21 @@ class Run:
 
     @property
     def id(self) -> str:
-        """The run's name in prediction paths: `base`, or `{train_dataset}-{train_format}-{train_size}`."""
-        return BASE if self.is_base else f"{self.train_dataset}-{self.train_format}-{self.train_size}"
+        """The run's name in prediction paths: `base`, or `{train_dataset}-{train_format}-{train_size}-{variant}-{seed}`
+        (no part holds a `-`: datasets and variants are identifiers, formats words, sizes and seeds numbers)."""
+        return BASE if self.is_base else "-".join(getattr(self, axis) for axis in CELL_AXES)
 
     @property
     def fields(self) -> dict[str, str]:
         """The run's values of the path templates' fields."""
         fields = {"model": self.model, "checkpoint": self.checkpoint, "train": self.id}
         if not self.is_base:
-            fields.update(train_dataset=self.train_dataset, train_format=self.train_format,
-                          train_size=self.train_size)
+            fields.update({axis: getattr(self, axis) for axis in CELL_AXES})
         return fields
 
     @property
     def dir(self) -> str:
-        """The model directory: the fetched checkpoint, or the fine-tuned model."""
+        """The model directory: the fetched checkpoint, or the fine-tuned model (or a LoRA cell's adapter)."""
         return fill(CHECKPOINT if self.is_base else FINETUNED, **self.fields)
 
     @property
@@ -64,7 +69,7 @@ class Run:
         """What identifies the model in every prediction it writes."""
         return {"model": self.model, "checkpoint": self.checkpoint, "train": self.id,
                 "train_dataset": self.train_dataset, "train_format": self.train_format,
-                "train_size": self.train_size}
+                "train_size": self.train_size, "train_variant": self.variant, "train_seed": self.seed}
 
 
 # The fields of a rule's output pattern: a job's own wildcards.
