@@ -802,3 +802,23 @@ def test_lora_settings_are_checked_when_made():
         FinetuneSettings.from_dict({**LORA, "lora": {"r": 0}})
     with pytest.raises(ValueError, match="for method lora only"):
         FinetuneSettings.from_dict({**SETTINGS, "lora": {"r": 4}})
+
+
+def test_a_preempted_lora_cell_resumes_to_the_uninterrupted_adapter(lora_cell, base_dir, train_prompts, tmp_path):
+    from safetensors.torch import load_file
+
+    out, scratch = tmp_path / "model", tmp_path / "model.scratch"
+    first = run_finetune(base_dir, train_prompts, out, LORA, slow=True)
+    log = read_until(first, "step 1/25")
+    first.send_signal(signal.SIGTERM)
+    log += first.communicate(timeout=300)[0]
+    assert first.returncode == 143, log
+    retry = run_finetune(base_dir, train_prompts, out, LORA, slow=False)
+    log, _ = retry.communicate(timeout=300)
+    assert retry.returncode == 0, log
+    assert json.loads((out / "train_meta.json").read_text())["resumed_from_step"] >= 1
+    resumed, uninterrupted = (load_file(d / "adapter_model.safetensors") for d in (out, lora_cell))
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.allclose(resumed[name], tensor, rtol=1e-5, atol=1e-6), name
+    assert not scratch.exists()
