@@ -24,7 +24,7 @@ from conftest import DEMO_CONFIG
 from jobs import FIGURES_LEFT_OUT, PAPER, TINY, expected_jobs, snakemake, snakemake_command, snakemake_env
 from test_workflow import tiny_study  # noqa: F401  (the tiny study, run once for this module)
 
-CELL = Run("mini", "step20-tokens40K", "people_nli", "default", "all")
+CELL = Run("mini", "step20-tokens40K", "people_nli", "default", "all", "full", "42")
 TRACEBACK = """INFO loading the model
 Traceback (most recent call last):
   File "amuro/finetune/trainer.py", line 41, in accumulation_steps
@@ -111,7 +111,7 @@ def test_done_failed_and_not_started_come_from_the_outputs_and_the_log(tmp_path)
     # Snakemake removed the failed evaluation's outputs and kept its log.
     write(tmp_path / jobs["evaluate"].log, TRACEBACK + "\n")
     # One prediction file of another cell is missing: that evaluation is not done.
-    other = by_run[Run("mini", "step20-tokens40K", "diary_summary", "default", "all")]["evaluate"]
+    other = by_run[Run("mini", "step20-tokens40K", "diary_summary", "default", "all", "full", "42")]["evaluate"]
     make_done(tmp_path, other)
     (tmp_path / next(iter(other.outputs))).unlink()
 
@@ -203,8 +203,8 @@ def test_the_page_has_a_grid_per_model_and_lists_each_failure_with_its_log_and_e
     # rows: checkpoints; columns: base, the cells (train set, format, size), the instruction-tuned run
     assert all(f"<tr><th>{c}</th>" in page for c in study.checkpoints("mini"))
     assert "<th colspan='1'>people_nli</th>" in page and "chat_mix (instruction-tuned)" in page
-    assert "title='finetune: failed\nlogs/finetune/mini/step20-tokens40K/people_nli/default/all.log\n" in page
-    assert "<h2>failed (1)</h2>" in page and "<code>logs/finetune/mini/step20-tokens40K/people_nli/default/all.log" \
+    assert "title='finetune: failed\nlogs/finetune/mini/step20-tokens40K/people_nli/default/all/full/42.log\n" in page
+    assert "<h2>failed (1)</h2>" in page and "<code>logs/finetune/mini/step20-tokens40K/people_nli/default/all/full/42.log" \
                                                  "</code>" in page
     assert "FinetuneError: batch_size 15 is not a multiple" in page
 
@@ -218,8 +218,8 @@ def test_the_command_prints_a_json_document_and_writes_the_page(tmp_path, capsys
     assert document["states"] == ["done", "running", "interrupted", "failed", "not_started"]
     assert document["totals"]["finetune"] == {"jobs": 9, "done": 0, "running": 0, "interrupted": 0, "failed": 0,
                                               "not_started": 9}
-    assert document["models"]["mini"]["runs"] == ["base", "diary_summary-default-all", "people_nli-default-all",
-                                                  "chat_mix-chat-all"]
+    assert document["models"]["mini"]["runs"] == ["base", "diary_summary-default-all-full-42",
+                                                  "people_nli-default-all-full-42", "chat_mix-chat-all-full-42"]
     assert len(document["runs"]) == 3 * 4 and document["snakemake"]["run"] == "none"
     assert page.read_text().startswith("<!DOCTYPE html>")
     with pytest.raises(SystemExit, match="give the study's config"):
@@ -338,6 +338,6 @@ def test_status_follows_a_cell_through_a_run_a_kill_a_rerun_and_a_failure(tiny_s
     assert states == {"finetune": "failed", "evaluate": "not_started", "summary": "not_started"}
     failed = status.to_json()["jobs"]["failed"]
     assert [(job["log"], job["runs"]) for job in failed] == [
-        (f"logs/finetune/mini/{CELL.checkpoint}/people_nli/default/all.log", [f"mini/{CELL.checkpoint}/{CELL.id}"])]
+        (f"logs/finetune/mini/{CELL.checkpoint}/people_nli/default/all/full/42.log", [f"mini/{CELL.checkpoint}/{CELL.id}"])]
     assert "batch_size 15 is not a multiple of micro_batch_size" in failed[0]["error"]
-    assert f"log: logs/finetune/mini/{CELL.checkpoint}/people_nli/default/all.log" in status.text()
+    assert f"log: logs/finetune/mini/{CELL.checkpoint}/people_nli/default/all/full/42.log" in status.text()

@@ -15,6 +15,7 @@ A job is what one rule's job writes (its outputs, its log). Its state, in this o
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amuro.study import Run, Study
+from amuro.study.runs import CELL_AXES
 
 from amuro.status.disk import Disk, SnakemakeRun, classify
 from amuro.status.page import _CSS, _chip, _column_label, _error_label, _iso, _legend, _runs_label, _spans
@@ -88,7 +90,7 @@ class Status:
                 stages[stage]["error"] = job.error
         entry = {"model": run.model, "checkpoint": run.checkpoint, "run": run.id, "kind": run_kind(run)}
         if not run.is_base:
-            entry.update(train_dataset=run.train_dataset, train_format=run.train_format, train_size=run.train_size)
+            entry.update({axis: getattr(run, axis) for axis in CELL_AXES})
         return {**entry, "stages": stages}
 
     def to_json(self) -> dict:
@@ -167,19 +169,21 @@ class Status:
         columns = self.columns(model)
         cells = [r for r in columns if not (r.is_base or r.is_instruction_tuned)]
         single = [r for r in columns if r.is_base or r.is_instruction_tuned]
-        # Three header rows for the cells (train dataset, format, size); base and instruction-tuned span them.
-        levels = [[r.train_dataset for r in cells], [(r.train_dataset, r.train_format) for r in cells], cells]
-        labels = [lambda v: v, lambda v: v[1], lambda r: r.train_size]
+        # A header row per axis of the cell (train set, format, size, variant, seed); base and instruction-tuned
+        # span them.
+        depth = len(CELL_AXES)
+        levels = [[tuple(getattr(r, axis) for axis in CELL_AXES[:i + 1]) for r in cells] for i in range(depth)]
         head = []
-        for i, (level, label) in enumerate(zip(levels, labels)):
+        for i, level in enumerate(levels):
             row = "<tr>"
             if i == 0:
-                row += "<th rowspan='3'>checkpoint</th>" + "".join(
-                    f"<th rowspan='3'>{e(_column_label(r))}</th>" for r in single if r.is_base)
+                row += f"<th rowspan='{depth}'>checkpoint</th>" + "".join(
+                    f"<th rowspan='{depth}'>{e(_column_label(r))}</th>" for r in single if r.is_base)
             for value, span in _spans(level):
-                row += f"<th colspan='{span}'>{e(str(label(value)))}</th>"
+                row += f"<th colspan='{span}'>{e(value[-1])}</th>"
             if i == 0:
-                row += "".join(f"<th rowspan='3'>{e(_column_label(r))}</th>" for r in single if r.is_instruction_tuned)
+                row += "".join(f"<th rowspan='{depth}'>{e(_column_label(r))}</th>"
+                               for r in single if r.is_instruction_tuned)
             head.append(row + "</tr>")
         if not cells:
             head = ["<tr><th>checkpoint</th>" + "".join(f"<th>{e(_column_label(r))}</th>" for r in single) + "</tr>"]
@@ -188,7 +192,7 @@ class Status:
         for checkpoint in self.study.checkpoints(model):
             row = f"<tr><th>{e(checkpoint)}</th>"
             for column in order:
-                run = Run(model, checkpoint, column.train_dataset, column.train_format, column.train_size)
+                run = dataclasses.replace(column, checkpoint=checkpoint)
                 row += "<td>" + "".join(_chip(stage, job) for stage, job in self.by_run[run].items()) + "</td>"
             body.append(row + "</tr>")
         return f"<h2>{e(model)}</h2><table class='grid'>{''.join(head)}{''.join(body)}</table>"

@@ -16,7 +16,7 @@ RULES = {"fetch": ("fetch_checkpoint",), "finetune": ("finetune",), "evaluate": 
 # Each stage's log as its rule in rules/*.smk names it (tests/test_status.py holds them to a dry run's).
 LOGS = {
     "fetch": "logs/fetch_checkpoint/{model}/{checkpoint}.log",
-    "finetune": "logs/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}.log",
+    "finetune": "logs/finetune/{model}/{checkpoint}/{train_dataset}/{train_format}/{train_size}/{variant}/{seed}.log",
     "evaluate": "logs/evaluate/{model}/{checkpoint}/{train}.log",
     "benchmark": "logs/evaluate_benchmarks/{model}/{checkpoint}/{train}.log",
     "summary": "logs/summarize_predictions/{model}/{checkpoint}/{train}.log",
