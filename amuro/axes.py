@@ -36,3 +36,12 @@ def main_eval_format(formats: Iterable[str]) -> str | None:
     if "default" in formats:
         return "default"
     return min(formats) if formats else None
+
+
+def main_variant(variants: Iterable[str | None]) -> str | None:
+    """The fine-tuning variant the paper's figures show: `full` (full-parameter, the paper's) if run, else the first
+    in sorted order; None for a table that records no variant."""
+    named = {v for v in variants if v is not None}
+    if "full" in named:
+        return "full"
+    return min(named) if named else None

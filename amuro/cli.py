@@ -196,7 +196,7 @@ COMMANDS = (
                 arg("--settings", type=_json, help="instead of --config: benchmark_metric, groups, mrc_eval_sets, "
                                                    "shots (JSON; amuro.config.analysis_settings)"),
                 arg("--out-dir", required=True, help="writes transfer.parquet, forgetting.parquet, group_gain.parquet, "
-                                                     "mrc.parquet, findings.parquet and overview.html there"),
+                                                     "mrc.parquet, findings.parquet, seeds.parquet and overview.html there"),
                 TABLES)),
     Command("findings", "amuro.findings:print_findings",
             "check the paper's four findings on long-format tables and print them", (

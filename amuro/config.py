@@ -342,8 +342,11 @@ def variant_method(config: dict, variant: str) -> dict:
     return {"method": "lora", "lora": dict(spec["lora"])} if spec["method"] == "lora" else {"method": "full"}
 
 
-def finetune_seeds(config: dict) -> list[int]:
-    """The fine-tuning seeds: finetune.seeds, or the one seed of finetune.hyperparameters when it is not set."""
+def finetune_seeds(config: dict, variant: str | None = None) -> list[int]:
+    """The fine-tuning seeds (of one variant: its own `seeds` if it lists some): finetune.seeds, or the one seed of
+    finetune.hyperparameters when it is not set."""
+    if variant is not None and "seeds" in config["finetune"]["variants"][variant]:
+        return list(config["finetune"]["variants"][variant]["seeds"])
     seeds = config["finetune"]["seeds"]
     return list(seeds) if seeds is not None else [config["finetune"]["hyperparameters"]["seed"]]
 

@@ -1,7 +1,8 @@
 """The paper's four findings, checked on a results table: does this study show what Amuro & Char report?
 
-Each finding is a yes/no test with its numbers, per model, read only from the table (so it works as well for the
-mini-world, a real study or an imported table):
+Each finding is a yes/no test with its numbers, per model and fine-tuning variant, read only from the table (so it
+works as well for the mini-world, a real study or an imported table), on the mean over each cell's seeds; a study with
+several seeds also gets each finding's margin per seed replicate and whether it holds beyond that spread:
 
 (i)   Pre-training helps in ways only fine-tuning shows: some set whose base few-shot curve is flat (last and first
       checkpoint within their combined interval, or less than a quarter of the way to a perfect score apart) gains clearly more from
@@ -21,16 +22,19 @@ mini-world, a real study or an imported table):
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
 
 from amuro import analysis
+from amuro.variants import by_variant, replicates, seed_means
 
 SCHEMA: dict[str, pl.DataType] = {
-    "model": pl.String, "finding": pl.String, "claim": pl.String, "holds": pl.Boolean, "value": pl.Float64,
-    "evidence": pl.String,
+    "model": pl.String, "train_variant": pl.String, "finding": pl.String, "claim": pl.String, "holds": pl.Boolean,
+    "value": pl.Float64, "margin": pl.Float64, "n_seeds": pl.Int64, "seed_margins": pl.String, "seed_sd": pl.Float64,
+    "beyond_seed_noise": pl.Boolean, "evidence": pl.String,
 }
 CLAIMS = {
     "i": "a set flat in the base curve gains clearly more from fine-tuning late than early",
@@ -51,6 +55,9 @@ class Finding:
     holds: bool
     value: float | None  # the statistic the verdict rests on (see each check)
     evidence: str
+    # How far the value is on the holding side of its threshold (negative: it does not hold); the number weighed
+    # against the spread over seeds.
+    margin: float | None = None
 
 
 def _half_width(value, low, high) -> float:
@@ -105,7 +112,7 @@ def hidden_gain(results: pl.DataFrame, model: str, shots: int | None = None) -> 
     if best is None:
         return Finding(model, "i", False, None, f"no flat set with in-domain fine-tuning at two checkpoints "
                                                 f"(flat sets: {', '.join(sorted(flat)) or 'none'})")
-    return Finding(model, "i", best[0] > 0, best[0], best[1])
+    return Finding(model, "i", best[0] > 0, best[0], best[1], margin=best[0])
 
 
 def group_contrast(results: pl.DataFrame, model: str, shots: int | None = None) -> Finding:
@@ -129,7 +136,8 @@ def group_contrast(results: pl.DataFrame, model: str, shots: int | None = None) 
     share = wins / per_checkpoint.height
     learned_sets = ", ".join(d for d, g in groups.items() if g == learned) or "none"
     return Finding(model, "ii", share >= SHARE_OF_CHECKPOINTS, share,
-                   f"not learned vs learned ({learned_sets}) gain: " + "; ".join(parts))
+                   f"not learned vs learned ({learned_sets}) gain: " + "; ".join(parts),
+                   margin=share - SHARE_OF_CHECKPOINTS)
 
 
 def forgetting_direction(results: pl.DataFrame, model: str, eval_sets: str = "cross_task",
@@ -148,7 +156,7 @@ def forgetting_direction(results: pl.DataFrame, model: str, eval_sets: str = "cr
     loss = "total" if c2g <= TOTAL_LOSS else "partial"
     return Finding(model, "iii", c2g < 0 and c2g < g2c, c2g,
                    f"MRC classification -> generation {c2g:+.0%} ({loss} loss), generation -> classification "
-                   f"{g2c:+.0%}")
+                   f"{g2c:+.0%}", margin=min(-c2g, g2c - c2g))
 
 
 EMPTY_SERIES = {"step": pl.Int64, "checkpoint": pl.String, "share": pl.Float64, "n_sets": pl.Int64,
@@ -200,7 +208,7 @@ def format_robustness(results: pl.DataFrame, model: str, shots: int | None = Non
     first, last = series["share"][0], series["share"][-1]
     text = ("kept share " + ", ".join(f"{r['checkpoint']} {r['share']:.2f}" for r in series.iter_rows(named=True))
             + f" (on {series['sets'][-1]})")
-    return Finding(model, "iv", last > first, last - first, text)
+    return Finding(model, "iv", last > first, last - first, text, margin=last - first)
 
 
 def _fmt(value: float | None) -> str:
@@ -217,17 +225,40 @@ def check(results: pl.DataFrame, mrc_eval_sets: str = "cross_task", shots: int |
 
 
 def findings_table(results: pl.DataFrame, mrc_eval_sets: str = "cross_task", shots: int | None = None) -> pl.DataFrame:
-    rows = [{"model": f.model, "finding": f.finding, "claim": CLAIMS[f.finding], "holds": f.holds,
-             "value": f.value, "evidence": f.evidence} for f in check(results, mrc_eval_sets, shots)]
+    """Every finding per model and fine-tuning variant, on the seed mean of each cell; where a cell has two seeds
+    or more, also on each seed replicate (variants.replicates): the margins over replicates, their spread (sd), and
+    whether the finding holds beyond seed noise (it holds on the seed mean by more than that spread)."""
+    rows = []
+    for variant, table in by_variant(results):
+        on_mean = list(check(seed_means(table), mrc_eval_sets, shots))
+        replicate_tables = replicates(table)
+        margins: dict[tuple[str, str], list[float | None]] = {}
+        if len(replicate_tables) > 1:
+            for replicate in replicate_tables:
+                for f in check(replicate, mrc_eval_sets, shots):
+                    margins.setdefault((f.model, f.finding), []).append(f.margin)
+        for f in on_mean:
+            spread = [m for m in margins.get((f.model, f.finding), []) if m is not None]
+            sd = statistics.stdev(spread) if len(spread) > 1 else None
+            beyond = None if sd is None or f.margin is None else f.holds and f.margin > sd
+            rows.append({"model": f.model, "train_variant": variant, "finding": f.finding, "claim": CLAIMS[f.finding],
+                         "holds": f.holds, "value": f.value, "margin": f.margin, "n_seeds": len(replicate_tables),
+                         "seed_margins": ", ".join(f"{m:+.3f}" for m in spread) or None, "seed_sd": sd,
+                         "beyond_seed_noise": beyond, "evidence": f.evidence})
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
 
 
 def render(table: pl.DataFrame) -> str:
-    """The findings as text: one line per finding, then its numbers."""
+    """The findings as text: one line per finding, then its numbers (and its spread over seeds, if any)."""
     lines = []
     for row in table.iter_rows(named=True):
         verdict = "yes" if row["holds"] else "NO "
-        lines.append(f"[{verdict}] {row['model']} ({row['finding']}) {row['claim']}\n      {row['evidence']}")
+        variant = f" [{row['train_variant']}]" if row["train_variant"] is not None else ""
+        lines.append(f"[{verdict}] {row['model']}{variant} ({row['finding']}) {row['claim']}\n      {row['evidence']}")
+        if row["seed_sd"] is not None:
+            noise = "beyond seed noise" if row["beyond_seed_noise"] else "NOT beyond seed noise"
+            lines.append(f"      margin {row['margin']:+.3f} on the mean of {row['n_seeds']} seed replicates "
+                         f"({row['seed_margins']}; sd {row['seed_sd']:.3f}): {noise}")
     return "\n".join(lines)
 
 

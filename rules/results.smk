@@ -44,6 +44,7 @@ rule tables:
         mrc=paths.table("mrc.parquet"),
         group_gain=paths.table("group_gain.parquet"),
         findings=paths.table("findings.parquet"),
+        seeds=paths.table("seeds.parquet"),
         overview=report(
             paths.table("overview.html"),
             caption="../report/tables.rst",

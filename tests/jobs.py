@@ -19,9 +19,11 @@ PAPER = ROOT / "workflow_config.yaml"
 YANG = ROOT / "profiles" / "generalization" / "study.yaml"
 PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
-# Figures each study cannot draw: the demo lacks train sizes and FTICL; tiny also has no second set of a tuned task.
+# Figures each study cannot draw: the demo lacks train sizes and FTICL; tiny also has no second set of a tuned task;
+# only the demo has a LoRA variant beside full fine-tuning.
 ALL_BUT = {"train_size", "fticl"}
-FIGURES_LEFT_OUT = {DEMO_CONFIG: ALL_BUT, TINY: ALL_BUT | {"cross_domain"}, PAPER: ALL_BUT, YANG: {"instruction_tuned"}}
+FIGURES_LEFT_OUT = {DEMO_CONFIG: ALL_BUT, TINY: ALL_BUT | {"cross_domain", "full_vs_lora"},
+                    PAPER: ALL_BUT | {"full_vs_lora"}, YANG: {"instruction_tuned", "full_vs_lora"}}
 
 
 def expected_jobs(config: dict, figures_left_out: set[str]) -> Counter:
@@ -29,10 +31,12 @@ def expected_jobs(config: dict, figures_left_out: set[str]) -> Counter:
     checkpoints = sum(len(model_checkpoints(config, m)) for m in config["models"])
     datasets, formats = len(config["datasets"]), len(config["formats"])
     ft = config["finetune"]
-    # Per train set, every variant that trains on it (all of them unless it lists its datasets), and every seed.
-    train_sets = sum(len(v.get("datasets", ft["datasets"])) for v in ft["variants"].values())
-    seeds = len(ft["seeds"]) if ft["seeds"] is not None else 1
-    cells = checkpoints * train_sets * len(ft["formats"]) * len(ft["sizes"]) * seeds
+    # Per variant, the train sets it trains on (all of them unless it lists some) at each of its seeds (its own, or
+    # finetune.seeds, or one).
+    default_seeds = len(ft["seeds"]) if ft["seeds"] is not None else 1
+    trained = sum(len(v.get("datasets", ft["datasets"])) * len(v.get("seeds", [None] * default_seeds))
+                  for v in ft["variants"].values())
+    cells = checkpoints * trained * len(ft["formats"]) * len(ft["sizes"])
     jobs = Counter(miniworld_generate=1, miniworld_tokenizer=1, miniworld_pretrain=1, fetch_checkpoint=checkpoints,
                    prepare_dataset=datasets, build_prompts=datasets * formats, build_test_prompts=datasets * formats,
                    index_prompts=1, evaluate_base=checkpoints,

@@ -49,9 +49,26 @@ def synthetic_table(train_formats=("default", "fticl"), sizes=("100", "all")) ->
     return finalize(pl.DataFrame(rows, schema=SCHEMA), "synthetic")
 
 
+def with_variants(table: pl.DataFrame) -> pl.DataFrame:
+    """The table's fine-tuned cells as the variant full (seed 42), and a LoRA variant of the main format and size
+    at seeds 1 and 2, which change half and three quarters as much from the base as full fine-tuning."""
+    finetuned = pl.col("train_dataset").is_not_null() & (pl.col("relation") != "instruction-tuned")
+    table = table.with_columns(train_variant=pl.when(finetuned).then(pl.lit("full")),
+                               train_seed=pl.when(finetuned).then(pl.lit(42, pl.Int64)))
+    base = table.filter(pl.col("relation") == "base").select("checkpoint", "eval_dataset", "eval_format", "shots",
+                                                             "metric", pl.col("value").alias("base_value"))
+    main = table.filter(finetuned & (pl.col("train_format") == "default") & (pl.col("train_size") == "all"))
+    main = main.join(base, on=["checkpoint", "eval_dataset", "eval_format", "shots", "metric"])
+    lora = [main.with_columns(train_variant=pl.lit("lora"), train_seed=pl.lit(seed, pl.Int64),
+                              value=pl.col("base_value") + share * (pl.col("value") - pl.col("base_value")))
+            .with_columns(ci_low=pl.col("value") - 0.05, ci_high=pl.col("value") + 0.05).drop("base_value")
+            for seed, share in ((1, 0.5), (2, 0.75))]
+    return finalize(pl.concat([table, *lora]), "synthetic with variants")
+
+
 @pytest.fixture(scope="module")
 def table():
-    return synthetic_table()
+    return with_variants(synthetic_table())
 
 
 @pytest.mark.parametrize("figure_id", sorted(FIGURES))
@@ -95,9 +112,9 @@ def _lines(ax) -> dict[str, list[float]]:
 
 def _drawn(figure_id, table, groups=None):
     """The figure as `draw` makes it (benchmarks shown with acc), before it is saved."""
-    from amuro.analysis import headline
+    from amuro.figures.drawing import figure_rows
 
-    return DRAWERS[figure_id](headline(table, "acc"), figure_id, 0.95, groups or {})
+    return DRAWERS[figure_id](figure_rows(figure_id, table, "acc"), figure_id, 0.95, groups or {})
 
 
 def test_pretraining_curves_put_each_set_under_its_group_with_its_scores(table):
@@ -127,3 +144,35 @@ def test_the_transfer_heatmap_shows_each_cells_change_from_its_base(table):
     values = sorted({round(float(v), 6) for v in image.get_array().compressed()})
     # In-domain +.4, the other set of the same task +.1, the other task -.1 (default format, size all, 0 shots).
     assert values == [-0.1, 0.1, 0.4]
+
+
+def test_full_vs_lora_draws_each_variants_gain_and_forgetting_with_its_seeds(table):
+    gain, forgetting = _drawn("full_vs_lora", table).axes[:2]
+    # In-domain +.4 for full fine-tuning; LoRA's seeds +.2 and +.3, drawn at their mean. Cross-task, full fine-tuning
+    # falls further behind the base as nli_b's base rises (.3 -> .8, tuned stays .2); LoRA changes 5/8 as much.
+    assert _lines(gain) == {"full (1 seed)": [0.4] * 3, "lora (2 seeds)": [0.25] * 3}
+    assert _lines(forgetting) == {"full (1 seed)": [-0.1, -0.1625, -0.225],
+                                  "lora (2 seeds)": [-0.0625, -0.101563, -0.140625]}
+    band = next(c for c in gain.collections if c.get_paths())  # the first band: LoRA's, from .2 to .3
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert (round(float(ys.min()), 6), round(float(ys.max()), 6)) == (0.2, 0.3)
+
+
+def test_the_papers_figures_show_the_main_variant_at_the_mean_of_its_seeds(table):
+    """A second seed of full fine-tuning that gains .2 more: the line is the seeds' mean, the band their range, and
+    LoRA stays out."""
+    second = table.filter((pl.col("train_variant") == "full") & (pl.col("train_dataset") == "nli_a")
+                          & (pl.col("eval_dataset") == "nli_a")).with_columns(
+        train_seed=pl.lit(43, pl.Int64), value=pl.col("value") + 0.2)
+    seeded = finalize(pl.concat([table, second]), "two seeds")
+    panels = {ax.get_title(): _lines(ax) for ax in _drawn("finetuned_vs_base", seeded).axes if ax.get_visible()}
+    assert panels["nli_a"] == {"fine-tuned": [0.8] * 3, "pre-trained": [0.3] * 3}
+    assert panels["summ_a"] == {"fine-tuned": [0.7] * 3, "pre-trained": [0.3] * 3}
+    from amuro.figures.drawing import figure_rows
+
+    rows = figure_rows("finetuned_vs_base", seeded).filter((pl.col("train_dataset") == "nli_a")
+                                                           & (pl.col("eval_dataset") == "nli_a"))
+    assert set(rows["train_variant"].to_list()) == {"full"}
+    shown = rows.filter((pl.col("train_format") == "default") & (pl.col("train_size") == "all")
+                        & (pl.col("eval_format") == "default"))
+    assert set(zip(shown["ci_low"].round(6), shown["ci_high"].round(6))) == {(0.7, 0.9)}

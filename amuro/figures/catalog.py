@@ -15,12 +15,25 @@ class Figure:
     title: str
     caption: str
     # What the configured study must contain: "finetuned", "cross_domain", "cross_task", "sizes", "fticl",
-    # "instruction" (instruction-tuned runs and benchmarks), "with_instruction" (reads them when there are some).
+    # "instruction" (instruction-tuned runs and benchmarks), "with_instruction" (reads them when there are some),
+    # "lora" (a full and a LoRA variant: the figure shows every variant; the others show the main one).
     needs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self):
-        object.__setattr__(self, "caption", " ".join(self.caption.split()))
+        caption = " ".join(self.caption.split())
+        if "finetuned" in self.needs and "lora" not in self.needs:
+            caption += " " + MAIN_VARIANT_NOTE
+        object.__setattr__(self, "caption", caption)
         object.__setattr__(self, "needs", frozenset(self.needs))
+
+    @property
+    def every_variant(self) -> bool:
+        """Whether the figure compares the fine-tuning variants (else it shows the main one, amuro.axes)."""
+        return "lora" in self.needs
+
+
+MAIN_VARIANT_NOTE = ("Fine-tuned models of the main variant (full, if the study has it); a cell fine-tuned with "
+                     "several seeds is drawn at their mean, its band the range of its seeds.")
 
 
 FIGURES: dict[str, Figure] = {f.id: f for f in (
@@ -109,6 +122,15 @@ FIGURES: dict[str, Figure] = {f.id: f for f in (
         instruction-tuned (benchmarks). Panels split the sets as in pretraining_curves. Sets not learned in pre-training
         gain most.""",
         needs=("finetuned", "with_instruction"),
+    ),
+    Figure(
+        "full_vs_lora",
+        "Full fine-tuning vs LoRA",
+        """Per checkpoint, each fine-tuning variant's mean in-domain change from fine-tuning (fine-tuned minus
+        pre-trained) and its mean cross-task change (forgetting, below zero), over the train sets that every variant
+        fine-tunes on, main train format and size, main eval format. The line is the mean over seeds; the band the
+        range of the seeds' means, where a variant has two seeds or more.""",
+        needs=("finetuned", "cross_task", "lora"),
     ),
     Figure(
         "instruction_tuned",

@@ -2,7 +2,8 @@
 long-format results table.
 
 Drawing from a table that lacks the rows a figure shows raises FigureDataError naming what is missing. Matplotlib is
-imported only when a figure is drawn.
+imported only when a figure is drawn. The paper's figures show the main fine-tuning variant, every cell at the mean
+of its seeds with their range as its band (amuro.variants); full_vs_lora compares the variants.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from amuro.figures.plotting import (CheckpointAxis, by_checkpoint_panels, checkp
                                     legend_right, pyplot, save, shared_legend, ylabel_for, zero_line)
 from amuro.figures.selection import (FigureDataError, main_transfer, mean_with_interval, require_rows, rows_at,
                                      task_kind)
+from amuro.variants import by_variant, main_variant_rows, seed_means
 
 ERRORBAR_CONFIDENCE = 0.90  # the paper's bar charts show 90 % intervals
 OWN_TASK = "own task,\nother sets"
@@ -45,10 +47,18 @@ def draw(figure_id: str, table: pl.DataFrame, pdf: str | Path, png: str | Path, 
     """
     if figure_id not in FIGURES:
         raise FigureDataError(f"unknown figure '{figure_id}' (figures: {', '.join(FIGURES)})")
-    table = analysis.headline(table, benchmark_metric)
-    fig = DRAWERS[figure_id](table, figure_id, confidence, groups or {})
+    fig = DRAWERS[figure_id](figure_rows(figure_id, table, benchmark_metric), figure_id, confidence, groups or {})
     fig.suptitle(FIGURES[figure_id].title, fontsize=11)
     save(fig, pdf, png)
+
+
+def figure_rows(figure_id: str, table: pl.DataFrame, benchmark_metric: str = "acc") -> pl.DataFrame:
+    """The rows a figure draws from: one metric per benchmark; for the paper's figures, the main variant with each
+    cell at the mean of its seeds, their range as its band."""
+    table = analysis.headline(table, benchmark_metric)
+    if FIGURES[figure_id].every_variant:
+        return table
+    return seed_means(main_variant_rows(table), band="range")
 
 
 def draw_figure(figure_id: str, tables: list[str], pdf: str | Path, png: str | Path, settings: dict) -> None:
@@ -330,6 +340,44 @@ def group_gain(table, figure_id, confidence, groups):
         zero_line(ax)
         axis.decorate(ax)
     axes[0].set_ylabel("tuned − pre-trained")
+    return fig
+
+
+@draws("full_vs_lora")
+def full_vs_lora(table, figure_id, confidence, groups):
+    transfer = main_transfer(table, figure_id)
+    variants = [v for v, _ in by_variant(transfer)]
+    trained = transfer.filter(pl.col("relation") != "instruction-tuned").group_by("train_variant").agg(
+        pl.col("train_dataset").unique())
+    shared = set.intersection(*(set(d) for d in trained["train_dataset"].to_list()))
+    if len(variants) < 2 or not shared:
+        raise FigureDataError(f"figure '{figure_id}': needs two fine-tuning variants with a train set in common; the "
+                              f"table has variants {variants}")
+    rows = transfer.filter(pl.col("train_dataset").is_in(sorted(shared)))
+    fig, axes = grid(2, ncols=2, width=5.0, sharey=False)
+    axis = CheckpointAxis(rows)
+    panels = (("in-domain", "gain"), ("cross-task", "forgetting below 0"))
+    for ax, (relation, meaning) in zip(axes, panels):
+        part = rows.filter(pl.col("relation") == relation)
+        # A seed's mean over the shared train sets and their eval sets; then the mean and range over seeds.
+        per_seed = part.group_by(["train_variant", "train_seed", "model", "checkpoint"], maintain_order=True).agg(
+            pl.col("delta").mean())
+        per_variant = per_seed.group_by(["train_variant", "model", "checkpoint"], maintain_order=True).agg(
+            pl.col("delta").mean().alias("mean"), pl.col("delta").min().alias("low"),
+            pl.col("delta").max().alias("high"), pl.len().alias("seeds"))
+        for k, variant in enumerate(variants):
+            line = per_variant.filter(pl.col("train_variant").eq_missing(variant))
+            if line.is_empty():
+                continue
+            seeds = line["seeds"].max()
+            curve(ax, axis, line, "mean", "low", "high", band=seeds > 1, color=f"C{k}",
+                  label=f"{variant} ({seeds} seed{'s' if seeds > 1 else ''})")
+        zero_line(ax)
+        ax.set_title(f"{relation}: {meaning} ({part['eval_dataset'].n_unique()} eval sets)\n"
+                     f"fine-tuned on {', '.join(sorted(shared))}", fontsize=9)
+        ax.set_ylabel("fine-tuned − pre-trained")
+        axis.decorate(ax)
+    shared_legend(fig, axes[0])
     return fig
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amuro.axes import main_train_format, main_train_size
+from amuro import config as study_config
+from amuro.axes import main_train_format, main_train_size, main_variant
 from amuro.figures.catalog import FIGURES
 from amuro.study.paths import FIGURE, fill
 from amuro.study.runs import PlanError, Run
@@ -44,6 +45,9 @@ class Figures:
             return "it needs at least two train sizes in finetune.sizes"
         if "fticl" in needs and not ("fticl" in ft["formats"] and main_train_format(ft["formats"])):
             return "it needs finetune.formats to hold fticl and a plain format (default, io or instruct)"
+        if "lora" in needs and not {"full", "lora"} <= {study_config.variant_method(study.config, v)["method"]
+                                                         for v in study.variants}:
+            return "it needs a variant with method full and one with method lora (finetune.variants)"
         if "instruction" in needs and not (study.instruction_tuned_models and study.benchmarks):
             return "it needs instruction tuning (instruction_tuning.source) and benchmarks (benchmarks.tasks)"
         return None
@@ -64,8 +68,9 @@ class Figures:
             formats = [main_train_format(ft["formats"])] + (["fticl"] if "fticl" in needs else [])
             sizes = [str(s) for s in ft["sizes"]] if "sizes" in needs else [main_train_size(ft["sizes"])]
             shown = {(d, f, s) for d in ft["datasets"] for f in formats for s in sizes}
+            variants = self.study.variants if FIGURES[figure_id].every_variant else [main_variant(self.study.variants)]
             runs += [r for r in self.study.finetuned_runs()
-                     if (r.train_dataset, r.train_format, r.train_size) in shown]
+                     if (r.train_dataset, r.train_format, r.train_size) in shown and r.variant in variants]
         if needs & {"instruction", "with_instruction"}:
             runs += self.study.instruction_tuned_runs()
         return runs

@@ -35,7 +35,7 @@ TABLE = "results/tables/{name}"
 FIGURE = "results/figures/{figure}.{ext}"
 
 SUMMARY_TABLES = ("results.parquet", "transfer.parquet", "forgetting.parquet", "mrc.parquet",
-                  "group_gain.parquet", "findings.parquet", "overview.html")
+                  "group_gain.parquet", "findings.parquet", "seeds.parquet", "overview.html")
 SCORING_TABLES = ("scoring_methods.parquet", "table3.parquet")
 
 

@@ -36,7 +36,7 @@ class Study:
         self.instruction_tuned_models = study_config.instruction_tuned_models(config)
         self.variants = study_config.variants(config)
         self._variant_datasets = {v: study_config.variant_datasets(config, v) for v in self.variants}
-        self.seeds = study_config.finetune_seeds(config)
+        self._variant_seeds = {v: study_config.finetune_seeds(config, v) for v in self.variants}
         self._models = {m: ModelConfig.from_config(config, m) for m in self.models}
         self._datasets = {d: DatasetConfig.from_config(config, d) for d in self.datasets}
         # The stages, in the order data flows through them.
@@ -64,10 +64,11 @@ class Study:
 
     def cells(self, model: str, checkpoint: str) -> list[Run]:
         """The fine-tuning cells of one checkpoint: train dataset x train format x train size x variant (those
-        fine-tuning on the train set) x seed."""
+        fine-tuning on the train set) x seed (the variant's)."""
         ft = self.config["finetune"]
         return [Run(model, checkpoint, d, f, str(s), v, str(seed)) for d in ft["datasets"] for f in ft["formats"]
-                for s in ft["sizes"] for v in self.variants if d in self._variant_datasets[v] for seed in self.seeds]
+                for s in ft["sizes"] for v in self.variants if d in self._variant_datasets[v]
+                for seed in self._variant_seeds[v]]
 
     def finetuned_runs(self) -> list[Run]:
         """Every supervised fine-tuning cell: checkpoint x train dataset x train format x train size x variant x
