@@ -163,6 +163,18 @@ def check_references(config: dict, source: str = "config") -> None:
         if "fticl_shots" in variant["hyperparameters"]:  # the fticl train prompts are built once per train set
             fail(f"finetune.variants.{name}.hyperparameters.fticl_shots",
                  "every variant trains on the same prompts; set it in finetune.hyperparameters or finetune.overrides")
+    for name, variant in config["finetune"]["variants"].items():
+        targets = variant["lora"].get("target_modules", "all-linear") if variant["method"] == "lora" else "all-linear"
+        if targets == "all-linear":
+            continue
+        for model in config["models"]:
+            linear = model_linear_modules(config, model)
+            for i, target in enumerate(targets):
+                if linear is not None and not any(n == target or n.endswith("." + target) for n in linear):
+                    short = sorted({n.rsplit(".", 1)[-1] for n in linear})
+                    fail(f"finetune.variants.{name}.lora.target_modules[{i}]",
+                         f"'{target}' is not a linear module of model '{model}'; its linear modules are "
+                         f"{', '.join(short)} (or all-linear)")
     # A cell's seed is its own axis (finetune.seeds): a seed set anywhere below the defaults would be overridden.
     seeded = [(f"finetune.overrides.{d}.seed", hp) for d, hp in config["finetune"]["overrides"].items()]
     seeded += [(f"models.{m}.hyperparameters.seed", spec["hyperparameters"]) for m, spec in config["models"].items()]
@@ -241,6 +253,32 @@ def _check_hyperparameters(hp: dict, key_of, fail) -> None:
     if hp.get("loss") == "micro_batch_mean" and hp.get("recipe") == "paper":
         fail(key_of("loss"), "micro_batch_mean averages over micro-batches of micro_batch_size examples, which recipe "
                              "paper sets to 1 (that is example_mean); use recipe fast, or loss example_mean")
+
+
+def model_linear_modules(config: dict, model: str) -> list[str] | None:
+    """The names of a model's linear layers (what LoRA can adapt), from its architecture alone (built on the meta
+    device): the mini-world's from its config, a local model's from its first checkpoint's config.json. None where
+    it cannot be known before the workflow runs (a hub model: its fine-tune job checks its targets first)."""
+    spec = config["models"][model]
+    if spec["source"] == "miniworld":
+        from transformers import OlmoConfig
+
+        arch = config["miniworld"]["model"]
+        architecture = OlmoConfig(vocab_size=config["miniworld"]["tokenizer"]["vocab_size"], eos_token_id=None,
+                                  pad_token_id=None, bos_token_id=None, **arch)
+    elif spec["source"] == "local" and (Path(spec["path"]) / checkpoint_name(spec["checkpoints"][0])
+                                        / "config.json").is_file():
+        from transformers import AutoConfig
+
+        architecture = AutoConfig.from_pretrained(Path(spec["path"]) / checkpoint_name(spec["checkpoints"][0]))
+    else:
+        return None
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        layers = AutoModelForCausalLM.from_config(architecture).named_modules()
+        return [name for name, module in layers if isinstance(module, torch.nn.Linear)]
 
 
 def _hyperparameter_key(config: dict, key: str, dataset: str, model: str, variant: str) -> str:

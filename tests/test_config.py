@@ -149,6 +149,7 @@ def test_a_truncation_for_the_instruction_mix_is_refused(demo_config):
 def test_without_variants_or_seeds_a_study_has_one_full_variant_and_the_hyperparameters_seed(demo_config):
     from amuro.config import finetune_seeds, variant_method, variants
 
+    demo_config["finetune"].pop("variants")  # the demo's own: full and LoRA
     config = validate_config(demo_config)
     assert variants(config) == ["full"] and variant_method(config, "full") == {"method": "full"}
     assert finetune_seeds(config) == [config["finetune"]["hyperparameters"]["seed"]] == [42]
@@ -192,3 +193,21 @@ def test_a_seed_below_the_defaults_is_refused_since_the_seed_is_an_axis(demo_con
     with pytest.raises(ConfigError, match=r"key 'finetune\.overrides\.people_nli\.seed': the fine-tuning seed is an "
                                           r"axis of the study"):
         validate_config(demo_config)
+
+
+def test_a_lora_target_the_model_does_not_have_is_named_at_load_with_the_models_linear_modules(demo_config):
+    demo_config["finetune"]["variants"] = {"full": {}, "lora": {"method": "lora", "lora": {
+        "target_modules": ["q_proj", "c_attn"]}}}
+    with pytest.raises(ConfigError, match=r"key 'finetune\.variants\.lora\.lora\.target_modules\[1\]': 'c_attn' is not "
+                                          r"a linear module of model 'miniworld'; its linear modules are down_proj, "
+                                          r"gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj"):
+        validate_config(demo_config)
+    demo_config["finetune"]["variants"]["lora"]["lora"]["target_modules"] = ["q_proj", "v_proj"]
+    validate_config(demo_config)
+
+
+def test_a_variant_may_list_its_own_seeds(demo_config):
+    from amuro.config import finetune_seeds
+
+    config = validate_config(demo_config)
+    assert finetune_seeds(config, "lora") == [42, 43] and finetune_seeds(config, "full") == [42]

@@ -162,7 +162,7 @@ def test_a_per_checkpoint_job_scores_every_cell_of_its_checkpoint_and_other_form
     checkpoint = study.checkpoints("miniworld")[-1]
     jobs = study.evaluation.checkpoint_jobs("miniworld", checkpoint)
     cells = [r for r in study.finetuned_runs() if r.checkpoint == checkpoint]
-    assert [j["model_dir"] for j in jobs] == [r.dir for r in cells] and len(jobs) == 5
+    assert [j["model_dir"] for j in jobs] == [r.dir for r in cells] and len(jobs) == 5 + 2 * 2  # full, LoRA x 2 seeds
     nli = next(j for j in jobs if j["meta"]["train_dataset"] == "people_nli")
     grid = {(r["dataset"], r["format"]) for r in nli["requests"]}
     nli_sets = {"people_nli", "product_nli"}
@@ -172,7 +172,9 @@ def test_a_per_checkpoint_job_scores_every_cell_of_its_checkpoint_and_other_form
     files = sorted(r["output"] for j in jobs for r in j["requests"])
     patterns = study.evaluation.checkpoint_patterns()
     assert sorted(p.format(model="miniworld", checkpoint=checkpoint) for p in patterns) == files
-    assert study.evaluation.checkpoint_inputs("miniworld", checkpoint)["models"] == [r.dir for r in cells]
+    # LoRA cells are adapters: their job reads the checkpoint they adapt too.
+    models = study.evaluation.checkpoint_inputs("miniworld", checkpoint)["models"]
+    assert models == [r.dir for r in cells] + [cells[0].base.dir]
     # Base checkpoints are still scored in every format, the shared base of every comparison.
     base = study.run("miniworld", checkpoint)
     assert {r["format"] for r in study.evaluation.requests(base) if r["dataset"] == "diary_summary"} == {
@@ -358,7 +360,7 @@ def test_variants_and_seeds_multiply_the_cells_and_their_jobs():
     # 3 checkpoints x (2 train sets full + 1 lora) x 3 seeds
     assert len(study.finetuned_runs()) == 3 * 3 * 3
     planned = jobs_per_rule(study)
-    expected = expected_jobs(config, FIGURES_LEFT_OUT[TINY])
+    expected = expected_jobs(config, FIGURES_LEFT_OUT[TINY] - {"full_vs_lora"})  # it has a LoRA variant now
     assert planned == {rule: expected[rule] for rule in planned}
     constraints = study.wildcard_constraints()
     assert all(re.fullmatch(constraints["train"], run.id) for run in study.runs())
