@@ -16,6 +16,17 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
+def unmatched_targets(targets: list[str], linear_modules: list[str]) -> list[str]:
+    """The LoRA target modules that name none of a model's linear modules (peft matches a target to a module's whole
+    name or its last components)."""
+    return [t for t in targets if not any(name == t or name.endswith("." + t) for name in linear_modules)]
+
+
+def module_kinds(linear_modules: list[str]) -> str:
+    """A model's linear modules by their last name (q_proj, v_proj, ...), for an error message."""
+    return ", ".join(sorted({name.rsplit(".", 1)[-1] for name in linear_modules}))
+
+
 def is_adapter(model_dir: str | Path) -> bool:
     """Whether a model directory holds a LoRA adapter rather than a whole model."""
     return (Path(model_dir) / ADAPTER_CONFIG).is_file()

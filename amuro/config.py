@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from amuro.adapters import module_kinds, unmatched_targets
 from amuro.tasks import TASKS
 
 SCHEMA_PATH = Path(str(resources.files("amuro") / "schemas" / "config.schema.yaml"))
@@ -169,12 +170,10 @@ def check_references(config: dict, source: str = "config") -> None:
             continue
         for model in config["models"]:
             linear = model_linear_modules(config, model)
-            for i, target in enumerate(targets):
-                if linear is not None and not any(n == target or n.endswith("." + target) for n in linear):
-                    short = sorted({n.rsplit(".", 1)[-1] for n in linear})
-                    fail(f"finetune.variants.{name}.lora.target_modules[{i}]",
-                         f"'{target}' is not a linear module of model '{model}'; its linear modules are "
-                         f"{', '.join(short)} (or all-linear)")
+            for target in unmatched_targets(targets, linear) if linear is not None else []:
+                fail(f"finetune.variants.{name}.lora.target_modules[{targets.index(target)}]",
+                     f"'{target}' is not a linear module of model '{model}'; its linear modules are "
+                     f"{module_kinds(linear)} (or all-linear)")
     # A cell's seed is its own axis (finetune.seeds): a seed set anywhere below the defaults would be overridden.
     seeded = [(f"finetune.overrides.{d}.seed", hp) for d, hp in config["finetune"]["overrides"].items()]
     seeded += [(f"models.{m}.hyperparameters.seed", spec["hyperparameters"]) for m, spec in config["models"].items()]

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from amuro.adapters import ADAPTER_WEIGHTS
+from amuro.adapters import ADAPTER_WEIGHTS, module_kinds, unmatched_targets
 from amuro.finetune.settings import FinetuneError, LoraSettings
 
 
@@ -21,17 +21,15 @@ def linear_modules(model) -> list[str]:
 
 
 def check_target_modules(model, lora: LoraSettings) -> None:
-    """Every configured target module names a linear layer of the model (as peft matches them: the whole name or
-    its last components), else an error naming it and listing the model's linear modules."""
+    """Every configured target module names a linear layer of the model, else an error naming it and listing the
+    model's linear modules (the config check does the same at load, where the model is known then)."""
     if lora.target_modules == "all-linear":
         return
     names = linear_modules(model)
-    for target in lora.target_modules:
-        if not any(name == target or name.endswith("." + target) for name in names):
-            short = sorted({name.rsplit(".", 1)[-1] for name in names})
-            raise FinetuneError(
-                f"lora target module {target!r} is not a linear module of this model; its linear modules are "
-                f"{', '.join(short)} (set finetune.variants.<name>.lora.target_modules to some of them, or all-linear)")
+    for target in unmatched_targets(lora.target_modules, names):
+        raise FinetuneError(
+            f"lora target module {target!r} is not a linear module of this model; its linear modules are "
+            f"{module_kinds(names)} (set finetune.variants.<name>.lora.target_modules to some of them, or all-linear)")
 
 
 def with_lora(model, lora: LoraSettings, seed: int):
