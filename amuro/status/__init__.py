@@ -27,7 +27,7 @@ from amuro.study import Run, Study
 from amuro.study.runs import CELL_AXES
 
 from amuro.status.disk import Disk, SnakemakeRun, classify
-from amuro.status.page import _CSS, _chip, _column_label, _error_label, _iso, _legend, _runs_label, _spans
+from amuro.status.page import CSS, chip, column_label, error_label, iso, legend, runs_label, spans
 from amuro.status.jobs import STAGES, STATES, Job, plan_jobs, run_kind
 
 FORMAT = 1  # of the --json document; raised when a key changes meaning or goes away
@@ -98,7 +98,7 @@ class Status:
         return {
             "format": FORMAT,
             "directory": str(self.directory),
-            "checked": _iso(self.checked),
+            "checked": iso(self.checked),
             "snakemake": {"run": self.run_state(), "summary": self.snakemake.summary(), "host": self.snakemake.host,
                           "locked": self.snakemake.locked, "processes": sorted(self.snakemake.processes)},
             "states": list(STATES),
@@ -118,7 +118,7 @@ class Status:
     # --- As text ---
 
     def text(self, listed: int = 20) -> str:
-        lines = [f"amuro status of {self.directory} at {_iso(self.checked)}", self.snakemake.summary(), ""]
+        lines = [f"amuro status of {self.directory} at {iso(self.checked)}", self.snakemake.summary(), ""]
         header = ["stage", "jobs", *(s.replace("_", " ") for s in STATES)]
         rows = [[stage, *map(str, counts.values())] for stage, counts in self.totals().items()]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -129,11 +129,11 @@ class Status:
             if jobs:
                 lines += ["", f"{state} ({len(jobs)}):"]
             for job in jobs[:listed]:
-                lines.append(f"  {job.stage} {_runs_label(job)}"
+                lines.append(f"  {job.stage} {runs_label(job)}"
                              + (f" (cluster job {job.external_jobid})" if job.external_jobid else ""))
                 lines.append(f"    log: {job.log}")
                 if job.error:
-                    lines.append(f"    {_error_label(job)}{job.error}")
+                    lines.append(f"    {error_label(job)}{job.error}")
             if len(jobs) > listed:
                 lines.append(f"  ... and {len(jobs) - listed} more (all of them: --json or --html)")
         for state, outputs in self.outside_grid().items():
@@ -147,9 +147,9 @@ class Status:
     def html(self) -> str:
         e = html.escape
         parts = [f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>amuro status</title>"
-                 f"<style>{_CSS}</style></head><body>",
-                 f"<h1>amuro status</h1><p>{e(str(self.directory))}, checked {e(_iso(self.checked))}.<br>"
-                 f"{e(self.snakemake.summary())}.</p>", _legend(), self._totals_html()]
+                 f"<style>{CSS}</style></head><body>",
+                 f"<h1>amuro status</h1><p>{e(str(self.directory))}, checked {e(iso(self.checked))}.<br>"
+                 f"{e(self.snakemake.summary())}.</p>", legend(), self._totals_html()]
         for model in self.study.models:
             parts.append(self._grid_html(model))
         parts.append(self._jobs_html())
@@ -178,22 +178,22 @@ class Status:
             row = "<tr>"
             if i == 0:
                 row += f"<th rowspan='{depth}'>checkpoint</th>" + "".join(
-                    f"<th rowspan='{depth}'>{e(_column_label(r))}</th>" for r in single if r.is_base)
-            for value, span in _spans(level):
+                    f"<th rowspan='{depth}'>{e(column_label(r))}</th>" for r in single if r.is_base)
+            for value, span in spans(level):
                 row += f"<th colspan='{span}'>{e(value[-1])}</th>"
             if i == 0:
-                row += "".join(f"<th rowspan='{depth}'>{e(_column_label(r))}</th>"
+                row += "".join(f"<th rowspan='{depth}'>{e(column_label(r))}</th>"
                                for r in single if r.is_instruction_tuned)
             head.append(row + "</tr>")
         if not cells:
-            head = ["<tr><th>checkpoint</th>" + "".join(f"<th>{e(_column_label(r))}</th>" for r in single) + "</tr>"]
+            head = ["<tr><th>checkpoint</th>" + "".join(f"<th>{e(column_label(r))}</th>" for r in single) + "</tr>"]
         order = [r for r in columns if r.is_base] + cells + [r for r in columns if r.is_instruction_tuned]
         body = []
         for checkpoint in self.study.checkpoints(model):
             row = f"<tr><th>{e(checkpoint)}</th>"
             for column in order:
                 run = dataclasses.replace(column, checkpoint=checkpoint)
-                row += "<td>" + "".join(_chip(stage, job) for stage, job in self.by_run[run].items()) + "</td>"
+                row += "<td>" + "".join(chip(stage, job) for stage, job in self.by_run[run].items()) + "</td>"
             body.append(row + "</tr>")
         return f"<h2>{e(model)}</h2><table class='grid'>{''.join(head)}{''.join(body)}</table>"
 
@@ -205,10 +205,10 @@ class Status:
             if not jobs:
                 continue
             items = "".join(
-                f"<li><b>{e(job.stage)}</b> {e(_runs_label(job))}"
+                f"<li><b>{e(job.stage)}</b> {e(runs_label(job))}"
                 + (f" (cluster job {e(job.external_jobid)})" if job.external_jobid else "")
                 + f"<br>log: <code>{e(job.log)}</code>"
-                + (f"<br>{_error_label(job)}<code class='error'>{e(job.error)}</code>" if job.error else "") + "</li>"
+                + (f"<br>{error_label(job)}<code class='error'>{e(job.error)}</code>" if job.error else "") + "</li>"
                 for job in jobs)
             parts.append(f"<h2>{state} ({len(jobs)})</h2><ul class='jobs'>{items}</ul>")
         for state, outputs in self.outside_grid().items():
