@@ -6,7 +6,6 @@ one place, requests(); a job's outputs, prompt inputs and output patterns are al
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
 from amuro.axes import main_eval_format
@@ -29,7 +28,9 @@ class Evaluation:
         self.other_formats_own_task = evaluation["finetuned_other_formats"] == "own_task"
         # finetuned_jobs per_checkpoint: one job scores every fine-tuned model of a checkpoint, in turn.
         self.per_checkpoint = evaluation["finetuned_jobs"] == "per_checkpoint"
-        self.requests = cache(self._requests)
+        # One grid per kind of model (pre-trained, or fine-tuned on a task), not one list of requests per run: at
+        # 20,000 jobs keeping every run's requests would hold 150 MB for the length of a dry run.
+        self._grids: dict[tuple[bool, str | None], list[tuple[str, str, int]]] = {}
 
     @property
     def main_format(self) -> str:
@@ -50,20 +51,30 @@ class Evaluation:
         """(eval dataset, format, shots) of one model's evaluation: every shot count in evaluation.fewshot_formats,
         0-shot only in the others; for a fine-tuned model of `train_task` with finetuned_other_formats own_task,
         the other formats only on the sets of its task."""
-        own_task = not base and self.other_formats_own_task
-        return [(d, f, k) for d in self.study.eval_datasets for f in self.study.formats for k in self.shots(d, base)
+        return list(self._grid(base, None if base else train_task))
+
+    def _grid(self, base: bool, train_task: str | None) -> list[tuple[str, str, int]]:
+        key = (base, train_task)
+        if key not in self._grids:
+            own_task = not base and self.other_formats_own_task
+            self._grids[key] = [
+                (d, f, k) for d in self.study.eval_datasets for f in self.study.formats for k in self.shots(d, base)
                 if (k == 0 or f in self.fewshot_formats)
                 and not (own_task and f != self.main_format and self.study.dataset(d).task != train_task)]
+        return self._grids[key]
 
-    def _requests(self, run: Run, fields: tuple[tuple[str, str], ...] | None = None) -> list[dict]:
+    def _run_grid(self, run: Run) -> list[tuple[str, str, int]]:
+        """The grid of one run: none for an instruction-tuned model (scored on the benchmarks only)."""
+        if run.is_instruction_tuned:
+            return []
+        return self._grid(run.is_base, None if run.is_base else self.study.dataset(run.train_dataset).task)
+
+    def requests(self, run: Run, fields: tuple[tuple[str, str], ...] | None = None) -> list[dict]:
         """What one model's evaluation does: every eval set x format x shot count, its prompt file and output.
         `fields` (for output patterns) replaces the run's own path fields."""
-        if run.is_instruction_tuned:
-            return []  # scored on the benchmarks only
-        train_task = None if run.is_base else self.study.dataset(run.train_dataset).task
         path_fields = dict(fields) if fields is not None else run.fields
         requests = []
-        for dataset, fmt, shots in self.grid(run.is_base, train_task):
+        for dataset, fmt, shots in self._run_grid(run):
             spec = self.study.dataset(dataset)
             requests.append({
                 "dataset": dataset, "task": spec.task, "format": fmt, "shots": shots,
@@ -88,7 +99,7 @@ class Evaluation:
 
     def index(self, run: Run) -> list[str]:
         """The index of what the run's evaluation wrote (none for a run scored on the benchmarks only)."""
-        return [fill(PREDICTION_INDEX, **run.fields)] if self.requests(run) else []
+        return [fill(PREDICTION_INDEX, **run.fields)] if self._run_grid(run) else []
 
     def prediction_files(self, run: Run) -> list[str]:
         return [r["output"] for r in self.requests(run)]
@@ -154,8 +165,8 @@ class Evaluation:
 
     def scores_classification(self) -> bool:
         """Whether the study has classification predictions in the main eval format (Table 3's data)."""
-        return any(r["format"] == self.main_format and self.study.dataset(r["dataset"]).is_classification
-                   for run in self.study.runs() for r in self.requests(run))
+        return any(f == self.main_format and self.study.dataset(d).is_classification
+                   for run in self.study.runs() for d, f, _ in self._run_grid(run))
 
     def indexes(self) -> list[str]:
         """The index of every evaluated run: what the scoring-method comparison (Table 3) reads its files from."""
