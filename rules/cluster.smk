@@ -20,7 +20,7 @@ def job_size(stage, resource):
     def request(wildcards, attempt):
         return JOB_SIZE[stage][resource] * STUDY.finetuning.gpus(STUDY.run_for(wildcards)) * attempt
 
-    return request
+    return known_params(request)
 
 
 def checkpoint_job_size(resource):
@@ -31,9 +31,10 @@ def checkpoint_job_size(resource):
         models = len(STUDY.evaluation.finetuned_at(wildcards.model, wildcards.checkpoint))
         return size * models if resource == "runtime" else size
 
-    return request
+    return known_params(request)
 
 
+@known_params
 def launcher(wildcards):
     """One process, or on several GPUs the `deepspeed` launcher as one task that sees them all, on a free port."""
     gpus = STUDY.finetuning.gpus(STUDY.run_for(wildcards))
