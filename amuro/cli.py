@@ -251,8 +251,9 @@ COMMANDS = (
                 arg("--work-dir", help="where the temporary model and runs go (default: the system's temp dir)"),
                 arg("--plan", action="store_true",
                     help="instead: dry-run the paper's study grown to about 500, 5,000 and 20,000 jobs (jobs, "
-                         "seconds, peak memory)"),
-                arg("--studies", nargs="+", choices=["500", "5000", "20000"], help="with --plan: only these"),
+                         "seconds, peak memory), and Snakemake's floor (the 20,000-job shape without amuro)"),
+                arg("--studies", nargs="+", choices=["500", "5000", "20000", "floor"],
+                    help="with --plan: only these"),
                 arg("--config", help="with --plan: the study to grow (default: workflow_config.yaml)"))),
 )
 

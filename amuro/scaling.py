@@ -3,6 +3,9 @@
 The paper's config is grown to about 500, 5,000 and 20,000 jobs (more checkpoints, every dataset as a train set,
 three train formats, three train sizes) and each is dry-run (`snakemake -n`) in an empty directory, as a researcher
 does before every run, rerun or single figure. Reported per study: jobs, seconds, peak memory, and time per job.
+
+`floor` is Snakemake's own share: bench/floor/Snakefile, the 20,000-job study's shape (its checkpoints, cells per
+checkpoint and prediction files per evaluation job) with no amuro code, dry-run the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+FLOOR = ROOT / "bench" / "floor" / "Snakefile"
 
 # name -> (OLMo-1B checkpoints, train formats, train sizes); every dataset of the config is a train set.
 STUDIES = {
@@ -43,11 +47,25 @@ def grown_config(config: dict, checkpoints: int, formats: list[str], sizes: list
     return grown
 
 
-def dry_run(configfile: Path, work_dir: Path) -> dict:
+def floor_config(config: dict) -> dict:
+    """The floor Snakefile's --config for a (validated) study: its checkpoints, cells per checkpoint and prediction
+    files per fine-tuned and per pre-trained evaluation job."""
+    from amuro.study import Study
+
+    study = Study(config)
+    checkpoints = len(study.base_runs())
+    return {"checkpoints": checkpoints, "cells": len(study.finetuned_runs()) // checkpoints,
+            "outputs": len(study.evaluation.output_patterns(base=False)),
+            "base_outputs": len(study.evaluation.output_patterns(base=True))}
+
+
+def dry_run(configfile: Path | None, work_dir: Path, snakefile: Path = ROOT / "Snakefile",
+            config: dict | None = None) -> dict:
     """One dry run: jobs planned, wall seconds and peak memory (GB) of the snakemake process."""
-    command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-               "-d", str(work_dir), "--configfile", str(configfile), "--cores", "1", "--dry-run", "--quiet",
-               "rules"]
+    command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "snakemake", "-s", str(snakefile),
+               "-d", str(work_dir), "--cores", "1", "--dry-run", "--quiet", "rules"]
+    command += ["--configfile", str(configfile)] if configfile else []
+    command += ["--config", *(f"{k}={v}" for k, v in config.items())] if config else []
     start = time.perf_counter()
     run = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -64,14 +82,21 @@ def plan_bench(config: str | Path | None = None, studies: list[str] | None = Non
     base = yaml.safe_load(Path(config or ROOT / "workflow_config.yaml").read_text())
     results = []
     with tempfile.TemporaryDirectory(prefix="amuro-plan-") as tmp:
-        for name in studies or list(STUDIES):
-            checkpoints, formats, sizes = STUDIES[name]
-            configfile = Path(tmp) / f"study{name}.yaml"
-            configfile.write_text(yaml.safe_dump(grown_config(base, checkpoints, formats, sizes)))
+        for name in studies or [*STUDIES, "floor"]:
             work_dir = Path(tmp) / f"work{name}"
             work_dir.mkdir()
-            result = {"study": name, "checkpoints": checkpoints, "train_sets": len(base["datasets"]),
-                      "formats": len(formats), "sizes": len(sizes), **dry_run(configfile, work_dir)}
+            if name == "floor":
+                from amuro.config import validate_config
+
+                checkpoints, formats, sizes = STUDIES["20000"]
+                shape = floor_config(validate_config(grown_config(base, checkpoints, formats, sizes)))
+                result = {"study": name, **shape, **dry_run(None, work_dir, FLOOR, shape)}
+            else:
+                checkpoints, formats, sizes = STUDIES[name]
+                configfile = Path(tmp) / f"study{name}.yaml"
+                configfile.write_text(yaml.safe_dump(grown_config(base, checkpoints, formats, sizes)))
+                result = {"study": name, "checkpoints": checkpoints, "train_sets": len(base["datasets"]),
+                          "formats": len(formats), "sizes": len(sizes), **dry_run(configfile, work_dir)}
             print("{study:>6} jobs {jobs:>6}  {seconds:>7.1f} s  {peak_gb:>5.2f} GB  {ms_per_job:>5.2f} ms/job"
                   .format(**result), flush=True)
             results.append(result)
