@@ -51,3 +51,27 @@ def test_the_plan_benchmark_dry_runs_the_grown_paper_study_and_reports_its_jobs(
     assert result["jobs"] == expected_jobs(config, {"train_size", "fticl"}).total()
     assert result["seconds"] > 0 and 0 < result["peak_gb"] < 4
     assert json.loads((tmp_path / "plan.json").read_text()) == [result]
+
+
+def test_the_floor_snakefile_defaults_to_the_20000_job_studys_shape():
+    import re
+
+    import yaml
+
+    from amuro.config import validate_config
+    from amuro.scaling import FLOOR, STUDIES, grown_config, floor_config
+    from jobs import PAPER
+
+    shape = floor_config(validate_config(grown_config(yaml.safe_load(PAPER.read_text()), *STUDIES["20000"])))
+    defaults = dict(re.findall(r'config\.get\("(\w+)", (\d+)\)', FLOOR.read_text()))
+    assert {key: int(value) for key, value in defaults.items()} == shape
+
+
+@pytest.mark.workflow
+def test_the_floor_plans_a_fetch_and_evaluation_per_checkpoint_and_a_fine_tune_evaluation_and_summary_per_cell(
+        tmp_path):
+    from amuro.scaling import FLOOR, dry_run
+
+    result = dry_run(None, tmp_path, FLOOR, {"checkpoints": 2, "cells": 3, "outputs": 2, "base_outputs": 4})
+    assert result["jobs"] == 2 * 2 + 2 * 3 * 2 + 2 * (3 + 1) + 1  # fetch, base evaluation; fine-tune, its
+    # evaluation; summaries (cells and base); all
