@@ -81,10 +81,10 @@ def test_jobs_find_their_run_from_wildcards_and_unknown_runs_are_named(tiny):
 
 def test_an_evaluation_job_reads_exactly_the_prompt_files_it_scores(tiny):
     cell = tiny.run("mini", "step150-tokens307K", "people_nli-default-all-full-42")
-    assert tiny.evaluation.prompts(cell) == [f"results/prompts/{d}/{f}/test.parquet"
-                                       for d in ("diary_summary", "people_nli", "product_sentiment")
-                                       for f in ("default", "instruct")]
     requests = tiny.evaluation.requests(cell)
+    assert list(dict.fromkeys(r["prompts"] for r in requests)) == [
+        f"results/prompts/{d}/{f}/test.parquet" for d in ("diary_summary", "people_nli", "product_sentiment")
+        for f in ("default", "instruct")]
     assert len(requests) == 3 * 2 * 1  # eval sets x formats x fine-tuned shot counts
     assert requests[2] == {
         "dataset": "people_nli", "task": "nli", "format": "default", "shots": 0,

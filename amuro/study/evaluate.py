@@ -84,10 +84,6 @@ class Evaluation:
             })
         return requests
 
-    def prompts(self, run: Run) -> list[str]:
-        """The prompt files one evaluation job reads, and nothing else."""
-        return list(dict.fromkeys(r["prompts"] for r in self.requests(run)))
-
     def prompt_index(self) -> list[str]:
         """What an evaluation job depends on for its prompts: the index of every eval set's test prompts (every job
         reads all of them), one input instead of one per set and format."""
