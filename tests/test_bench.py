@@ -48,7 +48,7 @@ def test_the_plan_benchmark_dry_runs_the_grown_paper_study_and_reports_its_jobs(
     (result,) = plan_bench(studies=["500"], json_out=tmp_path / "plan.json")
     checkpoints, formats, sizes = STUDIES["500"]
     config = validate_config(grown_config(yaml.safe_load(PAPER.read_text()), checkpoints, formats, sizes))
-    assert result["jobs"] == expected_jobs(config, {"train_size", "fticl"}).total()
+    assert result["jobs"] == expected_jobs(config, {"train_size", "fticl", "full_vs_lora"}).total()
     assert result["seconds"] > 0 and 0 < result["peak_gb"] < 4
     assert json.loads((tmp_path / "plan.json").read_text()) == [result]
 

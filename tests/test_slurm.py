@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from amuro.config import instruction_tuned_models, load_config, model_checkpoints
+from amuro.config import finetune_seeds, instruction_tuned_models, load_config, model_checkpoints
 from conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -40,7 +40,8 @@ STUDY = ROOT / "tests" / "slurm" / "study.yaml"  # the tiny study, cut to the fe
 COMPUTE_RULES = {"miniworld_generate", "miniworld_tokenizer", "miniworld_pretrain", "finetune", "evaluate_base",
                  "evaluate_finetuned", "evaluate_benchmarks"}
 # The cell the failure test cancels (model, checkpoint, dataset, train format, size): the middle checkpoint.
-FAILED_CELL = ("mini", model_checkpoints(load_config(STUDY), "mini")[1], "people_nli", "default", "all")
+FAILED_CELL = ("mini", model_checkpoints(load_config(STUDY), "mini")[1], "people_nli", "default", "all", "full",
+               str(finetune_seeds(load_config(STUDY))[0]))
 FIGURE = "pretraining_curves"
 PROCESS_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 RUN_TIMEOUT = 1500

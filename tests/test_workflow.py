@@ -39,9 +39,11 @@ def test_one_figure_schedules_only_the_cells_it_shows(tmp_path):
                            prepare_dataset=10, build_test_prompts=30, index_prompts=1, evaluate_base=5,
                            evaluate_benchmarks=5,
                            summarize_predictions=5, figure=1)
-    # The in-domain comparison needs every checkpoint fine-tuned on every train set, and nothing else.
+    # The in-domain comparison needs every checkpoint fine-tuned on every train set, and nothing else: it shows the
+    # full variant, but one evaluation job per checkpoint scores all of its cells (LoRA's two train sets at two
+    # seeds too).
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/finetuned_vs_base.pdf")
-    assert jobs["finetune"] == 5 * 5 and jobs["evaluate_finetuned"] == 5  # one evaluation job per checkpoint
+    assert jobs["finetune"] == 5 * (5 + 2 * 2) and jobs["evaluate_finetuned"] == 5
     assert jobs["summarize_predictions"] == 5 + 5 * 5 and jobs["figure"] == 1
     assert "results_table" not in jobs and "tables" not in jobs
 
@@ -294,7 +296,7 @@ def test_fticl_and_train_sizes_add_their_cells(tmp_path):
     configfile = tmp_path / "grid.yaml"
     configfile.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(tmp_path, configfile)
-    assert jobs == expected_jobs(load_config(configfile), {"cross_domain"})
+    assert jobs == expected_jobs(load_config(configfile), {"cross_domain", "full_vs_lora"})
     assert jobs["finetune"] == 3 * 2 * 2 * 2 + 3 and jobs["build_fticl_prompts"] == 2  # + instruction tuning
     cell = "results/predictions/mini/step20-tokens40K/people_nli-fticl-100-full-42/people_nli/default/0shot.parquet"
     assert planned_jobs(tmp_path, configfile, cell)["build_fticl_prompts"] == 1
@@ -331,7 +333,7 @@ def test_the_paper_config_plans_instruction_tuning_per_olmo_checkpoint_and_llama
     assert jobs["prepare_instructions"] == 1
     assert jobs["evaluate_benchmarks"] == (olmo + llama) + olmo  # every base checkpoint + every Tulu model
     assert jobs["fetch_checkpoint"] == olmo + llama
-    assert jobs == expected_jobs(config, {"train_size", "fticl"})
+    assert jobs == expected_jobs(config, {"train_size", "fticl", "full_vs_lora"})
     # Llama3-8B's cells start the deepspeed launcher on 4 GPUs; OLMo's run as one process.
     out = snakemake(tmp_path, ROOT / "workflow_config.yaml", "--dry-run", "--printshellcmds",
                     "results/finetuned/llama3_8b/main/xsum/default/all/full/42",
