@@ -134,6 +134,26 @@ def test_bootstrap_ci_narrows_with_lower_confidence():
     assert high50 - low50 < high95 - low95
 
 
+@pytest.mark.parametrize("confidence", [0.95, 0.9, 0.5])
+def test_bootstrap_ci_is_scipys_percentile_bootstrap(confidence):
+    # The interval written out in numpy draws and cuts as scipy.stats.bootstrap does (scipy is still installed, by
+    # scikit-learn); its quantile may round the last bit differently.
+    scipy_stats = pytest.importorskip("scipy.stats")
+    scores = np.random.default_rng(3).random(57).round(2)
+    ours = bootstrap_ci(scores, resamples=700, confidence=confidence, seed=11)
+    theirs = scipy_stats.bootstrap((scores,), np.mean, n_resamples=700, confidence_level=confidence,
+                                   method="percentile", vectorized=True, axis=-1,
+                                   rng=np.random.default_rng(11)).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), abs=1e-12)
+
+
+def test_summaries_do_not_import_scipy():
+    # A summary job's start-up: scipy.stats alone took longer than the rest of its work.
+    code = "import sys, amuro.results, amuro.metrics as m; m.summarize([0.1, 0.9, 0.5]); print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
+
+
 def test_bootstrap_ci_of_constant_scores_is_the_constant_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from statistics import NormalDist
 
 import polars as pl
 
@@ -117,14 +118,13 @@ def finetuned_vs_base(table, figure_id, confidence, groups):
 
 @draws("finetuning_gain")
 def finetuning_gain(table, figure_id, confidence, groups):
-    from scipy.stats import norm
-
     rows = main_transfer(table, figure_id, relation="in-domain")
     groups = analysis.dataset_groups(table, groups)
     order = {"not learned in pre-training": 0, "learned in pre-training": 1}
     datasets = sorted(rows["train_dataset"].unique().to_list(), key=lambda d: (order.get(groups.get(d), 2), d))
     axis = CheckpointAxis(rows)
-    scale = norm.ppf(0.5 + ERRORBAR_CONFIDENCE / 2) / norm.ppf(0.5 + confidence / 2)
+    z = NormalDist().inv_cdf
+    scale = z(0.5 + ERRORBAR_CONFIDENCE / 2) / z(0.5 + confidence / 2)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(datasets) + 2), 3.8), layout="constrained")
     width = 0.8 / len(axis.pairs)
