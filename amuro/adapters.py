@@ -16,6 +16,15 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
+def linear_modules(model) -> list[str]:
+    """The full names of a model's linear layers (what LoRA can adapt; GPT-2's Conv1D is one too). The model may be
+    built on the meta device: only its modules are read."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    return [name for name, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))]
+
+
 def unmatched_targets(targets: list[str], linear_modules: list[str]) -> list[str]:
     """The LoRA target modules that name none of a model's linear modules (peft matches a target to a module's whole
     name or its last components)."""

@@ -275,9 +275,10 @@ def model_linear_modules(config: dict, model: str) -> list[str] | None:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from amuro.adapters import linear_modules
+
     with torch.device("meta"):
-        layers = AutoModelForCausalLM.from_config(architecture).named_modules()
-        return [name for name, module in layers if isinstance(module, torch.nn.Linear)]
+        return linear_modules(AutoModelForCausalLM.from_config(architecture))
 
 
 def _hyperparameter_key(config: dict, key: str, dataset: str, model: str, variant: str) -> str:

@@ -6,18 +6,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
 import transformers
 
-from amuro.adapters import ADAPTER_WEIGHTS, module_kinds, unmatched_targets
+from amuro.adapters import ADAPTER_WEIGHTS, linear_modules, module_kinds, unmatched_targets
 from amuro.finetune.settings import FinetuneError, LoraSettings
-
-
-def linear_modules(model) -> list[str]:
-    """The full names of the model's linear layers (what LoRA can adapt)."""
-    from transformers.pytorch_utils import Conv1D
-
-    return [name for name, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))]
 
 
 def check_target_modules(model, lora: LoraSettings) -> None:
