@@ -155,6 +155,13 @@ COMMANDS = (
             help="Trainer checkpoints for resuming; removed on success"), THREADS,
         # The `deepspeed` launcher appends --local_rank=N; the rank is read from the environment instead.
         arg("--local_rank", "--local-rank", dest="_local_rank", type=int, help=argparse.SUPPRESS))),
+    Command("finetune-cells", "amuro.finetune:finetune_cells",
+            "fine-tune several cells of one checkpoint in turn, in one process (finetune.jobs per_checkpoint)", (
+        arg("--base", dest="base_dir", required=True, help="the pre-trained checkpoint directory"),
+        arg("--cells", type=_json, required=True,
+            help="a JSON list of cells: train_prompts, out_dir, settings, run, scratch_dir (each as for finetune)"),
+        THREADS,
+        arg("--local_rank", "--local-rank", dest="_local_rank", type=int, help=argparse.SUPPRESS))),
     Command("free-port", "amuro.io:print_free_port",
             "print a free TCP port (for the deepspeed launcher's --master_port)"),
     Command("evaluate", "amuro.evaluate:evaluate_models", "evaluate models, in turn, on all of their eval sets", (

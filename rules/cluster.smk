@@ -23,12 +23,13 @@ def job_size(stage, resource):
     return known_params(request)
 
 
-def checkpoint_job_size(resource):
-    """A per-checkpoint evaluation job's request: runtime grows with its models, memory holds one at a time."""
+def checkpoint_job_size(stage, resource):
+    """A per-checkpoint job's request (evaluate: every fine-tuned model of a checkpoint; finetune: every cell):
+    runtime grows with its models, memory holds one at a time."""
 
     def request(wildcards, attempt):
-        size = JOB_SIZE["evaluate"][resource] * STUDY.model(wildcards.model).gpus * attempt
-        models = len(STUDY.evaluation.finetuned_at(wildcards.model, wildcards.checkpoint))
+        size = JOB_SIZE[stage][resource] * STUDY.model(wildcards.model).gpus * attempt
+        models = len(STUDY.cells(wildcards.model, wildcards.checkpoint))
         return size * models if resource == "runtime" else size
 
     return known_params(request)

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 from amuro import config as study_config
 from amuro.figures import FIGURES
 from amuro.study import Study, PlanError, paths
-from amuro.study.runs import BASE
+from amuro.study.runs import BASE, INSTRUCTION_FORMAT
 
 validate(config, "../amuro/schemas/config.schema.yaml")
 study_config.check_references(config, "workflow config")
@@ -23,8 +23,11 @@ STUDY = Study(config)
 MINIWORLD = paths.MINIWORLD
 
 
+WILDCARDS = STUDY.wildcard_constraints()
+
+
 wildcard_constraints:
-    **STUDY.wildcard_constraints(),
+    **WILDCARDS,
 
 
 try:

@@ -55,8 +55,8 @@ else:
         threads: 1
         resources:
             gpu=1,
-            runtime=checkpoint_job_size("runtime"),
-            mem_mb=checkpoint_job_size("mem_mb"),
+            runtime=checkpoint_job_size("evaluate", "runtime"),
+            mem_mb=checkpoint_job_size("evaluate", "mem_mb"),
         log:
             "logs/evaluate/{model}/{checkpoint}/finetuned.log",
         benchmark:

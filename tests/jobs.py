@@ -45,6 +45,9 @@ def expected_jobs(config: dict, figures_left_out: set[str]) -> Counter:
     # One evaluation job per fine-tuned model, or one per checkpoint for all of its models.
     per_checkpoint = config["evaluation"]["finetuned_jobs"] == "per_checkpoint"
     jobs["evaluate_finetuned"] = (checkpoints if per_checkpoint else cells) if cells else 0
+    # One fine-tune job per cell, or one per checkpoint for all of its cells.
+    if ft["jobs"] == "per_checkpoint":
+        jobs["finetune"], jobs["finetune_checkpoint"] = 0, checkpoints if cells else 0
     if "fticl" in ft["formats"]:
         jobs["build_fticl_prompts"] = len(ft["datasets"])
     if all(m["source"] != "miniworld" for m in config["models"].values()):

@@ -32,7 +32,10 @@ def jobs_per_rule(study: Study) -> dict[str, int]:
     return {
         "fetch_checkpoint": len(study.data.checkpoint_dirs()),
         "build_prompts": len(study.data.prompt_files()) // 3,
-        "finetune": len(study.finetuned_runs()) + len(study.instruction_tuned_runs()),
+        "finetune": (0 if study.finetuning.per_checkpoint else len(study.finetuned_runs()))
+                    + len(study.instruction_tuned_runs()),
+        "finetune_checkpoint": (len({(r.model, r.checkpoint) for r in study.finetuned_runs()})
+                                if study.finetuning.per_checkpoint else 0),
         "evaluate_base": sum(r.is_base for r in evaluated),
         "evaluate_finetuned": (len({(r.model, r.checkpoint) for r in evaluated if not r.is_base})
                                if study.evaluation.per_checkpoint else sum(not r.is_base for r in evaluated)),

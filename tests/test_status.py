@@ -242,11 +242,13 @@ def dry_run_jobs(workdir: Path, configfile: Path) -> set[tuple[str, str, frozens
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("per_checkpoint", [False, True])
+@pytest.mark.parametrize("per_checkpoint", [(), ("evaluation",), ("evaluation", "finetune")])
 def test_the_plan_names_each_jobs_outputs_and_log_as_snakemake_does(per_checkpoint, tmp_path):
     config = yaml.safe_load(TINY.read_text())
-    if per_checkpoint:
+    if "evaluation" in per_checkpoint:
         config["evaluation"]["finetuned_jobs"] = "per_checkpoint"
+    if "finetune" in per_checkpoint:
+        config["finetune"]["jobs"] = "per_checkpoint"
     configfile = tmp_path / "study.yaml"
     configfile.write_text(yaml.safe_dump(config))
     stage_of = {rule: stage for stage, rules in RULES.items() for rule in rules}

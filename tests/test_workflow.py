@@ -40,10 +40,10 @@ def test_one_figure_schedules_only_the_cells_it_shows(tmp_path):
                            evaluate_benchmarks=5,
                            summarize_predictions=5, figure=1)
     # The in-domain comparison needs every checkpoint fine-tuned on every train set, and nothing else: it shows the
-    # full variant, but one evaluation job per checkpoint scores all of its cells (LoRA's two train sets at two
-    # seeds too).
+    # full variant, but one job per checkpoint trains all of its cells (LoRA's two train sets at two seeds too) and
+    # one scores them; instruction tuning is not needed.
     jobs = planned_jobs(tmp_path, DEMO_CONFIG, "results/figures/finetuned_vs_base.pdf")
-    assert jobs["finetune"] == 5 * (5 + 2 * 2) and jobs["evaluate_finetuned"] == 5
+    assert jobs["finetune_checkpoint"] == 5 and "finetune" not in jobs and jobs["evaluate_finetuned"] == 5
     assert jobs["summarize_predictions"] == 5 + 5 * 5 and jobs["figure"] == 1
     assert "results_table" not in jobs and "tables" not in jobs
 
@@ -286,6 +286,43 @@ def test_one_evaluation_job_per_checkpoint_writes_the_predictions_one_job_per_ce
     for name in written:
         assert (workdir / cell / name).read_bytes() == (tiny_study / cell / name).read_bytes(), name
     assert (workdir / "logs/evaluate/mini/step20-tokens40K/finetuned.log").is_file()
+
+
+@pytest.mark.slow
+def test_one_finetune_job_per_checkpoint_trains_the_cells_one_job_per_cell_does_and_keeps_them_as_it_grows(
+        tiny_study, tmp_path):
+    """finetune.jobs per_checkpoint (the demo's): the same weights, byte for byte, from one process per checkpoint;
+    a seed added later reruns the job, which keeps the cells it has (untouched) and trains only the new one."""
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["finetune"]["jobs"] = "per_checkpoint"
+    configfile = tmp_path / "tiny_per_checkpoint.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "study"
+    shutil.copytree(tiny_study, workdir)
+    checkpoint = "results/finetuned/mini/step20-tokens40K"
+    cells = [f"{checkpoint}/{dataset}/default/all/full/42" for dataset in ("diary_summary", "people_nli")]
+    for cell in cells:
+        shutil.rmtree(workdir / cell)
+    assert planned_jobs(workdir, configfile, *cells) == Counter(finetune_checkpoint=1)
+    snakemake(workdir, configfile, *cells)
+    weights = lambda root, cell: (root / cell / "model.safetensors").read_bytes()
+    assert all(weights(workdir, cell) == weights(tiny_study, cell) for cell in cells)
+    log = workdir / "logs/finetune/mini/step20-tokens40K/cells.log"
+    assert "cell 2/2" in log.read_text()
+
+    config["finetune"]["seeds"] = [42, 43]
+    configfile.write_text(yaml.safe_dump(config))
+    # Snakemake's own .snakemake_timestamp aside, which it touches in every directory output of a job that ran.
+    trained = {p: p.stat().st_mtime_ns for cell in cells for p in (workdir / cell).iterdir() if p.name[0] != "."}
+    new_cell = f"{checkpoint}/people_nli/default/all/full/43"
+    assert planned_jobs(workdir, configfile, new_cell) == Counter(finetune_checkpoint=1)
+    snakemake(workdir, configfile, new_cell)
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained
+    assert weights(workdir, new_cell) != weights(workdir, cells[1])
+    text = log.read_text()
+    assert text.count("is trained with these settings: kept") == 2 and "cell 4/4: " + new_cell in text
 
 
 def test_fticl_and_train_sizes_add_their_cells(tmp_path):

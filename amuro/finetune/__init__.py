@@ -51,7 +51,8 @@ from amuro.finetune.trainer import (LogProgress, accumulation_steps, attention_i
 from amuro.hashing import hash_files, sha256
 from amuro.io import atomic_path, write_json, write_parquet
 
-__all__ = ["FinetuneError", "FinetuneSettings", "NonFiniteLoss", "Preempted", "check_saved_model", "finetune", "finetune_cell"]
+__all__ = ["FinetuneError", "FinetuneSettings", "NonFiniteLoss", "Preempted", "check_saved_model", "finetune",
+           "finetune_cell", "finetune_cells"]
 
 log = logging.getLogger(__name__)
 
@@ -222,12 +223,49 @@ PREEMPTED_EXIT_CODE = 143
 def finetune_cell(base_dir: str | Path, train_prompts: str | Path, out_dir: str | Path, settings: dict,
                   scratch_dir: str | Path, threads: int = 1, run: dict | None = None) -> None:
     """`amuro finetune`: the base checkpoint checked against its record, then one cell fine-tuned."""
+    finetune_cells(base_dir, [{"train_prompts": train_prompts, "out_dir": out_dir, "settings": settings, "run": run,
+                               "scratch_dir": scratch_dir}], threads)
+
+
+def trained_as(out_dir: str | Path, base_dir: str | Path, settings: FinetuneSettings, run: dict | None) -> bool:
+    """Whether out_dir already holds this cell: its train_meta.json records these settings and this run, trained on
+    this checkpoint (the same record), and every file still matches its hash."""
+    from amuro.checkpoints import CheckpointError, verify_model
+
+    meta_file, resolved = Path(out_dir) / "train_meta.json", Path(base_dir) / "resolved.json"
+    if not meta_file.is_file():
+        return False
+    meta = json.loads(meta_file.read_text())
+    # As JSON wrote them: tuples read back as lists.
+    same = (meta.get("settings") == json.loads(json.dumps(asdict(settings))) and meta.get("run") == run
+            and meta.get("base_dir") == str(Path(base_dir))
+            and meta.get("base_record_sha256") == (sha256(resolved) if resolved.exists() else None))
+    if not same:
+        return False
+    try:
+        verify_model(out_dir)
+    except CheckpointError as exc:
+        log.warning("%s is trained again: %s", out_dir, exc)
+        return False
+    return True
+
+
+def finetune_cells(base_dir: str | Path, cells: list[dict], threads: int = 1) -> None:
+    """`amuro finetune-cells` (finetune.jobs per_checkpoint): the checkpoint checked once, then each cell (train
+    prompts, out_dir, settings, run, scratch_dir) fine-tuned in turn in this process; a cell already trained as
+    asked (trained_as) is kept as it is."""
     from amuro.checkpoints import verify_model
 
     verify_model(base_dir)
-    try:
-        finetune(base_dir, train_prompts, out_dir, FinetuneSettings.from_dict(settings), scratch_dir, threads,
-                 run=run)
-    except Preempted as exc:
-        log.error("%s", exc)
-        raise SystemExit(PREEMPTED_EXIT_CODE) from None
+    for i, cell in enumerate(cells, 1):
+        settings = FinetuneSettings.from_dict(cell["settings"])
+        if trained_as(cell["out_dir"], base_dir, settings, cell["run"]):
+            log.info("cell %d/%d: %s is trained with these settings: kept", i, len(cells), cell["out_dir"])
+            continue
+        log.info("cell %d/%d: %s", i, len(cells), cell["out_dir"])
+        try:
+            finetune(base_dir, cell["train_prompts"], cell["out_dir"], settings, cell["scratch_dir"], threads,
+                     run=cell["run"])
+        except Preempted as exc:
+            log.error("%s", exc)
+            raise SystemExit(PREEMPTED_EXIT_CODE) from None

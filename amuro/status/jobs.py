@@ -11,7 +11,8 @@ from amuro.study.runs import WILDCARDS
 STATES = ("done", "running", "interrupted", "failed", "not_started")
 # fetch: a pre-trained checkpoint made into a model directory; finetune: a cell or an instruction-tuned run.
 STAGES = ("fetch", "finetune", "evaluate", "benchmark", "summary")
-RULES = {"fetch": ("fetch_checkpoint",), "finetune": ("finetune",), "evaluate": ("evaluate_base", "evaluate_finetuned"),
+RULES = {"fetch": ("fetch_checkpoint",), "finetune": ("finetune", "finetune_checkpoint"),
+         "evaluate": ("evaluate_base", "evaluate_finetuned"),
          "benchmark": ("evaluate_benchmarks",), "summary": ("summarize_predictions",)}
 # Each stage's log as its rule in rules/*.smk names it (tests/test_status.py holds them to a dry run's).
 LOGS = {
@@ -21,8 +22,10 @@ LOGS = {
     "benchmark": "logs/evaluate_benchmarks/{model}/{checkpoint}/{train}.log",
     "summary": "logs/summarize_predictions/{model}/{checkpoint}/{train}.log",
 }
-# evaluation.finetuned_jobs per_checkpoint: one job (and log) for every fine-tuned model of a checkpoint.
+# evaluation.finetuned_jobs and finetune.jobs per_checkpoint: one job (and log) for every fine-tuned model (cell)
+# of a checkpoint.
 CHECKPOINT_EVALUATION_LOG = "logs/evaluate/{model}/{checkpoint}/finetuned.log"
+CHECKPOINT_FINETUNE_LOG = "logs/finetune/{model}/{checkpoint}/cells.log"
 
 
 class Outputs:
@@ -109,7 +112,7 @@ def plan_jobs(study: Study) -> tuple[list[Job], dict[Run, dict[str, Job]]]:
     jobs: list[Job] = []
     by_run: dict[Run, dict[str, Job]] = {}
     predictions = prediction_files(study)
-    per_checkpoint: dict[tuple[str, str], Job] = {}
+    per_checkpoint: dict[tuple[str, str, str], Job] = {}
 
     for run in study.runs():
         fields = run.fields
@@ -120,17 +123,24 @@ def plan_jobs(study: Study) -> tuple[list[Job], dict[Run, dict[str, Job]]]:
                 stages[stage] = Job(stage, fill(LOGS[stage], **fields), outputs, [run])
                 jobs.append(stages[stage])
 
-        add("fetch" if run.is_base else "finetune", Outputs.of([run.dir]))
+        def add_to_checkpoint(stage: str, log: str, outputs: Outputs) -> None:
+            job = per_checkpoint.get((stage, run.model, run.checkpoint))
+            if job is None:
+                log = fill(log, model=run.model, checkpoint=run.checkpoint)
+                job = per_checkpoint[(stage, run.model, run.checkpoint)] = Job(stage, log, Outputs(), [])
+                jobs.append(job)
+            job.outputs.groups += outputs.groups
+            job.runs.append(run)
+            stages[stage] = job
+
+        cell = not run.is_base and not run.is_instruction_tuned
+        if cell and study.finetuning.per_checkpoint:
+            add_to_checkpoint("finetune", CHECKPOINT_FINETUNE_LOG, Outputs.of([run.dir]))
+        else:
+            add("fetch" if run.is_base else "finetune", Outputs.of([run.dir]))
         files = predictions(run, fields)
         if files and not run.is_base and study.evaluation.per_checkpoint:
-            job = per_checkpoint.get((run.model, run.checkpoint))
-            if job is None:
-                log = fill(CHECKPOINT_EVALUATION_LOG, model=run.model, checkpoint=run.checkpoint)
-                job = per_checkpoint[(run.model, run.checkpoint)] = Job("evaluate", log, Outputs(), [])
-                jobs.append(job)
-            job.outputs.groups += files.groups
-            job.runs.append(run)
-            stages["evaluate"] = job
+            add_to_checkpoint("evaluate", CHECKPOINT_EVALUATION_LOG, files)
         else:
             add("evaluate", files)
         benchmark = study.benchmarking.files(run)

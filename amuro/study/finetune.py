@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 class Finetuning:
     def __init__(self, study: Study):
         self.study = study
+        # finetune.jobs per_checkpoint: one job trains every supervised cell of a checkpoint, in turn.
+        self.per_checkpoint = study.config["finetune"]["jobs"] == "per_checkpoint"
 
     def train_prompts(self, run: Run) -> str:
         if run.is_instruction_tuned:
@@ -58,3 +60,20 @@ class Finetuning:
     def gpus(self, run: Run) -> int:
         """GPUs a fine-tuning job of this run's model asks for (evaluation always takes one)."""
         return self.study.model(run).gpus
+
+    # --- finetune.jobs per_checkpoint ---
+
+    def checkpoint_patterns(self) -> list[str]:
+        """The cell directories of a per-checkpoint fine-tune job, with {model} and {checkpoint} left as wildcards."""
+        return [cell.dir for cell in self.study.cells("{model}", "{checkpoint}")]
+
+    def checkpoint_inputs(self, model: str, checkpoint: str) -> dict[str, list[str] | str]:
+        """The checkpoint a per-checkpoint job fine-tunes and the train prompts of its cells."""
+        cells = self.study.cells(model, checkpoint)
+        return {"base": Run(model, checkpoint).dir, "train": list(dict.fromkeys(map(self.train_prompts, cells)))}
+
+    def checkpoint_jobs(self, model: str, checkpoint: str) -> list[dict]:
+        """What a per-checkpoint job trains: each cell's train prompts, directory, settings, meta and scratch."""
+        return [{"train_prompts": self.train_prompts(cell), "out_dir": cell.dir, "settings": self.settings(cell),
+                 "run": cell.meta, "scratch_dir": self.scratch_dir(cell)}
+                for cell in self.study.cells(model, checkpoint)]
