@@ -24,7 +24,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoConfig, OlmoFo
 
 from amuro import tokenization
 from amuro.checkpoints import fetch_checkpoint, verify_model
-from amuro.finetune import FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model, finetune
+from amuro.finetune import (FinetuneError, FinetuneSettings, NonFiniteLoss, check_saved_model, finetune,
+                            trained_as)
 from amuro.finetune.examples import IGNORE_INDEX, completion_features, data_collator, load_examples, sample_rows
 from amuro.finetune.trainer import deepspeed_config
 from conftest import write_tiny_olmo
@@ -241,6 +242,20 @@ def test_meta_records_settings_base_checkpoint_and_data(finetuned):
     assert meta["gradient_accumulation_steps"] == 2
     assert {"torch", "transformers", "deepspeed"} <= set(meta["versions"])
     assert meta["wall_time_s"] > 0
+
+
+def test_a_cell_is_kept_only_if_trained_as_asked_and_intact(finetuned, base_dir, tmp_path):
+    # What a per-checkpoint fine-tune job's rerun keeps (finetune.jobs per_checkpoint): the same settings, run and base
+    # checkpoint, and every file matching its hash; anything else is trained again.
+    cell = shutil.copytree(finetuned, tmp_path / "cell")
+    settings = FinetuneSettings.from_dict(SETTINGS)
+    assert trained_as(cell, base_dir, settings, None)
+    assert not trained_as(cell, base_dir, FinetuneSettings.from_dict({**SETTINGS, "learning_rate": 0.5}), None)
+    assert not trained_as(cell, base_dir, settings, {"train": "another-cell"})
+    assert not trained_as(cell, tmp_path / "another-base", settings, None)
+    (cell / "tokenizer.json").write_text("{}")
+    assert not trained_as(cell, base_dir, settings, None)
+    assert not trained_as(tmp_path / "missing", base_dir, settings, None)
 
 
 def test_a_fine_tuned_model_is_a_local_source_whose_train_meta_is_kept_as_its_origins_record(finetuned, tmp_path):
