@@ -122,8 +122,8 @@ class Evaluation:
     # --- finetuned_jobs per_checkpoint ---
 
     def finetuned_at(self, model: str, checkpoint: str) -> list[Run]:
-        """The fine-tuned models one per-checkpoint evaluation job scores."""
-        return [r for r in self.study.finetuned_runs() if (r.model, r.checkpoint) == (model, checkpoint)]
+        """The fine-tuned models one per-checkpoint evaluation job scores: the checkpoint's cells."""
+        return self.study.cells(model, checkpoint)
 
     def checkpoint_patterns(self) -> list[str]:
         """The predictions of a per-checkpoint evaluation job, with {model} and {checkpoint} left as wildcards."""
